@@ -1,0 +1,401 @@
+"""Hub OAuth in front of Streamlit, as ASGI middleware running in the app server's process.
+
+Invariants (each has a test that attacks it):
+
+1. No HTTP request and no websocket upgrade under the app's prefix reaches Streamlit unless it
+   carries a session cookie or a token that the hub says belongs to a *user* whose expanded
+   scopes cover one of ``JUPYTERHUB_OAUTH_ACCESS_SCOPES``.
+2. Streamlit (and so the analyst's code) never sees the ``Authorization`` header or any cookie
+   other than Streamlit's own ``_streamlit_*`` (plus names the operator lists). The browser
+   holds only a random session id; the viewer's OAuth token stays in this process's memory.
+3. ``X-Hub-User`` / ``X-Hub-Groups`` reaching Streamlit are always the verified identity:
+   whatever the client sent under ``X-Hub-*`` is dropped first.
+4. A cross-origin websocket is refused here, independently of Streamlit's own origin check.
+5. A verdict about a token is reused for at most ``auth_cache_seconds`` (default 30 s): that
+   bounds how long a revoked share keeps working.
+
+The OAuth flow is the hub's own (authorization code with PKCE, the server's API token as the
+client secret), spoken directly so the app server does not import ``jupyterhub`` (see
+``spawner.app_server.__init__``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import html
+import json
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlencode
+
+from .activity import ActivityTracker
+from .hub_client import HubClient, HubUnavailable
+from .scopes import grants_access
+from .settings import Settings
+
+log = logging.getLogger("streamlit_hub.auth")
+
+SESSION_COOKIE = "streamlit-hub-session"
+STATE_COOKIE = "streamlit-hub-oauth-state"
+USER_HEADER = "X-Hub-User"
+GROUPS_HEADER = "X-Hub-Groups"
+# Streamlit's st.user is filled from these (server.trustedUserHeaders).
+TRUSTED_USER_HEADERS = {USER_HEADER: "name", GROUPS_HEADER: "groups"}
+
+_MAX_SESSIONS = 10_000
+_MAX_PENDING_LOGINS = 2_000
+_LOGIN_TTL = 600.0
+_SESSION_IDLE_TTL = 12 * 3600.0
+
+
+@dataclass
+class Viewer:
+    name: str
+    groups: tuple[str, ...]
+    allowed: bool
+    checked_at: float
+
+
+class _Bounded(OrderedDict):
+    """An LRU map that forgets its oldest entries beyond ``limit``."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = limit
+
+    def put(self, key, value):
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
+
+
+def _parse_cookies(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    pairs = []
+    for name, value in headers:
+        if name == b"cookie":
+            for part in value.decode("latin-1").split(";"):
+                key, sep, val = part.strip().partition("=")
+                if sep and key:
+                    pairs.append((key, val))
+    return pairs
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _bearer(headers) -> str | None:
+    value = _header(headers, b"authorization")
+    if not value:
+        return None
+    kind, _, token = value.strip().partition(" ")
+    if kind.lower() in ("token", "bearer") and token.strip():
+        return token.strip()
+    return None
+
+
+def _origin_matches_host(origin: str, host: str | None) -> bool:
+    if not host:
+        return False
+    _, _, rest = origin.partition("://")
+    return rest.rstrip("/").lower() == host.lower()
+
+
+class HubAuthMiddleware:
+    """ASGI middleware: authenticate, authorize, scrub, then hand over to Streamlit."""
+
+    def __init__(self, app, settings: Settings, hub: HubClient | None = None,
+                 activity: ActivityTracker | None = None):
+        self.app = app
+        self.s = settings
+        self.hub = hub or HubClient(settings.api_url, settings.api_token)
+        self.activity = activity or ActivityTracker(settings, self.hub)
+        self._sessions: _Bounded = _Bounded(_MAX_SESSIONS)  # sid -> [token, last_used]
+        self._verdicts: _Bounded = _Bounded(_MAX_SESSIONS)  # sha256(token) -> Viewer
+        self._inflight: dict[str, asyncio.Future] = {}
+        self._logins: _Bounded = _Bounded(_MAX_PENDING_LOGINS)  # state -> (next, verifier, t)
+        self._pass_cookies = set(settings.pass_cookies)
+        self._prefix_no_slash = settings.prefix.rstrip("/")
+
+    # ---- ASGI entry -------------------------------------------------------------------
+    async def __call__(self, scope, receive, send):
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)  # lifespan
+            return
+        path = scope.get("path", "")
+        if kind == "http" and path == self._prefix_no_slash:
+            await self._redirect(send, self.s.prefix + self._query_suffix(scope))
+            return
+        if not path.startswith(self.s.prefix):
+            await self._refuse(scope, send, 404, "Not found", "Nothing is served here.")
+            return
+        if kind == "http" and path == self.s.callback_path:
+            await self._oauth_callback(scope, send)
+            return
+
+        headers = scope.get("headers", [])
+        if kind == "websocket":
+            origin = _header(headers, b"origin")
+            if origin and not _origin_matches_host(origin, _header(headers, b"host")):
+                log.warning("refused cross-origin websocket from %s", origin[:100])
+                await send({"type": "websocket.close", "code": 1008})
+                return
+
+        cookies = _parse_cookies(headers)
+        try:
+            viewer = await self._viewer_for(headers, cookies)
+        except HubUnavailable as e:
+            log.warning("cannot authenticate a request: %s", e)
+            await self._refuse(scope, send, 503, "The hub is not answering",
+                               "Sign-in could not be checked. Try again in a minute.")
+            return
+        if viewer is None:
+            if kind == "http" and scope.get("method") in ("GET", "HEAD"):
+                await self._start_login(scope, send)
+            else:
+                await self._refuse(scope, send, 401, "Sign in required",
+                                   "Sign in through the hub to use this app.")
+            return
+        if not viewer.allowed:
+            await self._forbidden(scope, send, viewer)
+            return
+
+        scope = dict(scope)
+        scope["headers"] = self._scrubbed_headers(headers, cookies, viewer)
+        self.activity.touch()
+        if kind == "websocket":
+            await self._serve_websocket(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    # ---- identity ---------------------------------------------------------------------
+    async def _viewer_for(self, headers, cookies) -> Viewer | None:
+        token = _bearer(headers)
+        if token is None:
+            sid = next((v for k, v in cookies if k == SESSION_COOKIE), None)
+            entry = self._sessions.get(sid) if sid else None
+            if entry is None:
+                return None
+            now = time.monotonic()
+            if now - entry[1] > _SESSION_IDLE_TTL:
+                self._sessions.pop(sid, None)
+                return None
+            entry[1] = now
+            token = entry[0]
+        viewer = await self._verdict(token)
+        if viewer is None and token is not None:
+            self._forget_token(token)
+        return viewer
+
+    async def _verdict(self, token: str) -> Viewer | None:
+        key = hashlib.sha256(token.encode()).hexdigest()
+        cached = self._verdicts.get(key)
+        if cached is not None and time.monotonic() - cached.checked_at < self.s.auth_cache_seconds:
+            return cached
+        pending = self._inflight.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._lookup(token))
+            self._inflight[key] = pending
+            pending.add_done_callback(lambda _f, k=key: self._inflight.pop(k, None))
+        viewer = await asyncio.shield(pending)
+        if viewer is None:
+            self._verdicts.pop(key, None)
+        else:
+            self._verdicts.put(key, viewer)
+        return viewer
+
+    async def _lookup(self, token: str) -> Viewer | None:
+        model = await self.hub.identify(token)
+        if model is None or not model.get("name"):
+            return None
+        allowed = grants_access(model.get("scopes") or [], self.s.access_scopes)
+        groups = tuple(sorted(g for g in model.get("groups") or [] if isinstance(g, str)))
+        return Viewer(model["name"], groups, allowed, time.monotonic())
+
+    def _forget_token(self, token: str):
+        for sid, entry in list(self._sessions.items()):
+            if entry[0] == token:
+                self._sessions.pop(sid, None)
+
+    # ---- what Streamlit receives -------------------------------------------------------
+    def _scrubbed_headers(self, headers, cookies, viewer: Viewer):
+        kept = [
+            (k, v)
+            for k, v in headers
+            if k not in (b"cookie", b"authorization") and not k.startswith(b"x-hub-")
+        ]
+        passed = [
+            f"{k}={v}" for k, v in cookies
+            if k.startswith("_streamlit_") or k in self._pass_cookies
+        ]
+        if passed:
+            kept.append((b"cookie", "; ".join(passed).encode("latin-1")))
+        kept.append((USER_HEADER.lower().encode(), viewer.name.encode("utf-8")))
+        kept.append((GROUPS_HEADER.lower().encode(), ",".join(viewer.groups).encode("utf-8")))
+        return kept
+
+    async def _serve_websocket(self, scope, receive, send):
+        activity = self.activity
+
+        async def counted_receive():
+            message = await receive()
+            if message["type"] == "websocket.receive":
+                activity.touch()
+            return message
+
+        activity.websocket_opened()
+        try:
+            await self.app(scope, counted_receive, send)
+        finally:
+            activity.websocket_closed()
+
+    # ---- OAuth login ------------------------------------------------------------------
+    @staticmethod
+    def _query_suffix(scope) -> str:
+        qs = scope.get("query_string", b"")
+        return ("?" + qs.decode("latin-1")) if qs else ""
+
+    def _cookie(self, name: str, value: str, max_age: int | None = None) -> tuple[bytes, bytes]:
+        parts = [f"{name}={value}", f"Path={self.s.prefix}", "HttpOnly", "SameSite=Lax"]
+        if max_age is not None:
+            parts.append(f"Max-Age={max_age}")
+        if self.s.secure_cookies:
+            parts.append("Secure")
+        return (b"set-cookie", "; ".join(parts).encode("latin-1"))
+
+    async def _start_login(self, scope, send):
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        next_url = raw_path.decode("latin-1") + self._query_suffix(scope)
+        state = secrets.token_urlsafe(24)
+        verifier = secrets.token_urlsafe(48)
+        challenge = (
+            base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+            .rstrip(b"=").decode()
+        )
+        self._logins.put(state, (next_url, verifier, time.monotonic()))
+        url = self.s.authorize_url + "?" + urlencode(
+            {
+                "client_id": self.s.client_id,
+                "redirect_uri": self.s.callback_path,
+                "response_type": "code",
+                "state": state,
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            }
+        )
+        await self._redirect(send, url, [self._cookie(STATE_COOKIE, state, int(_LOGIN_TTL))])
+
+    async def _oauth_callback(self, scope, send):
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        code = (query.get("code") or [""])[0]
+        state = (query.get("state") or [""])[0]
+        cookie_state = next(
+            (v for k, v in _parse_cookies(scope.get("headers", [])) if k == STATE_COOKIE), None
+        )
+        pending = self._logins.pop(state, None) if state else None
+        if (
+            not code
+            or pending is None
+            or cookie_state is None
+            or not secrets.compare_digest(cookie_state, state)
+            or time.monotonic() - pending[2] > _LOGIN_TTL
+        ):
+            await self._refuse(
+                scope, send, 400, "Sign-in did not complete",
+                "This sign-in link is stale or was opened in another browser. "
+                "Open the app again to sign in.",
+                link=(self.s.prefix, "Open the app again"),
+            )
+            return
+        next_url, verifier, _ = pending
+        try:
+            token = await self.hub.token_for_code(
+                code=code, client_id=self.s.client_id,
+                redirect_uri=self.s.callback_path, code_verifier=verifier,
+            )
+            viewer = await self._verdict(token) if token else None
+        except HubUnavailable:
+            await self._refuse(scope, send, 503, "The hub is not answering",
+                               "Sign-in could not be completed. Try again in a minute.")
+            return
+        if viewer is None:
+            await self._refuse(scope, send, 403, "Sign-in refused",
+                               "The hub did not confirm your sign-in. Open the app again.",
+                               link=(self.s.prefix, "Open the app again"))
+            return
+        sid = secrets.token_urlsafe(32)
+        self._sessions.put(sid, [token, time.monotonic()])
+        log.info("viewer %s signed in to %s/%s", viewer.name, self.s.owner, self.s.server_name)
+        if not next_url.startswith(self.s.prefix):
+            next_url = self.s.prefix
+        await self._redirect(send, next_url, [
+            self._cookie(SESSION_COOKIE, sid),
+            self._cookie(STATE_COOKIE, "", 0),
+        ])
+
+    # ---- responses --------------------------------------------------------------------
+    async def _redirect(self, send, location: str, extra_headers=()):
+        await send({
+            "type": "http.response.start",
+            "status": 302,
+            "headers": [
+                (b"location", location.encode("latin-1", "replace")),
+                (b"cache-control", b"no-store"),
+                (b"content-length", b"0"),
+                *extra_headers,
+            ],
+        })
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _forbidden(self, scope, send, viewer: Viewer):
+        owner = self.s.owner
+        app = self.s.server_name or "default"
+        message = (
+            f"You are signed in as {viewer.name}, but {owner} has not shared the app "
+            f"“{app}” with you. Ask {owner} to share it with you or with one of your groups."
+        )
+        log.info("refused %s: no access to %s/%s", viewer.name, owner, app)
+        await self._refuse(scope, send, 403, f"This app belongs to {owner}", message,
+                           link=(self.s.hub_url + "home", "Back to the hub"))
+
+    async def _refuse(self, scope, send, status: int, title: str, message: str, link=None):
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        accept = _header(scope.get("headers", []), b"accept") or ""
+        if "text/html" in accept:
+            link_html = ""
+            if link:
+                link_html = f'<p><a href="{html.escape(link[0])}">{html.escape(link[1])}</a></p>'
+            body = (
+                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+                f"<title>{html.escape(title)}</title>"
+                "<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;"
+                "padding:0 1rem;line-height:1.5}</style></head><body>"
+                f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>{link_html}"
+                "</body></html>"
+            ).encode("utf-8")
+            ctype = b"text/html; charset=utf-8"
+        else:
+            body = json.dumps({"status": status, "message": f"{title}. {message}"}).encode()
+            ctype = b"application/json"
+        await send({
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", ctype),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+            ],
+        })
+        await send({"type": "http.response.body", "body": body if scope.get("method") != "HEAD" else b""})

@@ -1,0 +1,110 @@
+"""What an app server learns from its environment, read once at start-up.
+
+JupyterHub's spawner sets the ``JUPYTERHUB_*`` variables; the Streamlit spawners add the
+``STREAMLIT_HUB_*`` ones. ``from_environ`` removes the app server's API token from
+``os.environ`` so the analyst's code does not find it by reading the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+
+class SettingsError(RuntimeError):
+    """The app server cannot start: a required variable is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_url: str  # e.g. http://127.0.0.1:8081/hub/api
+    api_token: str = field(repr=False)
+    client_id: str
+    prefix: str  # /user/alice/demo/
+    callback_path: str  # /user/alice/demo/oauth_callback
+    authorize_url: str  # [host]/hub/api/oauth2/authorize
+    hub_url: str  # [host]/hub/ : for links in pages
+    access_scopes: frozenset[str]
+    owner: str
+    server_name: str
+    activity_url: str
+    bind_host: str
+    bind_port: int
+    entry: str
+    auth_cache_seconds: float = 30.0
+    activity_interval: float = 60.0
+    secure_cookies: bool = False
+    pass_cookies: tuple[str, ...] = ()
+
+
+def _required(env: dict, name: str) -> str:
+    value = env.get(name, "")
+    if not value:
+        raise SettingsError(f"{name} is not set: this program is started by the hub's spawner.")
+    return value
+
+
+def _float(env: dict, name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={raw!r} must be between {low} and {high}")
+    return value
+
+
+def from_environ(env: dict | None = None, *, scrub: bool = True) -> Settings:
+    env = os.environ if env is None else env
+    api_url = _required(env, "JUPYTERHUB_API_URL").rstrip("/")
+    token = _required(env, "JUPYTERHUB_API_TOKEN")
+    prefix = _required(env, "JUPYTERHUB_SERVICE_PREFIX")
+    if not prefix.endswith("/"):
+        prefix += "/"
+    try:
+        scopes = frozenset(json.loads(env.get("JUPYTERHUB_OAUTH_ACCESS_SCOPES", "[]")))
+    except ValueError:
+        raise SettingsError("JUPYTERHUB_OAUTH_ACCESS_SCOPES is not a JSON list") from None
+    if not scopes:
+        raise SettingsError("JUPYTERHUB_OAUTH_ACCESS_SCOPES is empty: nobody could be let in")
+    host = env.get("JUPYTERHUB_HOST", "").rstrip("/")
+    base = env.get("JUPYTERHUB_BASE_URL", "/") or "/"
+    if not base.endswith("/"):
+        base += "/"
+    bind = urlparse(_required(env, "JUPYTERHUB_SERVICE_URL"))
+    public = env.get("JUPYTERHUB_PUBLIC_URL", "")
+    settings = Settings(
+        api_url=api_url,
+        api_token=token,
+        client_id=_required(env, "JUPYTERHUB_CLIENT_ID"),
+        prefix=prefix,
+        callback_path=urlparse(
+            env.get("JUPYTERHUB_OAUTH_CALLBACK_URL") or prefix + "oauth_callback"
+        ).path,
+        authorize_url=f"{host}{base}hub/api/oauth2/authorize",
+        hub_url=f"{host}{base}hub/",
+        access_scopes=scopes,
+        owner=_required(env, "JUPYTERHUB_USER"),
+        server_name=env.get("JUPYTERHUB_SERVER_NAME", ""),
+        activity_url=env.get("JUPYTERHUB_ACTIVITY_URL", ""),
+        bind_host=bind.hostname or "127.0.0.1",
+        bind_port=bind.port or 8888,
+        entry=_required(env, "STREAMLIT_HUB_ENTRY"),
+        auth_cache_seconds=_float(env, "STREAMLIT_HUB_AUTH_CACHE_SECONDS", 30.0, 0.0, 300.0),
+        activity_interval=_float(env, "STREAMLIT_HUB_ACTIVITY_INTERVAL", 60.0, 0.05, 3600.0),
+        secure_cookies=public.startswith("https:") or host.startswith("https:"),
+        pass_cookies=tuple(
+            c.strip() for c in env.get("STREAMLIT_HUB_PASS_COOKIES", "").split(",") if c.strip()
+        ),
+    )
+    if scrub and env is os.environ:
+        # The token stays in this process's memory only; the analyst's code must not be
+        # handed it through os.environ (nor any child process it starts).
+        os.environ.pop("JUPYTERHUB_API_TOKEN", None)
+        os.environ.pop("JPY_API_TOKEN", None)
+    return settings

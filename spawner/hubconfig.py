@@ -1,0 +1,120 @@
+"""``configure(c)``: the whole hub configuration, called by ``hub_config/jupyterhub_config.py``.
+
+Logic lives here, in tested Python, so that ``jupyterhub_config.py`` (and, on Kubernetes,
+z2jh's ``hub.extraConfig``) only import and call it.
+
+Modes (``STREAMLIT_HUB_MODE``):
+
+- ``local`` (default): one machine, no cluster: sqlite and all state under
+  ``STREAMLIT_HUB_DATA_DIR``, the ``streamlit-local`` spawner, demo users and groups.
+- ``kubernetes``: arrives with the Kubernetes spawner; refused clearly until then.
+
+Every environment variable is read and checked here, at hub start-up, so a typo stops the
+hub with a message naming the variable instead of failing at the first spawn.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from . import demo
+
+HUB_CONFIG_DIR = Path(__file__).resolve().parent.parent / "hub_config"
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; the message names it and says what is expected."""
+
+
+def _port(environ, name: str, default: int) -> int:
+    raw = environ.get(name, "")
+    if raw == "":
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise ConfigError(f"{name}={raw!r}: expected a TCP port number from 1 to 65535")
+    return int(raw)
+
+
+def find_proxy_command(repo_root: Path) -> list[str]:
+    local = repo_root / "node_modules" / ".bin" / "configurable-http-proxy"
+    if local.exists():
+        return [str(local)]
+    found = shutil.which("configurable-http-proxy")
+    if found:
+        return [found]
+    raise ConfigError(
+        "configurable-http-proxy not found: run `make install` (npm installs it into "
+        f"{repo_root / 'node_modules'}) or put it on PATH"
+    )
+
+
+def configure(c, environ=None) -> None:
+    environ = os.environ if environ is None else environ
+    mode = environ.get("STREAMLIT_HUB_MODE", "local")
+    if mode == "local":
+        configure_local(c, environ)
+    elif mode == "kubernetes":
+        raise ConfigError(
+            "STREAMLIT_HUB_MODE=kubernetes is not available yet: the Kubernetes spawner is "
+            "still being built. Use STREAMLIT_HUB_MODE=local."
+        )
+    else:
+        raise ConfigError(f"STREAMLIT_HUB_MODE={mode!r}: expected 'local' or 'kubernetes'")
+    configure_common(c)
+
+
+def configure_common(c) -> None:
+    """What every mode shares: named servers as apps, templates, OAuth scopes for apps."""
+    c.JupyterHub.allow_named_servers = True
+    c.JupyterHub.default_url = "/hub/home"
+    c.JupyterHub.template_paths = [str(HUB_CONFIG_DIR / "templates")]
+    # An app server may read its viewer's name and groups, nothing more.
+    c.Spawner.oauth_client_allowed_scopes = ["read:users:groups!user"]
+    c.Spawner.start_timeout = 90
+    c.Spawner.http_timeout = 60
+
+
+def configure_local(c, environ) -> None:
+    data_dir = Path(environ.get("STREAMLIT_HUB_DATA_DIR") or ".hub-data").resolve()
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    port = _port(environ, "STREAMLIT_HUB_PORT", 8000)
+
+    c.JupyterHub.ip = "127.0.0.1"
+    c.JupyterHub.port = port
+    c.JupyterHub.hub_ip = "127.0.0.1"
+    c.JupyterHub.db_url = f"sqlite:///{data_dir / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(data_dir / "jupyterhub_cookie_secret")
+    c.JupyterHub.pid_file = str(data_dir / "jupyterhub.pid")
+    c.ConfigurableHTTPProxy.command = find_proxy_command(HUB_CONFIG_DIR.parent)
+    c.ConfigurableHTTPProxy.pid_file = str(data_dir / "jupyterhub-proxy.pid")
+    # Ctrl-C stops the hub, the proxy and every app it started.
+    c.JupyterHub.cleanup_servers = True
+    c.JupyterHub.cleanup_proxy = True
+
+    homes = data_dir / "homes"
+    c.JupyterHub.spawner_class = "streamlit-local"
+    c.StreamlitLocalSpawner.homes_root = str(homes)
+    c.StreamlitLocalSpawner.logs_root = str(data_dir / "logs")
+
+    c.JupyterHub.authenticator_class = "dummy"
+    c.DummyAuthenticator.password = demo.demo_password(data_dir, environ)
+    c.Authenticator.allowed_users = set(demo.DEMO_USERS)
+    c.Authenticator.admin_users = set(demo.DEMO_ADMINS)
+    c.JupyterHub.load_groups = {g: {"users": list(u)} for g, u in demo.DEMO_GROUPS.items()}
+
+    demo.seed_demo_apps(homes, HUB_CONFIG_DIR / "demo_app")
+
+
+def load_extra_config(c, environ=None) -> None:
+    """Run ``STREAMLIT_HUB_EXTRA_CONFIG`` (a Python file) with ``c`` in scope, last."""
+    environ = os.environ if environ is None else environ
+    path = environ.get("STREAMLIT_HUB_EXTRA_CONFIG")
+    if not path:
+        return
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"STREAMLIT_HUB_EXTRA_CONFIG={path!r}: no such file")
+    code = compile(p.read_text(), str(p), "exec")
+    exec(code, {"c": c, "__file__": str(p), "__name__": "streamlit_hub_extra_config"})

@@ -1,0 +1,111 @@
+"""``streamlit-local``: each app is a local process on the hub's machine.
+
+For one machine with no cluster (the embedded default, demos, tests). It adds to the shared
+mixin only what is local: a home directory per user under ``homes_root``, the app's output in
+a log file under ``logs_root``, and signals sent to the app's whole process group.
+It does not isolate users from each other (same Unix user); use ``streamlit-kube`` for that.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections import deque
+from pathlib import Path
+
+from jupyterhub.spawner import LocalProcessSpawner
+from traitlets import Integer, Unicode, default
+
+from .mixin import StreamlitSpawnerMixin
+from .names import default_entry, resolve_entry
+
+
+class StreamlitLocalSpawner(StreamlitSpawnerMixin, LocalProcessSpawner):
+    homes_root = Unicode(
+        "/tmp/streamlit-hub/homes",
+        config=True,
+        help="Folder holding one home per user: <homes_root>/<username>/apps/<app>/app.py.",
+    )
+    logs_root = Unicode(
+        "/tmp/streamlit-hub/logs",
+        config=True,
+        help="Folder for each app server's output: <logs_root>/<username>/<app>.log.",
+    )
+    log_tail_lines = Integer(
+        30, config=True, help="How many lines of an app's output its owner sees when it fails."
+    )
+
+    @default("cmd")
+    def _default_cmd(self):
+        return list(self.app_command)
+
+    @default("ip")
+    def _default_ip(self):
+        return "127.0.0.1"
+
+    def get_args(self):
+        # Spawner.get_args adds jupyter-singleuser flags; the app server takes none.
+        return []
+
+    @property
+    def home_dir(self) -> str:
+        return os.path.join(self.homes_root, self.user.name)
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.logs_root) / self.user.name / f"{self.name or 'default'}.log"
+
+    def app_homes(self):
+        return [self.home_dir]
+
+    def user_env(self, env):
+        env["USER"] = self.user.name
+        env["HOME"] = self.home_dir
+        env["SHELL"] = "/bin/sh"
+        return env
+
+    def make_preexec_fn(self, name):
+        home = self.home_dir
+
+        def preexec():  # runs in the child between fork and exec: no logging here
+            os.chdir(home)
+
+        return preexec
+
+    def resolve_app_entry(self, options):
+        os.makedirs(self.home_dir, mode=0o750, exist_ok=True)
+        return str(resolve_entry(self.home_dir, options.path or default_entry(self.name)))
+
+    async def launch(self):
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab", buffering=0) as out:
+            out.write(b"---- app server starting ----\n")
+            self.popen_kwargs = {"stdout": out, "stderr": out, "stdin": subprocess.DEVNULL}
+            try:
+                return await super().launch()
+            finally:
+                self.popen_kwargs = {}
+
+    def app_exit_status(self):
+        proc = getattr(self, "proc", None)
+        return proc.poll() if proc is not None else None
+
+    def app_failure_details(self) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                lines = deque(f, maxlen=self.log_tail_lines)
+        except OSError:
+            return ""
+        return b"".join(lines).decode("utf-8", "replace").rstrip()
+
+    async def _signal(self, sig):
+        """Signal the app's process group (the app may have started children)."""
+        if sig == 0:
+            return await super()._signal(sig)
+        try:
+            os.killpg(self.pid, sig)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return await super()._signal(sig)
+        return True

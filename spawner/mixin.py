@@ -1,0 +1,253 @@
+"""What every Streamlit spawner shares: one named server is one Streamlit app.
+
+A concrete spawner is ``class X(StreamlitSpawnerMixin, SomeJupyterHubSpawner)`` and supplies:
+
+- ``resolve_app_entry(options) -> str``: check the entry file where the app's code lives and
+  return the path the app server will run (raise ``EntryPathError`` to refuse);
+- ``launch()``: start the app server (the base spawner's ``start``), returning its URL;
+- ``app_homes()``: where to look for the analyst's apps, for the options form.
+
+The mixin owns the order of a start: validate the name and ``user_options`` (refusals are
+``SpawnException``s: a 4xx with a readable message on the REST API and the spawn page), then
+launch, then wait until the app server answers, reporting each step through ``progress()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import sys
+import time
+
+from jupyterhub.spawner import SpawnException
+from traitlets import Float, List, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from .names import EntryPathError, app_name_problem, default_entry, list_apps
+from .options import AppOptions, OptionsError, options_from_form_data, parse_user_options
+
+
+class StreamlitSpawnerMixin(LoggingConfigurable):
+    # A LoggingConfigurable so its traitlets register; it sits before the base spawner in
+    # the MRO, and the base spawner is a LoggingConfigurable too.
+    app_command = List(
+        Unicode(),
+        config=True,
+        help="""Command that starts one app server (Streamlit behind hub OAuth).
+
+        It reads everything it needs from the environment the spawner sets.
+        Default: this Python running ``-m spawner.app_server``.
+        """,
+    )
+
+    @default("app_command")
+    def _default_app_command(self):
+        return [sys.executable, "-m", "spawner.app_server"]
+
+    auth_cache_seconds = Float(
+        30.0,
+        config=True,
+        help="""How long an app server reuses the hub's answer about a viewer's token.
+
+        This bounds how long a viewer whose access was revoked can go on using an open
+        session. Lower means more calls to the hub API. 0 asks the hub on every request.
+        """,
+    )
+
+    activity_interval = Float(
+        60.0,
+        config=True,
+        help="""Seconds between activity posts from an app server to the hub.
+
+        Activity is posted only when viewers used the app in that interval, so the idle
+        culler sees real use, never a heartbeat.
+        """,
+    )
+
+    ready_timeout = Float(
+        60.0,
+        config=True,
+        help="Seconds to wait for a started app server to answer HTTP before giving up.",
+    )
+
+    # ---- options --------------------------------------------------------------------
+    @default("options_form")
+    def _default_options_form(self):
+        return self._render_options_form
+
+    def options_from_form(self, formdata):
+        return options_from_form_data(formdata)
+
+    def app_homes(self) -> list[str]:  # pragma: no cover - overridden
+        return []
+
+    def profile_choices(self) -> list[tuple[str, str]]:
+        """(slug, display name) of the profiles this user may pick. The policy fills this."""
+        return []
+
+    def _render_options_form(self, spawner=None) -> str:
+        apps = sorted({a for home in self.app_homes() for a in list_apps(home)})
+        name = self.name or ""
+        esc = html.escape
+        if apps:
+            options = "".join(
+                f'<option value="{esc(default_entry(a))}"'
+                f'{" selected" if a == name else ""}>{esc(a)} ({esc(default_entry(a))})</option>'
+                for a in apps
+            )
+            app_field = (
+                '<label for="streamlit-app-path">App to run</label>'
+                f'<select class="form-control" id="streamlit-app-path" name="path">{options}</select>'
+            )
+        else:
+            app_field = (
+                '<p id="streamlit-app-path">You have no apps yet. Put one at '
+                f"<code>{esc(default_entry(name or 'my-app'))}</code> in your home.</p>"
+            )
+        profiles = self.profile_choices()
+        profile_field = ""
+        if profiles:
+            opts = "".join(
+                f'<option value="{esc(slug)}">{esc(label)}</option>' for slug, label in profiles
+            )
+            profile_field = (
+                '<label for="streamlit-profile">Machine size</label>'
+                f'<select class="form-control" id="streamlit-profile" name="profile">{opts}</select>'
+            )
+        return f'<div class="form-group">{app_field}</div><div class="form-group">{profile_field}</div>'
+
+    # ---- start ------------------------------------------------------------------------
+    def _progress_reset(self):
+        self._progress_events = []
+        self._progress_changed = asyncio.Event()
+        self._progress_done = False
+
+    def _emit(self, progress: int, message: str):
+        if not hasattr(self, "_progress_events"):
+            self._progress_reset()
+        self._progress_events.append({"progress": progress, "message": message})
+        self._progress_changed.set()
+        self.log.info("%s: %s", self._log_name, message)
+
+    async def progress(self):
+        if not hasattr(self, "_progress_events"):
+            self._progress_reset()
+        sent = 0
+        while True:
+            while sent < len(self._progress_events):
+                yield self._progress_events[sent]
+                sent += 1
+            if self._progress_done:
+                return
+            self._progress_changed.clear()
+            try:
+                await asyncio.wait_for(self._progress_changed.wait(), timeout=1.0)
+            except asyncio.TimeoutError:
+                pass
+
+    async def launch(self):
+        """Start the app server with the base spawner's own ``start`` and return its URL."""
+        return await super().start()
+
+    def refuse(self, message: str, reason: str, status: int = 400):
+        raise SpawnException(message, reason=reason, status_code=status)
+
+    def validated_options(self) -> AppOptions:
+        problem = app_name_problem(self.name)
+        if not self.name:
+            self.refuse(
+                "Each app runs as a named server: start it at /hub/spawn/"
+                f"{self.user.name}/<app-name>, e.g. /hub/spawn/{self.user.name}/demo.",
+                reason="default_server",
+            )
+        if problem:
+            self.refuse(problem, reason="app_name")
+        try:
+            return parse_user_options(self.user_options)
+        except OptionsError as e:
+            self.refuse(str(e), reason="user_options")
+
+    async def start(self):
+        self._progress_reset()
+        self._start_time = time.monotonic()
+        try:
+            self._emit(10, "Validating the app and its options")
+            options = self.validated_options()
+            self.app_options = options
+            try:
+                self.app_entry = self.resolve_app_entry(options)
+            except EntryPathError as e:
+                self.refuse(str(e), reason="entry_path")
+            self._emit(30, f"Starting Streamlit for {self.name}")
+            url = await self.launch()
+            self._emit(60, "Waiting for the app to answer")
+            await self.wait_until_ready(url)
+            self._emit(100, "App is ready")
+            return url
+        finally:
+            self._progress_done = True
+            self._progress_changed.set()
+
+    def get_env(self):
+        env = super().get_env()
+        env["STREAMLIT_HUB_AUTH_CACHE_SECONDS"] = str(self.auth_cache_seconds)
+        env["STREAMLIT_HUB_ACTIVITY_INTERVAL"] = str(self.activity_interval)
+        env["PYTHONUNBUFFERED"] = "1"
+        entry = getattr(self, "app_entry", None)
+        if entry:
+            env["STREAMLIT_HUB_ENTRY"] = str(entry)
+        options = getattr(self, "app_options", None)
+        if options is not None and options.profile:
+            env["STREAMLIT_HUB_PROFILE"] = options.profile
+        return env
+
+    # ---- readiness ----------------------------------------------------------------------
+    def app_exit_status(self):
+        """Exit code if the app server already died, else None (spawners override)."""
+        return None
+
+    def app_failure_details(self) -> str:
+        """Last lines of the app server's output, for its owner (spawners override)."""
+        return ""
+
+    async def wait_until_ready(self, url):
+        """Wait until the app server answers HTTP at its prefix (any status counts).
+
+        Fails early, with the app's last output, if the process exits while we wait.
+        """
+        from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+        if not isinstance(url, str):
+            ip, port = url
+            url = f"http://{ip}:{port}"
+        check = url.rstrip("/") + self.server.base_url
+        client = AsyncHTTPClient()
+        deadline = time.monotonic() + self.ready_timeout
+        delay = 0.05
+        while True:
+            status = self.app_exit_status()
+            if status is not None:
+                details = self.app_failure_details()
+                self.refuse(
+                    f"The app {self.name} stopped while starting (exit code {status})."
+                    + (f" Its last output:\n{details}" if details else ""),
+                    reason="app_exited",
+                    status=500,
+                )
+            try:
+                await client.fetch(
+                    HTTPRequest(check, follow_redirects=False, request_timeout=2,
+                                connect_timeout=2),
+                    raise_error=False,
+                )
+                return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.refuse(
+                    f"The app {self.name} did not answer within {self.ready_timeout:.0f} s.",
+                    reason="timeout",
+                    status=500,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
