@@ -33,6 +33,8 @@ DEFAULT_OPTIONS = {
     # the app from the hub to pick up changes.
     "server.fileWatcherType": "none",
     "server.runOnSave": False,
+    # Viewers of a hosted app need no "Deploy" button or developer menu.
+    "client.toolbarMode": "viewer",
 }
 
 

@@ -1,0 +1,43 @@
+import os
+import shutil
+
+import pytest
+
+from tests.conftest import have_proxy
+from tests.helpers.hub import Hub
+
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run",
+               "--disable-quic"]
+
+
+def chromium_path():
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    exe = chromium_path()
+    if not exe:
+        message = "Debian's chromium is not installed (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI installs it: never let browser tests vanish silently
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=LAUNCH_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    if not have_proxy():
+        pytest.fail("configurable-http-proxy is not installed: run `make install`")
+    # The hub shows its progress page only for spawns slower than 1 s; a local app starts
+    # faster, so this hub waits 2 s before each start, as a slow image pull would.
+    slow = "import asyncio\nc.Spawner.pre_spawn_hook = lambda spawner: asyncio.sleep(2)\n"
+    h = Hub(tmp_path_factory.mktemp("hub"), extra_config=slow).start()
+    yield h
+    assert h.stop() == []

@@ -1,0 +1,56 @@
+"""A person, in headless Chromium: alice signs in, starts the demo app and sees it."""
+
+import json
+import re
+
+from playwright.sync_api import expect
+
+
+# Keeps every progress message the spawn page shows, across the navigation to the app.
+RECORD_PROGRESS = """
+window.addEventListener('DOMContentLoaded', () => {
+  const log = document.getElementById('progress-log');
+  if (!log) return;
+  const save = () => sessionStorage.setItem('progress', JSON.stringify(
+      [...log.querySelectorAll('.progress-log-event')].map(e => e.textContent)));
+  new MutationObserver(save).observe(log, {childList: true, subtree: true});
+});
+"""
+
+
+def test_alice_starts_the_demo_app_from_the_hub_page(browser, hub, output_dir):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.add_init_script(RECORD_PROGRESS)
+    visited = []
+    page.on("framenavigated", lambda f: visited.append(f.url) if f == page.main_frame else None)
+    try:
+        page.goto(hub.url + "/hub/login")
+        page.fill("#username_input", "alice")
+        page.fill("#password_input", hub.password)
+        page.click("#login_submit")
+        page.wait_for_url(re.compile(r".*/hub/home"))
+
+        page.fill("input.new-server-name", "demo")
+        page.click("button.new-server-btn")  # JupyterHub 6 creates the server, then reloads
+        page.locator("#start-demo").click()
+        page.wait_for_url(re.compile(r".*/hub/spawn/alice/demo"))
+        expect(page.locator("#streamlit-app-path")).to_be_visible()
+        page.screenshot(path=str(output_dir / "options-form.png"))
+        page.get_by_role("button", name="Start").click()
+
+        page.wait_for_url(re.compile(r".*/hub/spawn-pending/alice/demo.*"), timeout=30_000)
+        expect(page.locator("#progress-bar")).to_be_attached()
+        page.screenshot(path=str(output_dir / "spawn-pending.png"))
+        page.wait_for_url(re.compile(r".*/user/alice/demo/?$"), timeout=60_000)
+        expect(page.get_by_role("heading", name="Sales demo")).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("Signed in as alice")).to_be_visible()
+        expect(page.locator("[data-testid=stDataFrame]")).to_be_visible(timeout=30_000)
+        expect(page.locator("[data-testid=stVegaLiteChart]").first).to_be_visible(timeout=30_000)
+        page.screenshot(path=str(output_dir / "demo-app.png"), full_page=True)
+        progress = json.loads(page.evaluate("sessionStorage.getItem('progress') || '[]'"))
+    finally:
+        context.close()
+    assert any("/hub/spawn-pending/alice/demo" in u for u in visited), visited
+    for step in ("Validating the app", "Starting Streamlit", "Waiting for the app", "App is ready"):
+        assert any(step in m for m in progress), progress

@@ -1,0 +1,50 @@
+import pytest
+from traitlets.config import Config
+
+from spawner.hubconfig import ConfigError, configure, load_extra_config
+
+
+def test_local_mode_binds_loopback_and_keeps_state_in_the_data_dir(tmp_path):
+    c = Config()
+    configure(c, {"STREAMLIT_HUB_DATA_DIR": str(tmp_path / "d"), "STREAMLIT_HUB_DEMO_PASSWORD": "pw"})
+    assert c.JupyterHub.ip == "127.0.0.1" and c.JupyterHub.hub_ip == "127.0.0.1"
+    assert c.JupyterHub.port == 8000
+    assert c.JupyterHub.db_url == f"sqlite:///{tmp_path / 'd' / 'jupyterhub.sqlite'}"
+    assert c.JupyterHub.spawner_class == "streamlit-local"
+    assert c.JupyterHub.allow_named_servers is True
+    assert c.JupyterHub.load_groups["analysts"]["users"] == ["alice", "bob"]
+    assert (tmp_path / "d/homes/alice/apps/demo/app.py").exists()
+    assert (tmp_path / "d/homes/bob/apps/demo/pages").is_dir()
+    assert not (tmp_path / "d/homes/carol").exists()
+
+
+def test_generated_demo_password_is_kept_private_and_stable(tmp_path, capsys):
+    c1, c2 = Config(), Config()
+    env = {"STREAMLIT_HUB_DATA_DIR": str(tmp_path)}
+    configure(c1, env)
+    configure(c2, env)
+    pw = c1.DummyAuthenticator.password
+    assert pw and pw == c2.DummyAuthenticator.password
+    assert (tmp_path / "demo-password").stat().st_mode & 0o777 == 0o600
+    assert pw in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("env, words", [
+    ({"STREAMLIT_HUB_PORT": "80a"}, "STREAMLIT_HUB_PORT"),
+    ({"STREAMLIT_HUB_PORT": "70000"}, "1 to 65535"),
+    ({"STREAMLIT_HUB_MODE": "cloud"}, "expected 'local'"),
+    ({"STREAMLIT_HUB_MODE": "kubernetes"}, "not available yet"),
+])
+def test_bad_settings_stop_start_up_with_the_variable_named(tmp_path, env, words):
+    with pytest.raises(ConfigError, match=words):
+        configure(Config(), {"STREAMLIT_HUB_DATA_DIR": str(tmp_path), "STREAMLIT_HUB_DEMO_PASSWORD": "x", **env})
+
+
+def test_extra_config_runs_last_with_c(tmp_path):
+    extra = tmp_path / "extra.py"
+    extra.write_text("c.JupyterHub.port = 9999\n")
+    c = Config()
+    load_extra_config(c, {"STREAMLIT_HUB_EXTRA_CONFIG": str(extra)})
+    assert c.JupyterHub.port == 9999
+    with pytest.raises(ConfigError, match="no such file"):
+        load_extra_config(c, {"STREAMLIT_HUB_EXTRA_CONFIG": str(tmp_path / "missing.py")})
