@@ -1,0 +1,267 @@
+"""``make bench``: the foundation's performance targets, measured side by side in one run.
+
+Every row is a ratio to a reference measured in the same run on the same machine, with the
+median and spread; absolute times alone mean little on a shared, noisy machine.
+
+- spawn: POST start -> first app HTML through the hub, vs bare ``streamlit run`` launch ->
+  first HTML (and both -> first ``script_finished`` on a websocket).
+- health: GET ``/_stcore/health`` through the hub (CHP -> app server with hub auth), vs the
+  same GET through CHP straight to the same Streamlit with no auth and TCP_NODELAY fixed
+  (the limit); bare ``streamlit run`` direct (TCP_NODELAY not fixed) is shown for reference.
+- memory: RSS of one app server idle and after one session, vs bare ``streamlit run``.
+
+Options: ``--rounds N`` (spawn/memory rounds, default 5), ``--requests N`` (health requests per
+target per round, default 200), ``--out DIR`` (default bench-results/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+from tests.helpers.hub import REPO, Hub, free_port
+from tests.helpers.procs import processes_mentioning
+from tests.helpers.streamlit_ws import session, ws_url
+
+CHP = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no RSS for {pid}")
+
+
+@contextmanager
+def process(cmd, **kw):
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True, **kw)
+    try:
+        yield p
+    finally:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait(5)
+
+
+def wait_for_html(get, deadline: float) -> float:
+    while time.monotonic() < deadline:
+        try:
+            if get():
+                return time.perf_counter()
+        except (requests.RequestException, OSError):
+            pass
+        time.sleep(0.01)
+    raise TimeoutError("no HTML before the deadline")
+
+
+def bare_streamlit(entry: Path, port: int):
+    return process([sys.executable, "-m", "streamlit", "run", str(entry),
+                    "--server.port", str(port), "--server.address", "127.0.0.1",
+                    "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                    "--server.fileWatcherType", "none"], cwd=entry.parent)
+
+
+def app_pid(hub: Hub, server: str) -> int:
+    pids = [p for p in processes_mentioning(f"JUPYTERHUB_SERVER_NAME={server}\0")
+            if p in hub.app_processes()]
+    if len(pids) != 1:
+        raise RuntimeError(f"expected one process for {server}, found {pids}")
+    return pids[0]
+
+
+def summary(values: list[float]) -> dict:
+    v = sorted(values)
+    return {"n": len(v), "median": statistics.median(v), "min": v[0], "max": v[-1],
+            "p99": v[min(len(v) - 1, int(len(v) * 0.99))]}
+
+
+# ---- parts ------------------------------------------------------------------------------
+def bench_spawn_and_memory(hub, alice, entry, rounds):
+    out = {k: [] for k in ("hub_html", "hub_render", "bare_html", "bare_render",
+                           "hub_rss_idle", "hub_rss_session", "bare_rss_idle", "bare_rss_session")}
+    for i in range(rounds):
+        # bare streamlit run
+        port = free_port()
+        t0 = time.perf_counter()
+        with bare_streamlit(entry, port) as p:
+            url = f"http://127.0.0.1:{port}/"
+            t_html = wait_for_html(lambda: '<div id="root">' in requests.get(url, timeout=2).text,
+                                   time.monotonic() + 60)
+            r = session(ws_url(f"http://127.0.0.1:{port}", "/"))
+            t_render = time.perf_counter()
+            assert r["finished"] == 1
+            out["bare_html"].append(t_html - t0)
+            out["bare_render"].append(t_render - t0)
+            out["bare_rss_session"].append(rss_mb(p.pid))
+        with bare_streamlit(entry, free_port()) as p:
+            time.sleep(3)
+            out["bare_rss_idle"].append(rss_mb(p.pid))
+
+        # the same app through the hub
+        name = f"bench{i}"
+        app_url = f"{hub.url}/user/alice/{name}/"
+
+        def hub_html():
+            r = alice.get(app_url, timeout=5)
+            return r.url == app_url and '<div id="root">' in r.text
+
+        t0 = time.perf_counter()
+        r = alice.post(f"{hub.url}/hub/api/users/alice/servers/{name}",
+                       json={"path": "apps/demo/app.py"}, timeout=60)
+        assert r.status_code in (201, 202), r.text
+        t_html = wait_for_html(hub_html, time.monotonic() + 60)
+        res = session(ws_url(hub.url, f"/user/alice/{name}/"),
+                      {"Cookie": hub.app_cookie_header(alice, "alice", name)})
+        t_render = time.perf_counter()
+        assert res["finished"] == 1
+        out["hub_html"].append(t_html - t0)
+        out["hub_render"].append(t_render - t0)
+        out["hub_rss_session"].append(rss_mb(app_pid(hub, name)))
+        hub.stop_app(alice, "alice", name, remove=True)
+
+        idle = f"idle{i}"
+        hub.start_app(alice, "alice", idle, {"path": "apps/demo/app.py"})
+        time.sleep(3)
+        out["hub_rss_idle"].append(rss_mb(app_pid(hub, idle)))
+        hub.stop_app(alice, "alice", idle, remove=True)
+    return out
+
+
+def timed_gets(host: str, port: int, path: str, headers: dict, n: int) -> list[float]:
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    times = []
+    try:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            conn.request("GET", path, headers=headers)
+            resp = conn.getresponse()
+            body = resp.read()
+            times.append((time.perf_counter() - t0) * 1000)
+            if resp.status != 200 or body != b"ok":
+                raise RuntimeError(f"GET {path}: {resp.status} {body[:80]!r}")
+    finally:
+        conn.close()
+    return times
+
+
+def bench_health(hub, alice, entry, rounds, n):
+    name = "benchhealth"
+    prefix = f"/user/alice/{name}/"
+    hub.start_app(alice, "alice", name, {"path": "apps/demo/app.py"})
+    hub.open_app(alice, "alice", name)
+    cookie = hub.app_cookie_header(alice, "alice", name)
+    bare_port, chp_port, chp_api = free_port(), free_port(), free_port()
+    plain_port = free_port()
+    results = {"hub": [], "chp_limit": [], "bare_unfixed_direct": []}
+    with process([sys.executable, "-m", "bench.bare_app_server", str(entry), str(bare_port), prefix],
+                 cwd=REPO), \
+         process([str(CHP), "--ip", "127.0.0.1", "--port", str(chp_port), "--api-ip", "127.0.0.1",
+                  "--api-port", str(chp_api), "--default-target", f"http://127.0.0.1:{bare_port}"]), \
+         bare_streamlit(entry, plain_port):
+        for port, path in ((chp_port, prefix), (plain_port, "/")):
+            wait_for_html(lambda: requests.get(f"http://127.0.0.1:{port}{path}_stcore/health",
+                                               timeout=2).text == "ok", time.monotonic() + 60)
+        targets = {
+            "hub": (hub.port, prefix + "_stcore/health", {"Cookie": cookie}),
+            "chp_limit": (chp_port, prefix + "_stcore/health", {}),
+            "bare_unfixed_direct": (plain_port, "/_stcore/health", {}),
+        }
+        for name_, (port, path, headers) in targets.items():
+            timed_gets("127.0.0.1", port, path, headers, 20)  # warm up
+        for _ in range(rounds):
+            for key, (port, path, headers) in targets.items():
+                count = n if key != "bare_unfixed_direct" else max(10, n // 10)
+                results[key] += timed_gets("127.0.0.1", port, path, headers, count)
+    hub.stop_app(alice, "alice", name, remove=True)
+    return results
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--out", default=str(REPO / "bench-results"))
+    args = ap.parse_args(argv)
+
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        hub = Hub(Path(tmp)).start()
+        try:
+            alice = hub.login("alice")
+            entry = hub.home("alice") / "apps" / "demo" / "app.py"
+            spawn = bench_spawn_and_memory(hub, alice, entry, args.rounds)
+            health = bench_health(hub, alice, entry, args.rounds, args.requests)
+        finally:
+            left = hub.stop()
+    s = {k: summary(v) for k, v in spawn.items()}
+    h = {k: summary(v) for k, v in health.items()}
+    rows = [
+        ("spawn: start -> first HTML (s)", s["hub_html"], s["bare_html"], "bare streamlit run", 1.3),
+        ("spawn: start -> first render (s)", s["hub_render"], s["bare_render"], "bare streamlit run", 1.3),
+        ("health p50 via hub (ms)", h["hub"], h["chp_limit"], "CHP -> Streamlit, NODELAY fixed", 1.3),
+        ("bare streamlit run direct, NODELAY not fixed (ms)", h["bare_unfixed_direct"], h["chp_limit"],
+         "CHP -> Streamlit, NODELAY fixed", None),
+    ]
+    table = ["| measure | median | min–max / p99 | reference median | ratio | target |",
+             "|---|---|---|---|---|---|"]
+    result_rows = []
+    for label, mine, ref, ref_name, target in rows:
+        ratio = mine["median"] / ref["median"]
+        met = "" if target is None else ("met" if ratio <= target else "MISSED")
+        table.append(f"| {label} | {mine['median']:.3f} | {mine['min']:.3f}–{mine['max']:.3f} / "
+                     f"{mine['p99']:.3f} | {ref['median']:.3f} ({ref_name}) | {ratio:.2f}× | "
+                     f"{'≤%.2f× %s' % (target, met) if target else 'info'} |")
+        result_rows.append({"measure": label, "value": mine, "reference": ref,
+                            "reference_name": ref_name, "ratio": ratio, "target": target})
+    extra = s["hub_rss_idle"]["median"] - s["bare_rss_idle"]["median"]
+    table.append(f"| RSS idle (MB) | {s['hub_rss_idle']['median']:.1f} | "
+                 f"{s['hub_rss_idle']['min']:.1f}–{s['hub_rss_idle']['max']:.1f} | "
+                 f"{s['bare_rss_idle']['median']:.1f} (bare streamlit run) | +{extra:.1f} MB | "
+                 f"≤ +10 MB {'met' if extra <= 10 else 'MISSED'} |")
+    extra2 = s["hub_rss_session"]["median"] - s["bare_rss_session"]["median"]
+    table.append(f"| RSS after one session (MB) | {s['hub_rss_session']['median']:.1f} | "
+                 f"{s['hub_rss_session']['min']:.1f}–{s['hub_rss_session']['max']:.1f} | "
+                 f"{s['bare_rss_session']['median']:.1f} (bare streamlit run) | +{extra2:.1f} MB | info |")
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    stamp = dt.datetime.now(dt.timezone.utc)
+    md = "\n".join([f"# Benchmarks {stamp:%Y-%m-%d %H:%M} UTC", "",
+                    f"Machine: {machine}. Command: `make bench` (rounds={args.rounds}, "
+                    f"requests={args.requests}). Took {time.time() - started:.0f} s.", ""] + table)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stamp:%Y-%m-%d}.json").write_text(json.dumps(
+        {"time": stamp.isoformat(), "machine": machine, "args": vars(args), "rows": result_rows,
+         "spawn": spawn, "health_ms": {k: v for k, v in health.items()},
+         "rss_mb": {k: spawn[k] for k in spawn if "rss" in k}}, indent=1))
+    (out / f"{stamp:%Y-%m-%d}.md").write_text(md + "\n")
+    print(md)
+    if left:
+        print(f"WARNING: processes left behind: {left}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
