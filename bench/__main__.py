@@ -238,12 +238,12 @@ def main(argv=None) -> int:
     extra = s["hub_rss_idle"]["median"] - s["bare_rss_idle"]["median"]
     table.append(f"| RSS idle (MB) | {s['hub_rss_idle']['median']:.1f} | "
                  f"{s['hub_rss_idle']['min']:.1f}–{s['hub_rss_idle']['max']:.1f} | "
-                 f"{s['bare_rss_idle']['median']:.1f} (bare streamlit run) | +{extra:.1f} MB | "
+                 f"{s['bare_rss_idle']['median']:.1f} (bare streamlit run) | {extra:+.1f} MB | "
                  f"≤ +10 MB {'met' if extra <= 10 else 'MISSED'} |")
     extra2 = s["hub_rss_session"]["median"] - s["bare_rss_session"]["median"]
     table.append(f"| RSS after one session (MB) | {s['hub_rss_session']['median']:.1f} | "
                  f"{s['hub_rss_session']['min']:.1f}–{s['hub_rss_session']['max']:.1f} | "
-                 f"{s['bare_rss_session']['median']:.1f} (bare streamlit run) | +{extra2:.1f} MB | info |")
+                 f"{s['bare_rss_session']['median']:.1f} (bare streamlit run) | {extra2:+.1f} MB | info |")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     stamp = dt.datetime.now(dt.timezone.utc)
     md = "\n".join([f"# Benchmarks {stamp:%Y-%m-%d %H:%M} UTC", "",

@@ -97,6 +97,9 @@ def test_other_signed_in_user_is_refused_at_the_hub(hub, demo):
     carol = hub.login("carol")
     r = hub.open_app(carol, "alice", "demo")
     assert r.status_code == 403
+    assert 'id="app-access-refused"' in r.text
+    assert "belongs to <strong>alice</strong>" in r.text and "(carol)" in r.text
+    assert "Ask alice to share it" in r.text
     assert "streamlit-hub-session" not in {c.name for c in carol.cookies}
 
 
