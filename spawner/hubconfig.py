@@ -20,6 +20,7 @@ import shutil
 from pathlib import Path
 
 from . import demo
+from .policy import PolicyError, load_policy
 
 HUB_CONFIG_DIR = Path(__file__).resolve().parent.parent / "hub_config"
 
@@ -65,6 +66,22 @@ def configure(c, environ=None) -> None:
     configure_common(c)
 
 
+def configure_policy(c, path: str) -> None:
+    """Validate the group policy now (a bad file stops the hub) and wire it everywhere."""
+    from .quota import QuotaAPIHandler, make_named_server_limit, make_template_quota
+
+    try:
+        load_policy(path)
+    except PolicyError as e:
+        raise ConfigError(f"group policy: {e}") from None
+    c.StreamlitSpawnerMixin.policy_file = path
+    c.JupyterHub.named_server_limit_per_user = make_named_server_limit(path)
+    c.JupyterHub.extra_handlers = [
+        (r"/api/streamlit/quota", QuotaAPIHandler, {"policy_file": path}),
+    ]
+    c.JupyterHub.template_vars = {"streamlit_quota": make_template_quota(path)}
+
+
 def configure_common(c) -> None:
     """What every mode shares: named servers as apps, templates, OAuth scopes for apps."""
     c.JupyterHub.allow_named_servers = True
@@ -105,6 +122,7 @@ def configure_local(c, environ) -> None:
     c.JupyterHub.load_groups = {g: {"users": list(u)} for g, u in demo.DEMO_GROUPS.items()}
 
     demo.seed_demo_apps(homes, HUB_CONFIG_DIR / "demo_app")
+    configure_policy(c, str(Path(environ.get("STREAMLIT_HUB_POLICY") or HUB_CONFIG_DIR / "policy.yaml").resolve()))
 
 
 def load_extra_config(c, environ=None) -> None:

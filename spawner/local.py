@@ -8,16 +8,38 @@ It does not isolate users from each other (same Unix user); use ``streamlit-kube
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import subprocess
 from collections import deque
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner
-from traitlets import Integer, Unicode, default
+from traitlets import Float, Integer, Unicode, default
 
 from .mixin import StreamlitSpawnerMixin
 from .names import default_entry, resolve_entry
+from .policy import format_bytes
+
+
+def tree_rss(pid: int) -> int:
+    """Resident memory (bytes) of a process and all its descendants, from /proc."""
+    total, todo, seen = 0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except (OSError, ValueError):
+            continue
+    return total
 
 
 class StreamlitLocalSpawner(StreamlitSpawnerMixin, LocalProcessSpawner):
@@ -33,6 +55,16 @@ class StreamlitLocalSpawner(StreamlitSpawnerMixin, LocalProcessSpawner):
     )
     log_tail_lines = Integer(
         30, config=True, help="How many lines of an app's output its owner sees when it fails."
+    )
+
+    memory_check_interval = Float(
+        1.0,
+        config=True,
+        help="""Seconds between checks of an app's memory against its profile's mem_limit.
+
+        A local app has no cgroup of its own: the spawner sums the resident memory of the
+        app's process tree and kills the tree (only it) when it goes over the limit.
+        """,
     )
 
     @default("cmd")
@@ -82,9 +114,45 @@ class StreamlitLocalSpawner(StreamlitSpawnerMixin, LocalProcessSpawner):
             out.write(b"---- app server starting ----\n")
             self.popen_kwargs = {"stdout": out, "stderr": out, "stdin": subprocess.DEVNULL}
             try:
-                return await super().launch()
+                url = await super().launch()
             finally:
                 self.popen_kwargs = {}
+        profile = getattr(self, "app_profile_spec", None)
+        if profile is not None and profile.mem_limit:
+            self._watchdog = asyncio.ensure_future(self._watch_memory(profile))
+        return url
+
+    async def _watch_memory(self, profile):
+        limit = profile.mem_limit
+        while self.pid and self.app_exit_status() is None:
+            await asyncio.sleep(self.memory_check_interval)
+            if not self.pid:
+                return
+            used = tree_rss(self.pid)
+            if used > limit:
+                message = (
+                    f"stopped by the hub: the app used {format_bytes(used)} of memory, over "
+                    f"the {format_bytes(limit)} limit of its profile {profile.slug!r}. "
+                    "Pick a larger profile or use less memory."
+                )
+                self.log.warning("%s %s", self._log_name, message)
+                self.stop_reason = message
+                try:
+                    with open(self.log_path, "a") as f:
+                        f.write(f"---- {message}\n")
+                    os.killpg(self.pid, signal.SIGKILL)
+                except (OSError, ProcessLookupError):
+                    pass
+                return
+
+    stop_reason: str = ""
+
+    async def stop(self, now=False):
+        watchdog = getattr(self, "_watchdog", None)
+        if watchdog is not None:
+            watchdog.cancel()
+            self._watchdog = None
+        return await super().stop(now=now)
 
     def app_exit_status(self):
         proc = getattr(self, "proc", None)

@@ -23,6 +23,7 @@ from jupyterhub.spawner import SpawnException
 from traitlets import Float, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from .policy import Profile, cached_policy, decide_start
 from .names import EntryPathError, app_name_problem, default_entry, list_apps
 from .options import AppOptions, OptionsError, options_from_form_data, parse_user_options
 
@@ -64,6 +65,16 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
         """,
     )
 
+    policy_file = Unicode(
+        "",
+        config=True,
+        help="""Path of the group policy (YAML, see hub_config/policy.yaml).
+
+        Empty: no policy, every signed-in user may start apps of any size. The hub
+        configuration validates the file at start-up; spawners re-read it when it changes.
+        """,
+    )
+
     ready_timeout = Float(
         60.0,
         config=True,
@@ -82,8 +93,54 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
         return []
 
     def profile_choices(self) -> list[tuple[str, str]]:
-        """(slug, display name) of the profiles this user may pick. The policy fills this."""
-        return []
+        """(slug, display name) of the profiles this user may pick, default first."""
+        if not self.policy_file:
+            return []
+        from .policy import limits_for
+
+        policy = cached_policy(self.policy_file)
+        rule = limits_for(policy, [g.name for g in self.user.groups]).rule
+        slugs = sorted(rule.profiles, key=lambda s: s != rule.default_profile)
+        return [(s, policy.profiles[s].display_name) for s in slugs]
+
+    # ---- the group policy -------------------------------------------------------------
+    _quota_admitted = False
+    app_profile: str | None = None
+
+    def admit(self, options) -> Profile | None:
+        """Ask the policy whether this start may go ahead; refuse with its reason if not.
+
+        Runs with no await between the question and recording the answer, so concurrent
+        starts by one user are counted exactly (the hub runs them on one event loop).
+        """
+        if not self.policy_file:
+            return None
+        from .quota import group_names, running_apps
+
+        policy = cached_policy(self.policy_file)
+        decision = decide_start(policy, group_names(self.user), running_apps(self.user, self),
+                                options.profile, self.name)
+        if not decision.allowed:
+            self.refuse(decision.reason, reason=f"quota_{decision.code}", status=403)
+        self._quota_admitted = True
+        self.app_profile = decision.profile.slug
+        return decision.profile
+
+    def get_state(self):
+        state = super().get_state()
+        if self.app_profile:
+            state["app_profile"] = self.app_profile
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.app_profile = state.get("app_profile") or self.app_profile
+
+    async def stop(self, now=False):
+        try:
+            return await super().stop(now=now)
+        finally:
+            self._quota_admitted = False
 
     def _render_options_form(self, spawner=None) -> str:
         apps = sorted({a for home in self.app_homes() for a in list_apps(home)})
@@ -174,6 +231,7 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
             self._emit(10, "Validating the app and its options")
             options = self.validated_options()
             self.app_options = options
+            self.app_profile_spec = self.admit(options)
             try:
                 self.app_entry = self.resolve_app_entry(options)
             except EntryPathError as e:
@@ -196,9 +254,8 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
         entry = getattr(self, "app_entry", None)
         if entry:
             env["STREAMLIT_HUB_ENTRY"] = str(entry)
-        options = getattr(self, "app_options", None)
-        if options is not None and options.profile:
-            env["STREAMLIT_HUB_PROFILE"] = options.profile
+        if self.app_profile:
+            env["STREAMLIT_HUB_PROFILE"] = self.app_profile
         return env
 
     # ---- readiness ----------------------------------------------------------------------

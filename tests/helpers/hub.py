@@ -25,6 +25,17 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "hub_config" / "jupyterhub_config.py"
 
 
+# Generous limits for tests that are not about quotas (they start many apps at once).
+PERMISSIVE_POLICY = """
+profiles:
+  small: {display_name: "Small", cpu_limit: 1, mem_limit: 2G}
+groups:
+  analysts: {profiles: [small], max_running_apps: 20, max_apps: 60, may_share_links: true}
+  data-scientists: {profiles: [small], max_running_apps: 20, max_apps: 60}
+defaults: {profiles: [], max_running_apps: 0, max_apps: 0}
+"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -32,7 +43,8 @@ def free_port() -> int:
 
 
 class Hub:
-    def __init__(self, workdir: Path, extra_config: str = "", env: dict | None = None):
+    def __init__(self, workdir: Path, extra_config: str = "", env: dict | None = None,
+                 policy: str | None = PERMISSIVE_POLICY):
         self.workdir = Path(workdir)
         self.data_dir = self.workdir / "data"
         self.port = free_port()
@@ -42,6 +54,7 @@ class Hub:
         self.password = secrets.token_urlsafe(9)
         self.extra_config = extra_config
         self.extra_env = env or {}
+        self.policy = policy
         self.proc: subprocess.Popen | None = None
         self.log_path = self.workdir / "hub.log"
 
@@ -68,6 +81,10 @@ class Hub:
             STREAMLIT_HUB_DEMO_PASSWORD=self.password,
             STREAMLIT_HUB_EXTRA_CONFIG=str(extra),
         )
+        if self.policy is not None:
+            policy = self.workdir / "policy.yaml"
+            policy.write_text(textwrap.dedent(self.policy))
+            env["STREAMLIT_HUB_POLICY"] = str(policy)
         env.update(self.extra_env)
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(

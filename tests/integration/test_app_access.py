@@ -232,3 +232,13 @@ def test_stop_leaves_no_app_process(hub, alice):
     while len(set(hub.app_processes())) >= len(before) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert len(set(hub.app_processes())) == len(before) - 1
+
+
+def test_form_refusal_is_shown_as_a_page_with_the_reason(hub, alice):
+    r = alice.post(f"{hub.url}/hub/spawn/alice/badform",
+                   data={"path": "../bob/apps/demo/app.py", "_xsrf": alice.headers["X-XSRFToken"]},
+                   timeout=60)
+    assert r.status_code == 400
+    assert "must not contain &#39;..&#39;" in r.text or "must not contain '..'" in r.text
+    assert "Traceback" not in r.text
+    alice.delete(f"{hub.url}/hub/api/users/alice/servers/badform", json={"remove": True}, timeout=30)

@@ -1,0 +1,431 @@
+"""The group policy: who may start which apps, on which machine sizes, how many (pure).
+
+Invariants:
+
+- ``load_policy`` either returns a fully checked ``Policy`` or raises ``PolicyError`` naming
+  the file, the key and what is wrong. Nothing downstream re-checks the file's shape.
+- Every decision is a pure function of (policy, the user's groups, the user's servers, the
+  request): no I/O, no hub objects, so every start path asks the same question the same way.
+- Combining groups is **most permissive per field**: the union of profiles; the largest
+  count or total (``null``, no limit, beats any number); a flag is true if any group grants it;
+  the longest idle timeout and link lifetime. So joining a group never takes anything away.
+  The default profile is that of the first group, in file order, the user belongs to.
+- Users in no listed group get ``defaults``; the default ``defaults`` is view-only: no
+  profiles, no apps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+# ---- units --------------------------------------------------------------------------------
+_BYTES = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?)?B?\s*$", re.IGNORECASE)
+_UNIT = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def parse_bytes(value) -> int:
+    """'512M', '2G', '16Gi', 1024 -> bytes (1024-based, as KubeSpawner's ByteSpecification)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size like 512M or 2G")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return int(value)
+    m = _BYTES.match(str(value))
+    if not m:
+        raise ValueError(f"{value!r} is not a size like 512M or 2G")
+    unit = (m.group(2) or "")[:1].lower()
+    return int(float(m.group(1)) * _UNIT[unit])
+
+
+def format_bytes(n: int) -> str:
+    for unit, size in (("T", 2**40), ("G", 2**30), ("M", 2**20), ("K", 2**10)):
+        if n >= size and n % size == 0:
+            return f"{n // size}{unit}"
+    return str(n)
+
+
+# ---- the policy ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Profile:
+    slug: str
+    display_name: str
+    cpu_guarantee: float | None = None
+    cpu_limit: float | None = None
+    mem_guarantee: int | None = None
+    mem_limit: int | None = None
+    gpu: int = 0
+    node_selector: dict = field(default_factory=dict)
+    tolerations: tuple = ()
+    image: str | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one group (or the defaults) grants."""
+
+    profiles: tuple[str, ...] = ()
+    default_profile: str | None = None
+    max_running_apps: int = 0
+    max_apps: int = 0
+    max_total_cpu: float | None = None  # None: no limit
+    max_total_memory: int | None = None
+    idle_timeout: int | None = None  # seconds; None: the hub's default
+    may_share: bool = True
+    may_share_links: bool = False
+    max_link_days: float = 1.0
+
+
+@dataclass(frozen=True)
+class Policy:
+    profiles: dict[str, Profile]
+    groups: dict[str, Rule]  # in file order
+    defaults: Rule
+    source: str = "<policy>"
+
+
+class PolicyError(ValueError):
+    """The policy file is wrong; the message names the file, the key and the problem."""
+
+
+PROFILE_KEYS = {"display_name", "cpu_guarantee", "cpu_limit", "mem_guarantee", "mem_limit",
+                "gpu", "node_selector", "tolerations", "image"}
+RULE_KEYS = {"profiles", "default_profile", "max_running_apps", "max_apps", "max_total_cpu",
+             "max_total_memory", "idle_timeout", "may_share", "may_share_links", "max_link_days"}
+_SLUG = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+class _Checker:
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, key: str, problem: str):
+        raise PolicyError(f"{self.source}: {key}: {problem}")
+
+    def mapping(self, value, key) -> dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.fail(key, f"expected a mapping, got {type(value).__name__}")
+        return value
+
+    def unknown(self, d: dict, allowed: set, key: str):
+        extra = sorted(str(k) for k in d if k not in allowed)
+        if extra:
+            self.fail(f"{key}.{extra[0]}", f"unknown key (known: {', '.join(sorted(allowed))})")
+
+    def number(self, d, name, key, *, integer=False, allow_none=True, default=None, minimum=0):
+        value = d.get(name, default)
+        if value is None:
+            if not allow_none:
+                self.fail(f"{key}.{name}", "is required")
+            return None
+        ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok:
+            self.fail(f"{key}.{name}", f"expected {'a whole number' if integer else 'a number'}, got {value!r}")
+        if value < minimum:
+            self.fail(f"{key}.{name}", f"must be at least {minimum}, got {value!r}")
+        return value
+
+    def size(self, d, name, key):
+        value = d.get(name)
+        if value is None:
+            return None
+        try:
+            return parse_bytes(value)
+        except ValueError as e:
+            self.fail(f"{key}.{name}", str(e))
+
+    def flag(self, d, name, key, default):
+        value = d.get(name, default)
+        if not isinstance(value, bool):
+            self.fail(f"{key}.{name}", f"expected true or false, got {value!r}")
+        return value
+
+
+def _profile(ck: _Checker, slug, raw) -> Profile:
+    key = f"profiles.{slug}"
+    if not isinstance(slug, str) or not _SLUG.fullmatch(slug):
+        ck.fail(key, "a profile slug is 1-63 of a-z, 0-9, '-', starting and ending with a letter or digit")
+    raw = ck.mapping(raw, key)
+    ck.unknown(raw, PROFILE_KEYS, key)
+    name = raw.get("display_name", slug)
+    if not isinstance(name, str) or not name.strip():
+        ck.fail(f"{key}.display_name", "expected a non-empty string")
+    p = Profile(
+        slug=slug,
+        display_name=name,
+        cpu_guarantee=ck.number(raw, "cpu_guarantee", key),
+        cpu_limit=ck.number(raw, "cpu_limit", key),
+        mem_guarantee=ck.size(raw, "mem_guarantee", key),
+        mem_limit=ck.size(raw, "mem_limit", key),
+        gpu=ck.number(raw, "gpu", key, integer=True, default=0),
+        node_selector=dict(ck.mapping(raw.get("node_selector"), f"{key}.node_selector")),
+        tolerations=tuple(raw.get("tolerations") or ()),
+        image=raw.get("image"),
+    )
+    for low, high in (("cpu_guarantee", "cpu_limit"), ("mem_guarantee", "mem_limit")):
+        a, b = getattr(p, low), getattr(p, high)
+        if a is not None and b is not None and a > b:
+            ck.fail(f"{key}.{low}", f"is larger than {high}")
+    if p.image is not None and (not isinstance(p.image, str) or not p.image.strip()):
+        ck.fail(f"{key}.image", "expected an image name")
+    if not isinstance(raw.get("tolerations") or [], list):
+        ck.fail(f"{key}.tolerations", "expected a list")
+    return p
+
+
+def _rule(ck: _Checker, key: str, raw, profiles: dict) -> Rule:
+    raw = ck.mapping(raw, key)
+    ck.unknown(raw, RULE_KEYS, key)
+    names = raw.get("profiles", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        ck.fail(f"{key}.profiles", "expected a list of profile slugs")
+    for n in names:
+        if n not in profiles:
+            ck.fail(f"{key}.profiles", f"no profile {n!r} (defined: {', '.join(profiles) or 'none'})")
+    default = raw.get("default_profile")
+    if default is not None and default not in names:
+        ck.fail(f"{key}.default_profile", f"{default!r} is not in this group's profiles {names}")
+    running = ck.number(raw, "max_running_apps", key, integer=True, default=0)
+    kept = ck.number(raw, "max_apps", key, integer=True, default=0)
+    if kept and running > kept:
+        ck.fail(f"{key}.max_running_apps", f"is larger than max_apps ({kept})")
+    return Rule(
+        profiles=tuple(names),
+        default_profile=default or (names[0] if names else None),
+        max_running_apps=running,
+        max_apps=kept,
+        max_total_cpu=ck.number(raw, "max_total_cpu", key),
+        max_total_memory=ck.size(raw, "max_total_memory", key),
+        idle_timeout=ck.number(raw, "idle_timeout", key, integer=True, minimum=60),
+        may_share=ck.flag(raw, "may_share", key, True),
+        may_share_links=ck.flag(raw, "may_share_links", key, False),
+        max_link_days=ck.number(raw, "max_link_days", key, default=1.0, minimum=0.01),
+    )
+
+
+def parse_policy(data, source: str = "<policy>") -> Policy:
+    ck = _Checker(source)
+    data = ck.mapping(data, "(top level)")
+    ck.unknown(data, {"profiles", "groups", "defaults"}, "(top level)")
+    profiles = {}
+    for slug, raw in ck.mapping(data.get("profiles"), "profiles").items():
+        profiles[slug] = _profile(ck, slug, raw)
+    groups = {}
+    for name, raw in ck.mapping(data.get("groups"), "groups").items():
+        if not isinstance(name, str) or not name:
+            ck.fail(f"groups.{name}", "a group name must be a non-empty string")
+        groups[name] = _rule(ck, f"groups.{name}", raw, profiles)
+    defaults = _rule(ck, "defaults", data.get("defaults"), profiles)
+    return Policy(profiles=profiles, groups=groups, defaults=defaults, source=source)
+
+
+def load_policy(path: str | os.PathLike) -> Policy:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise PolicyError(f"{p}: cannot read the policy file: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise PolicyError(f"{p}: not valid YAML: {e}") from None
+    return parse_policy(data, str(p))
+
+
+_cache: dict[str, tuple[float, Policy]] = {}
+_cache_lock = threading.Lock()
+
+
+def cached_policy(path: str) -> Policy:
+    """The policy at ``path``, re-read when the file changes (checked on each call: a stat)."""
+    mtime = os.stat(path).st_mtime
+    with _cache_lock:
+        hit = _cache.get(path)
+        if hit and hit[0] == mtime:
+            return hit[1]
+    policy = load_policy(path)
+    with _cache_lock:
+        _cache[path] = (mtime, policy)
+    return policy
+
+
+# ---- decisions ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Limits:
+    """A user's effective rule, and which of their groups it came from."""
+
+    rule: Rule
+    groups: tuple[str, ...]  # the policy groups the user is in, in file order
+
+
+def _most(values, none_wins: bool):
+    values = list(values)
+    if none_wins and any(v is None for v in values):
+        return None
+    values = [v for v in values if v is not None]
+    return max(values) if values else None
+
+
+def combine(rules: list[Rule]) -> Rule:
+    """Most permissive per field; the first rule's default profile."""
+    if not rules:
+        raise ValueError("no rules to combine")
+    profiles: list[str] = []
+    for r in rules:
+        profiles += [p for p in r.profiles if p not in profiles]
+    default = next((r.default_profile for r in rules if r.default_profile), None)
+    return Rule(
+        profiles=tuple(profiles),
+        default_profile=default,
+        max_running_apps=max(r.max_running_apps for r in rules),
+        max_apps=max(r.max_apps for r in rules),
+        max_total_cpu=_most((r.max_total_cpu for r in rules), none_wins=True),
+        max_total_memory=_most((r.max_total_memory for r in rules), none_wins=True),
+        idle_timeout=_most((r.idle_timeout for r in rules), none_wins=False),
+        may_share=any(r.may_share for r in rules),
+        may_share_links=any(r.may_share_links for r in rules),
+        max_link_days=max(r.max_link_days for r in rules),
+    )
+
+
+def limits_for(policy: Policy, user_groups) -> Limits:
+    mine = set(user_groups)
+    names = tuple(g for g in policy.groups if g in mine)
+    if not names:
+        return Limits(policy.defaults, ())
+    return Limits(combine([policy.groups[g] for g in names]), names)
+
+
+@dataclass(frozen=True)
+class RunningApp:
+    name: str
+    profile: str | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str
+    profile: Profile | None = None
+    code: str = "ok"  # machine-readable: ok, no_apps, profile, running, cpu, memory
+
+
+def _who(limits: Limits) -> str:
+    if not limits.groups:
+        return "Users in no app-building group"
+    if len(limits.groups) == 1:
+        return limits.groups[0]
+    return "Members of " + ", ".join(limits.groups)
+
+
+def decide_start(policy: Policy, user_groups, running: list[RunningApp],
+                 requested_profile: str | None, app: str = "") -> Decision:
+    """May one more app start now? ``running`` is the user's other admitted apps."""
+    limits = limits_for(policy, user_groups)
+    rule = limits.rule
+    who = _who(limits)
+    if not rule.profiles or rule.max_running_apps <= 0:
+        return Decision(False, f"{who} may open apps shared with them but not start apps. "
+                               "Ask an admin to add you to an analysts group.", code="no_apps")
+    slug = requested_profile or rule.default_profile
+    if slug not in rule.profiles:
+        known = policy.profiles.get(slug)
+        shown = f"'{known.display_name}'" if known else f"{slug!r}"
+        return Decision(False, f"{who} may use the profiles {', '.join(rule.profiles)}; {shown} "
+                               "is not one of them.", code="profile")
+    profile = policy.profiles[slug]
+    if len(running) >= rule.max_running_apps:
+        names = ", ".join(sorted(a.name for a in running))
+        return Decision(False, f"{who} may run {rule.max_running_apps} "
+                               f"app{'s' if rule.max_running_apps != 1 else ''} at once; you are "
+                               f"running {names}. Stop one to start another.", code="running")
+    used = [policy.profiles[a.profile] for a in running if a.profile in policy.profiles]
+    if rule.max_total_cpu is not None and profile.cpu_limit is not None:
+        total = sum(p.cpu_limit or 0 for p in used) + profile.cpu_limit
+        if total > rule.max_total_cpu:
+            return Decision(False, f"{who} may use {rule.max_total_cpu:g} CPUs across running apps; "
+                                   f"starting {app or 'this app'} on {slug} would make {total:g}. "
+                                   "Stop an app or pick a smaller profile.", code="cpu")
+    if rule.max_total_memory is not None and profile.mem_limit is not None:
+        total = sum(p.mem_limit or 0 for p in used) + profile.mem_limit
+        if total > rule.max_total_memory:
+            return Decision(False, f"{who} may use {format_bytes(rule.max_total_memory)} of memory "
+                                   f"across running apps; starting {app or 'this app'} on {slug} "
+                                   f"would make {format_bytes(total)}. Stop an app or pick a "
+                                   "smaller profile.", code="memory")
+    return Decision(True, f"{app or 'The app'} may start on {profile.display_name}.", profile)
+
+
+def quota_summary(policy: Policy, user_groups, running: list[RunningApp], kept: int) -> dict:
+    """The current user's effective limits and usage, as the quota endpoint returns it."""
+    limits = limits_for(policy, user_groups)
+    rule = limits.rule
+    return {
+        "groups": list(limits.groups),
+        "profiles": [{"slug": s, "display_name": policy.profiles[s].display_name}
+                     for s in rule.profiles],
+        "default_profile": rule.default_profile,
+        "max_running_apps": rule.max_running_apps,
+        "running_apps": sorted(a.name for a in running),
+        "max_apps": rule.max_apps,
+        "apps": kept,
+        "max_total_cpu": rule.max_total_cpu,
+        "max_total_memory": rule.max_total_memory,
+        "idle_timeout": rule.idle_timeout,
+        "may_share": rule.may_share,
+        "may_share_links": rule.may_share_links,
+        "max_link_days": rule.max_link_days,
+        "may_start_apps": bool(rule.profiles) and rule.max_running_apps > 0,
+    }
+
+
+def summary_line(summary: dict) -> str:
+    if not summary["may_start_apps"]:
+        return "You can open apps shared with you; you cannot start apps."
+    return (f"{len(summary['running_apps'])} of {summary['max_running_apps']} apps running; "
+            f"profiles: {', '.join(p['slug'] for p in summary['profiles'])}")
+
+
+# ---- CLI ----------------------------------------------------------------------------------
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m spawner.policy",
+        description="Check a group policy file, or ask it for a decision.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="validate the file; with --groups, decide one start")
+    check.add_argument("policy")
+    check.add_argument("--groups", default=None, help="comma-separated hub groups of the user")
+    check.add_argument("--running", type=int, default=0, help="how many apps the user runs now")
+    check.add_argument("--running-profile", default=None,
+                       help="profile of those running apps (default: the user's default)")
+    check.add_argument("--profile", default=None, help="profile requested for the new app")
+    args = ap.parse_args(argv)
+    try:
+        policy = load_policy(args.policy)
+    except PolicyError as e:
+        print(f"invalid: {e}", file=sys.stderr)
+        return 2
+    if args.groups is None:
+        print(f"ok: {args.policy}: {len(policy.profiles)} profiles, {len(policy.groups)} groups")
+        return 0
+    groups = [g for g in args.groups.split(",") if g]
+    rule = limits_for(policy, groups).rule
+    rp = args.running_profile or rule.default_profile
+    running = [RunningApp(f"app{i + 1}", rp) for i in range(args.running)]
+    d = decide_start(policy, groups, running, args.profile)
+    print(f"{'allowed' if d.allowed else 'refused'}: {d.reason}")
+    return 0 if d.allowed else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The group policy at the hub: what each start path and page asks (thin I/O edge).
+
+- ``running_apps(user, exclude)``: the user's apps that count against their limits: ready,
+  or admitted by the policy and still starting.
+- ``QuotaAPIHandler``: ``GET /hub/api/streamlit/quota``, the signed-in user's limits and use.
+- ``named_server_limit(handler)``: ``JupyterHub.named_server_limit_per_user`` from ``max_apps``.
+- ``template_quota(user)``: the home page's "2 of 3 apps running; profiles: small, medium".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from jupyterhub.apihandlers import APIHandler
+from tornado import web
+
+from .policy import RunningApp, cached_policy, limits_for, quota_summary, summary_line
+
+_TARGET = re.compile(r"/users/([^/]+)/servers/")
+
+
+def running_apps(user, exclude=None) -> list[RunningApp]:
+    out = []
+    for name, sp in user.spawners.items():
+        if not name or sp is exclude:
+            continue
+        if sp.ready or getattr(sp, "_quota_admitted", False):
+            out.append(RunningApp(name, getattr(sp, "app_profile", None)))
+    return out
+
+
+def group_names(user) -> list[str]:
+    return [g.name for g in user.groups]
+
+
+def summary_for(policy_file: str, user) -> dict:
+    policy = cached_policy(policy_file)
+    kept = len([n for n in user.orm_spawners if n])
+    s = quota_summary(policy, group_names(user), running_apps(user), kept)
+    s["line"] = summary_line(s)
+    return s
+
+
+class QuotaAPIHandler(APIHandler):
+    """GET /hub/api/streamlit/quota: the current user's effective limits and usage."""
+
+    def initialize(self, policy_file: str):
+        self.policy_file = policy_file
+
+    async def get(self):
+        user = self.current_user
+        if user is None or getattr(user, "kind", "user") != "user":
+            raise web.HTTPError(403, "Sign in as a user to see your app quota.")
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.write(json.dumps(summary_for(self.policy_file, user)))
+
+
+def make_named_server_limit(policy_file: str):
+    def named_server_limit(handler) -> int:
+        user = handler.current_user
+        m = _TARGET.search(handler.request.path)
+        if m and handler.find_user(m.group(1)) is not None:
+            user = handler.find_user(m.group(1))
+        if user is None:
+            return 1
+        limits = limits_for(cached_policy(policy_file), group_names(user))
+        if limits.rule.max_apps > 0:
+            return limits.rule.max_apps
+        if handler.request.method in ("POST", "PUT"):
+            raise web.HTTPError(
+                403, f"{user.name} may open apps shared with them but not create apps.")
+        return 1  # pages only display this number
+
+    return named_server_limit
+
+
+def make_template_quota(policy_file: str):
+    def template_quota(user):
+        if user is None or getattr(user, "kind", "user") != "user":
+            return None
+        return summary_for(policy_file, user)
+
+    return template_quota
