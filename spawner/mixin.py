@@ -86,6 +86,12 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
     def _default_options_form(self):
         return self._render_options_form
 
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        # The hub calls this before pre_spawn_hook and start, on every start path; start()
+        # checks again, so an operator who replaces this hook loses no validation.
+        return lambda spawner, user_options: spawner.validated_options()
+
     def options_from_form(self, formdata):
         return options_from_form_data(formdata)
 
@@ -272,7 +278,7 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
 
         Fails early, with the app's last output, if the process exits while we wait.
         """
-        from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+        from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
         if not isinstance(url, str):
             ip, port = url
@@ -293,13 +299,13 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
                 )
             try:
                 await client.fetch(
-                    HTTPRequest(check, follow_redirects=False, request_timeout=2,
-                                connect_timeout=2),
+                    HTTPRequest(check, follow_redirects=False, request_timeout=5,
+                                connect_timeout=5),
                     raise_error=False,
                 )
                 return
-            except OSError:
-                pass
+            except (OSError, HTTPClientError):
+                pass  # not listening yet, or the hub is busy: try again until the deadline
             if time.monotonic() > deadline:
                 self.refuse(
                     f"The app {self.name} did not answer within {self.ready_timeout:.0f} s.",

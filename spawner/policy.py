@@ -10,8 +10,10 @@ Invariants:
   count or total (``null``, no limit, beats any number); a flag is true if any group grants it;
   the longest idle timeout and link lifetime. So joining a group never takes anything away.
   The default profile is that of the first group, in file order, the user belongs to.
-- Users in no listed group get ``defaults``; the default ``defaults`` is view-only: no
-  profiles, no apps.
+- ``defaults`` is the floor every signed-in user gets, combined with their groups by the
+  same rule (so a user in no listed group gets exactly ``defaults``), except CPU/memory
+  totals, which come from the user's groups alone. The default
+  ``defaults`` is view-only: no profiles, no apps.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import os
 import re
 import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -303,7 +305,14 @@ def limits_for(policy: Policy, user_groups) -> Limits:
     names = tuple(g for g in policy.groups if g in mine)
     if not names:
         return Limits(policy.defaults, ())
-    return Limits(combine([policy.groups[g] for g in names]), names)
+    rules = [policy.groups[g] for g in names]
+    # Groups first, so the first group's default profile wins; defaults are the floor.
+    # CPU/memory totals come from the groups alone: an unset total in `defaults` means
+    # "nothing to start", not "no limit".
+    floor = combine(rules + [policy.defaults])
+    groups_only = combine(rules)
+    return Limits(replace(floor, max_total_cpu=groups_only.max_total_cpu,
+                          max_total_memory=groups_only.max_total_memory), names)
 
 
 @dataclass(frozen=True)
