@@ -1,0 +1,33 @@
+"""A person, in headless Chromium: carol (viewers) sees no way to start an app, and asking
+the API anyway gets the reason."""
+
+import re
+
+import requests
+
+from playwright.sync_api import expect
+
+
+def test_carol_has_no_start_control_and_the_api_says_why(browser, hub, output_dir):
+    context = browser.new_context(viewport={"width": 1280, "height": 700})
+    page = context.new_page()
+    try:
+        page.goto(hub.url + "/hub/login")
+        page.fill("#username_input", "carol")
+        page.fill("#password_input", hub.password)
+        page.click("#login_submit")
+        page.wait_for_url(re.compile(r".*/hub/home"))
+        expect(page.locator("#no-start")).to_be_visible()
+        expect(page.locator("#quota-summary")).to_have_text(
+            "You can open apps shared with you; you cannot start apps.")
+        assert page.locator("button.new-server-btn").count() == 0
+        assert page.locator("a.start-server").count() == 0
+        assert page.locator("#start").count() == 0
+        page.screenshot(path=str(output_dir / "carol-home.png"))
+    finally:
+        context.close()
+    # She calls the REST API anyway, with her own token (from /hub/token): she gets the reason.
+    r = requests.post(hub.url + "/hub/api/users/carol/servers/mine", json={},
+                      headers={"Authorization": f"token {hub.token('carol')}"}, timeout=30)
+    assert r.status_code == 403
+    assert r.json()["message"] == "carol may open apps shared with them but not create apps."
