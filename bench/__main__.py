@@ -203,7 +203,19 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--out", default=str(REPO / "bench-results"))
+    ap.add_argument("--only", choices=["policy"], default=None,
+                    help="run one part only (policy: the quota decision cost, a few seconds)")
     args = ap.parse_args(argv)
+    from bench import policy_cost
+
+    policy_rows = policy_cost.run()
+    policy_table = ["", "Quota decision cost (pure, in-process; flat means independent of hub size):", "",
+                    "| users in the hub | median µs per decision | min–max µs |", "|---|---|---|"]
+    policy_table += [f"| {r['users']} | {r['median_us']:.1f} | {r['min_us']:.1f}–{r['max_us']:.1f} |"
+                     for r in policy_rows]
+    if args.only == "policy":
+        print("\n".join(policy_table))
+        return 0
 
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
@@ -248,13 +260,15 @@ def main(argv=None) -> int:
     stamp = dt.datetime.now(dt.timezone.utc)
     md = "\n".join([f"# Benchmarks {stamp:%Y-%m-%d %H:%M} UTC", "",
                     f"Machine: {machine}. Command: `make bench` (rounds={args.rounds}, "
-                    f"requests={args.requests}). Took {time.time() - started:.0f} s.", ""] + table)
+                    f"requests={args.requests}). Took {time.time() - started:.0f} s.", ""] + table
+                   + policy_table)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stamp:%Y-%m-%d}.json").write_text(json.dumps(
         {"time": stamp.isoformat(), "machine": machine, "args": vars(args), "rows": result_rows,
          "spawn": spawn, "health_ms": {k: v for k, v in health.items()},
-         "rss_mb": {k: spawn[k] for k in spawn if "rss" in k}}, indent=1))
+         "rss_mb": {k: spawn[k] for k in spawn if "rss" in k}, "policy_decision": policy_rows},
+        indent=1))
     (out / f"{stamp:%Y-%m-%d}.md").write_text(md + "\n")
     print(md)
     if left:

@@ -51,6 +51,63 @@ def find_proxy_command(repo_root: Path) -> list[str]:
     )
 
 
+def _csv(environ, name) -> set[str]:
+    return {v.strip() for v in environ.get(name, "").split(",") if v.strip()}
+
+
+def _required(environ, name: str, what: str) -> str:
+    value = environ.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"{name} is not set: {what}")
+    return value
+
+
+def configure_google(c, environ) -> None:
+    """Google sign-in, with hub groups filled from Google Groups at every login and refresh.
+
+    The group policy is keyed on hub group names; this keeps them equal to the user's Google
+    Groups (the local part of each group's address, e.g. analysts@example.com -> analysts).
+    """
+    domain = _required(environ, "GOOGLE_WORKSPACE_DOMAIN", "the Google Workspace domain, e.g. example.com")
+    admin_user = _required(
+        environ, "GOOGLE_ADMIN_USER",
+        "the local part of a Workspace admin the service account impersonates to read groups")
+    if "@" in admin_user:
+        raise ConfigError(
+            f"GOOGLE_ADMIN_USER={admin_user!r}: give only the local part (e.g. 'admin', not "
+            f"'admin@{domain}'); oauthenticator adds '@{domain}' itself")
+    key_file = _required(environ, "GOOGLE_SERVICE_ACCOUNT_KEY_FILE",
+                         "path of the service account's JSON key (domain-wide delegation)")
+    if not Path(key_file).is_file():
+        raise ConfigError(f"GOOGLE_SERVICE_ACCOUNT_KEY_FILE={key_file!r}: no such file")
+    if not environ.get("JUPYTERHUB_CRYPT_KEY"):
+        raise ConfigError("JUPYTERHUB_CRYPT_KEY is not set: Google groups are kept in the "
+                          "encrypted auth state (openssl rand -hex 32)")
+    allowed = _csv(environ, "GOOGLE_ALLOWED_GROUPS")
+    if not allowed:
+        raise ConfigError("GOOGLE_ALLOWED_GROUPS is not set: the Google Groups whose members "
+                          "may sign in, comma-separated, e.g. analysts,data-scientists,viewers")
+    public = _required(environ, "STREAMLIT_HUB_PUBLIC_URL", "the hub's public URL, e.g. https://apps.example.com")
+
+    c.JupyterHub.authenticator_class = "google"
+    g = c.GoogleOAuthenticator
+    g.client_id = _required(environ, "GOOGLE_OAUTH_CLIENT_ID", "the OAuth client id")
+    g.client_secret = _required(environ, "GOOGLE_OAUTH_CLIENT_SECRET", "the OAuth client secret")
+    g.oauth_callback_url = public.rstrip("/") + "/hub/oauth_callback"
+    g.hosted_domain = [domain]
+    g.allowed_google_groups = {domain: allowed}
+    g.admin_google_groups = {domain: _csv(environ, "GOOGLE_ADMIN_GROUPS")}
+    g.gsuite_administrator = {domain: admin_user}
+    g.google_service_account_keys = {domain: key_file}
+    g.manage_groups = True
+    g.auth_state_groups_key = "google_user.google_groups"
+    c.Authenticator.enable_auth_state = True
+    # Re-read groups before a start if the last check is older than an hour, so a membership
+    # change reaches the policy without waiting for the next login.
+    c.Authenticator.refresh_pre_spawn = True
+    c.Authenticator.auth_refresh_age = int(environ.get("STREAMLIT_HUB_AUTH_REFRESH_SECONDS") or 3600)
+
+
 def configure(c, environ=None) -> None:
     environ = os.environ if environ is None else environ
     mode = environ.get("STREAMLIT_HUB_MODE", "local")
@@ -115,13 +172,18 @@ def configure_local(c, environ) -> None:
     c.StreamlitLocalSpawner.homes_root = str(homes)
     c.StreamlitLocalSpawner.logs_root = str(data_dir / "logs")
 
-    c.JupyterHub.authenticator_class = "dummy"
-    c.DummyAuthenticator.password = demo.demo_password(data_dir, environ)
-    c.Authenticator.allowed_users = set(demo.DEMO_USERS)
-    c.Authenticator.admin_users = set(demo.DEMO_ADMINS)
-    c.JupyterHub.load_groups = {g: {"users": list(u)} for g, u in demo.DEMO_GROUPS.items()}
-
-    demo.seed_demo_apps(homes, HUB_CONFIG_DIR / "demo_app")
+    auth = environ.get("STREAMLIT_HUB_AUTH", "demo")
+    if auth == "google":
+        configure_google(c, environ)
+    elif auth == "demo":
+        c.JupyterHub.authenticator_class = "dummy"
+        c.DummyAuthenticator.password = demo.demo_password(data_dir, environ)
+        c.Authenticator.allowed_users = set(demo.DEMO_USERS)
+        c.Authenticator.admin_users = set(demo.DEMO_ADMINS)
+        c.JupyterHub.load_groups = {g: {"users": list(u)} for g, u in demo.DEMO_GROUPS.items()}
+        demo.seed_demo_apps(homes, HUB_CONFIG_DIR / "demo_app")
+    else:
+        raise ConfigError(f"STREAMLIT_HUB_AUTH={auth!r}: expected 'demo' or 'google'")
     configure_policy(c, str(Path(environ.get("STREAMLIT_HUB_POLICY") or HUB_CONFIG_DIR / "policy.yaml").resolve()))
 
 

@@ -17,7 +17,7 @@ from tornado import web
 
 from .policy import RunningApp, cached_policy, limits_for, quota_summary, summary_line
 
-_TARGET = re.compile(r"/users/([^/]+)/servers/")
+_TARGET = re.compile(r"/(?:users/([^/]+)/servers|spawn/([^/]+))/([^/?]*)")
 
 
 def running_apps(user, exclude=None) -> list[RunningApp]:
@@ -60,15 +60,19 @@ class QuotaAPIHandler(APIHandler):
 def make_named_server_limit(policy_file: str):
     def named_server_limit(handler) -> int:
         user = handler.current_user
+        server = None
         m = _TARGET.search(handler.request.path)
-        if m and handler.find_user(m.group(1)) is not None:
-            user = handler.find_user(m.group(1))
+        if m:
+            target = handler.find_user(m.group(1) or m.group(2))
+            user = target or user
+            server = m.group(3)
         if user is None:
             return 1
         limits = limits_for(cached_policy(policy_file), group_names(user))
         if limits.rule.max_apps > 0:
             return limits.rule.max_apps
-        if handler.request.method in ("POST", "PUT"):
+        exists = server is not None and server in getattr(user, "orm_spawners", {})
+        if handler.request.method in ("POST", "PUT") and not exists:
             raise web.HTTPError(
                 403, f"{user.name} may open apps shared with them but not create apps.")
         return 1  # pages only display this number

@@ -48,3 +48,54 @@ def test_extra_config_runs_last_with_c(tmp_path):
     assert c.JupyterHub.port == 9999
     with pytest.raises(ConfigError, match="no such file"):
         load_extra_config(c, {"STREAMLIT_HUB_EXTRA_CONFIG": str(tmp_path / "missing.py")})
+
+
+GOOGLE = {
+    "STREAMLIT_HUB_AUTH": "google", "GOOGLE_WORKSPACE_DOMAIN": "example.com",
+    "GOOGLE_ADMIN_USER": "admin", "GOOGLE_ALLOWED_GROUPS": "analysts, viewers",
+    "GOOGLE_ADMIN_GROUPS": "hub-admins", "GOOGLE_OAUTH_CLIENT_ID": "id",
+    "GOOGLE_OAUTH_CLIENT_SECRET": "secret", "JUPYTERHUB_CRYPT_KEY": "00" * 32,
+    "STREAMLIT_HUB_PUBLIC_URL": "https://apps.example.com/",
+}
+
+
+@pytest.fixture
+def google_env(tmp_path):
+    key = tmp_path / "key.json"
+    key.write_text("{}")
+    return {**GOOGLE, "STREAMLIT_HUB_DATA_DIR": str(tmp_path / "d"),
+            "GOOGLE_SERVICE_ACCOUNT_KEY_FILE": str(key)}
+
+
+def test_google_mode_syncs_groups_from_google(google_env):
+    c = Config()
+    configure(c, google_env)
+    g = c.GoogleOAuthenticator
+    assert c.JupyterHub.authenticator_class == "google"
+    assert g.allowed_google_groups == {"example.com": {"analysts", "viewers"}}
+    assert g.gsuite_administrator == {"example.com": "admin"}
+    assert g.manage_groups is True and g.auth_state_groups_key == "google_user.google_groups"
+    assert c.Authenticator.enable_auth_state is True
+    assert g.oauth_callback_url == "https://apps.example.com/hub/oauth_callback"
+    assert "load_groups" not in c.JupyterHub  # groups come from Google only
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"GOOGLE_ADMIN_USER": "admin@example.com"}, "only the local part"),
+    ({"JUPYTERHUB_CRYPT_KEY": ""}, "JUPYTERHUB_CRYPT_KEY"),
+    ({"GOOGLE_ALLOWED_GROUPS": ""}, "GOOGLE_ALLOWED_GROUPS"),
+    ({"GOOGLE_SERVICE_ACCOUNT_KEY_FILE": "/nope.json"}, "no such file"),
+    ({"GOOGLE_OAUTH_CLIENT_ID": ""}, "GOOGLE_OAUTH_CLIENT_ID"),
+    ({"STREAMLIT_HUB_AUTH": "ldap"}, "expected 'demo' or 'google'"),
+])
+def test_google_mode_refuses_incomplete_settings_at_start_up(google_env, change, words):
+    with pytest.raises(ConfigError, match=words):
+        configure(Config(), {**google_env, **change})
+
+
+def test_a_bad_policy_is_a_config_error(tmp_path):
+    bad = tmp_path / "p.yaml"
+    bad.write_text("groups: {analysts: {profiles: [nope]}}\n")
+    with pytest.raises(ConfigError, match="groups.analysts.profiles"):
+        configure(Config(), {"STREAMLIT_HUB_DATA_DIR": str(tmp_path / "d"),
+                             "STREAMLIT_HUB_DEMO_PASSWORD": "x", "STREAMLIT_HUB_POLICY": str(bad)})
