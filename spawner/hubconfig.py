@@ -123,14 +123,32 @@ def configure(c, environ=None) -> None:
     configure_common(c)
 
 
+def sharing_roles(policy) -> list[dict]:
+    """Roles that let people share their own apps (JupyterHub's shares API), per the policy.
+
+    ``shares!user`` manages shares of one's own servers; the two read scopes let a sharer
+    name the user or group to share with. Groups whose rule has ``may_share: false`` get no
+    such role; if ``defaults.may_share`` is true, every user gets it.
+    """
+    scopes = ["shares!user", "read:users:name", "read:groups:name"]
+    if policy.defaults.may_share:
+        return [{"name": "user", "scopes": ["self", *scopes]}]
+    groups = [name for name, rule in policy.groups.items() if rule.may_share]
+    if not groups:
+        return []
+    return [{"name": "streamlit-app-sharer", "description": "May share their own apps",
+             "scopes": scopes, "groups": groups}]
+
+
 def configure_policy(c, path: str) -> None:
     """Validate the group policy now (a bad file stops the hub) and wire it everywhere."""
     from .quota import QuotaAPIHandler, make_named_server_limit, make_template_quota
 
     try:
-        load_policy(path)
+        policy = load_policy(path)
     except PolicyError as e:
         raise ConfigError(f"group policy: {e}") from None
+    c.JupyterHub.load_roles = sharing_roles(policy)
     c.StreamlitSpawnerMixin.policy_file = path
     c.JupyterHub.named_server_limit_per_user = make_named_server_limit(path)
     c.JupyterHub.extra_handlers = [
@@ -146,6 +164,10 @@ def configure_common(c) -> None:
     c.JupyterHub.template_paths = [str(HUB_CONFIG_DIR / "templates")]
     # An app server may read its viewer's name and groups, nothing more.
     c.Spawner.oauth_client_allowed_scopes = ["read:users:groups!user"]
+    # The app server's own token: post activity, and read who its app is shared with (see
+    # spawner/app_server/auth.py on group shares in JupyterHub 6.1.1).
+    c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server",
+                                     "read:shares!server"]
     c.Spawner.start_timeout = 90
     c.Spawner.http_timeout = 60
 

@@ -153,7 +153,7 @@ class HubAuthMiddleware:
 
         cookies = _parse_cookies(headers)
         try:
-            viewer = await self._viewer_for(headers, cookies)
+            viewer, token = await self._viewer_for(headers, cookies)
         except HubUnavailable as e:
             log.warning("cannot authenticate a request: %s", e)
             await self._refuse(scope, send, 503, "The hub is not answering",
@@ -174,28 +174,28 @@ class HubAuthMiddleware:
         scope["headers"] = self._scrubbed_headers(headers, cookies, viewer)
         self.activity.touch()
         if kind == "websocket":
-            await self._serve_websocket(scope, receive, send)
+            await self._serve_websocket(scope, receive, send, token)
         else:
             await self.app(scope, receive, send)
 
     # ---- identity ---------------------------------------------------------------------
-    async def _viewer_for(self, headers, cookies) -> Viewer | None:
+    async def _viewer_for(self, headers, cookies) -> tuple[Viewer | None, str | None]:
         token = _bearer(headers)
         if token is None:
             sid = next((v for k, v in cookies if k == SESSION_COOKIE), None)
             entry = self._sessions.get(sid) if sid else None
             if entry is None:
-                return None
+                return None, None
             now = time.monotonic()
             if now - entry[1] > _SESSION_IDLE_TTL:
                 self._sessions.pop(sid, None)
-                return None
+                return None, None
             entry[1] = now
             token = entry[0]
         viewer = await self._verdict(token)
-        if viewer is None and token is not None:
+        if viewer is None:
             self._forget_token(token)
-        return viewer
+        return viewer, token
 
     async def _verdict(self, token: str) -> Viewer | None:
         key = hashlib.sha256(token.encode()).hexdigest()
@@ -220,7 +220,29 @@ class HubAuthMiddleware:
             return None
         allowed = grants_access(model.get("scopes") or [], self.s.access_scopes)
         groups = tuple(sorted(g for g in model.get("groups") or [] if isinstance(g, str)))
+        if not allowed and groups:
+            # JupyterHub 6.1.1 drops group-share scopes from OAuth and API tokens (its
+            # get_scopes_for adds the owner's user shares but not their groups' shares), so
+            # a member of a shared group is admitted by the hub's authorize page but their
+            # token carries no access scope. Ask the hub which groups this app is shared with.
+            allowed = bool(set(groups) & await self._shared_groups())
+        if not allowed:
+            log.info("%s holds no access scope for this app (access scopes held: %s)",
+                     model["name"], sorted(x for x in model.get("scopes") or [] if x.startswith("access:")))
         return Viewer(model["name"], groups, allowed, time.monotonic())
+
+    async def _shared_groups(self) -> frozenset[str]:
+        """Groups this app is shared with (for access), cached like verdicts."""
+        cached = getattr(self, "_groups_cache", None)
+        if cached is not None and time.monotonic() - cached[1] < self.s.auth_cache_seconds:
+            return cached[0]
+        items = await self.hub.server_shares(self.s.owner, self.s.server_name) or []
+        groups = frozenset(
+            item["group"]["name"] for item in items
+            if item.get("group") and grants_access(item.get("scopes") or [], self.s.access_scopes)
+        )
+        self._groups_cache = (groups, time.monotonic())
+        return groups
 
     def _forget_token(self, token: str):
         for sid, entry in list(self._sessions.items()):
@@ -244,18 +266,47 @@ class HubAuthMiddleware:
         kept.append((GROUPS_HEADER.lower().encode(), ",".join(viewer.groups).encode("utf-8")))
         return kept
 
-    async def _serve_websocket(self, scope, receive, send):
+    async def _serve_websocket(self, scope, receive, send, token):
+        """Hand an upgraded websocket to Streamlit, re-checking access as messages arrive.
+
+        Once the cached verdict is older than ``auth_cache_seconds``, the next message from
+        the client re-asks the hub; if access is gone (a revoked share), the socket is closed
+        and Streamlit sees a disconnect. So an open session ends within the same window as
+        new requests do.
+        """
         activity = self.activity
+        checked = time.monotonic()
+        closed = False
 
         async def counted_receive():
+            nonlocal checked, closed
             message = await receive()
-            if message["type"] == "websocket.receive":
-                activity.touch()
+            if message["type"] != "websocket.receive":
+                return message
+            if time.monotonic() - checked >= self.s.auth_cache_seconds:
+                try:
+                    viewer = await self._verdict(token)
+                except HubUnavailable:
+                    viewer = Viewer("", (), True, 0)  # keep serving through a hub restart
+                checked = time.monotonic()
+                if viewer is None or not viewer.allowed:
+                    log.info("closing a websocket: access to %s/%s was withdrawn",
+                             self.s.owner, self.s.server_name)
+                    if not closed:
+                        closed = True
+                        await send({"type": "websocket.close", "code": 1008})
+                    return {"type": "websocket.disconnect", "code": 1008}
+            activity.touch()
             return message
+
+        async def guarded_send(message):
+            if closed:
+                return  # the socket is closed: drop what Streamlit still sends
+            await send(message)
 
         activity.websocket_opened()
         try:
-            await self.app(scope, counted_receive, send)
+            await self.app(scope, counted_receive, guarded_send)
         finally:
             activity.websocket_closed()
 

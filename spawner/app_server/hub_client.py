@@ -82,6 +82,16 @@ class HubClient:
             return None  # services have no business viewing an app as a person
         return model
 
+    async def server_shares(self, owner: str, server: str) -> list[dict] | None:
+        """The shares of one server (needs ``read:shares!server`` on this server's token)."""
+        resp = await self._fetch(f"{self._api_url}/shares/{owner}/{server}",
+                                 headers={"Authorization": f"token {self._token}"})
+        if resp.code in (403, 404):
+            return None
+        if resp.code != 200:
+            raise HubUnavailable(f"hub API answered HTTP {resp.code}")
+        return json.loads(resp.body).get("items", [])
+
     async def post_activity(self, url: str, server_name: str, when_iso: str) -> bool:
         body = json.dumps(
             {"last_activity": when_iso, "servers": {server_name: {"last_activity": when_iso}}}

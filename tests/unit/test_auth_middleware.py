@@ -26,6 +26,8 @@ class ScriptedHub:
         self.models = {}
         self.calls = 0
         self.down = False
+        self.shares = []
+        self.share_calls = 0
 
     async def identify(self, token):
         self.calls += 1
@@ -33,6 +35,10 @@ class ScriptedHub:
         if self.down:
             raise HubUnavailable("down")
         return self.models.get(token)
+
+    async def server_shares(self, owner, server):
+        self.share_calls += 1
+        return self.shares
 
     async def token_for_code(self, **kw):
         return "tok-" + kw["code"]
@@ -159,3 +165,22 @@ def test_login_round_trip_sets_a_session_and_returns_to_the_page():
 def test_paths_outside_the_prefix(path, status):
     mw, _ = make()
     assert asyncio.run(call(mw, path=path))[0] == status
+
+
+def test_member_of_a_shared_group_is_admitted_without_the_scope_on_the_token():
+    # JupyterHub 6.1.1 leaves group-share scopes off tokens; the app server asks for shares.
+    async def scenario():
+        mw, hub = make(ttl=0.2)
+        hub.models["B"] = {**allowed("bob", ["data-scientists"]), "scopes": []}
+        hub.models["C"] = {**allowed("carol", ["viewers"]), "scopes": []}
+        hub.shares = [{"group": {"name": "data-scientists"}, "user": None,
+                       "scopes": ["access:servers!server=alice/demo"]},
+                      {"group": {"name": "viewers"}, "user": None,
+                       "scopes": ["read:users:name!user=alice"]}]  # no access in this one
+        bob = (await call(mw, headers=[("Authorization", "token B")]))[0]
+        carol = (await call(mw, headers=[("Authorization", "token C")]))[0]
+        hub.shares = []  # the group share is revoked
+        await asyncio.sleep(0.25)
+        bob_after = (await call(mw, headers=[("Authorization", "token B")]))[0]
+        return bob, carol, bob_after
+    assert asyncio.run(scenario()) == (200, 403, 403)
