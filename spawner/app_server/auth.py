@@ -51,6 +51,9 @@ _MAX_SESSIONS = 10_000
 _MAX_PENDING_LOGINS = 2_000
 _LOGIN_TTL = 600.0
 _SESSION_IDLE_TTL = 12 * 3600.0
+# While the hub does not answer (a restart, an upgrade), a viewer it admitted within this
+# many seconds keeps being served on that verdict. Refusals are never extended.
+_STALE_WHILE_HUB_DOWN = 300.0
 
 
 @dataclass
@@ -207,7 +210,13 @@ class HubAuthMiddleware:
             pending = asyncio.ensure_future(self._lookup(token))
             self._inflight[key] = pending
             pending.add_done_callback(lambda _f, k=key: self._inflight.pop(k, None))
-        viewer = await asyncio.shield(pending)
+        try:
+            viewer = await asyncio.shield(pending)
+        except HubUnavailable:
+            if (cached is not None and cached.allowed
+                    and time.monotonic() - cached.checked_at < _STALE_WHILE_HUB_DOWN):
+                return cached
+            raise
         if viewer is None:
             self._verdicts.pop(key, None)
         else:

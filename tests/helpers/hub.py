@@ -105,6 +105,15 @@ class Hub:
         self.stop()
         raise RuntimeError(f"hub did not come up in {timeout} s:\n{self.log_tail()}")
 
+    def interrupt(self, timeout: float = 30.0) -> None:
+        """Ctrl-C the hub process only; leave whatever it chooses to leave running."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(timeout)
+        if getattr(self, "_log", None):
+            self._log.close()
+            self._log = None
+
     def stop(self, timeout: float = 30.0) -> list[int]:
         """Ctrl-C the hub; return PIDs of anything it started that is still alive."""
         if self.proc and self.proc.poll() is None:
@@ -116,8 +125,10 @@ class Hub:
                 self.proc.wait(5)
         if getattr(self, "_log", None):
             self._log.close()
+            self._log = None
         left = wait_gone(str(self.data_dir), timeout=10)
-        left += wait_gone(f"127.0.0.1:{self.proxy_api_port}", timeout=5)
+        left += [p for p in wait_gone(f"--api-port {self.proxy_api_port}".replace(" ", "\0"), timeout=5)
+                 if p not in left]
         for pid in left:  # never leave anything behind, even when the test then fails
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -130,6 +141,12 @@ class Hub:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return ""
+
+    def proxy_pid(self) -> int | None:
+        try:
+            return int((self.data_dir / "jupyterhub-proxy.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
 
     def app_processes(self) -> list[int]:
         return processes_mentioning(f"STREAMLIT_HUB_ENTRY={self.data_dir}")

@@ -184,3 +184,16 @@ def test_member_of_a_shared_group_is_admitted_without_the_scope_on_the_token():
         bob_after = (await call(mw, headers=[("Authorization", "token B")]))[0]
         return bob, carol, bob_after
     assert asyncio.run(scenario()) == (200, 403, 403)
+
+
+def test_hub_restart_keeps_admitted_viewers_but_admits_no_one_new():
+    async def scenario():
+        mw, hub = make(ttl=0.1)
+        hub.models["T"] = allowed("carol")
+        first = (await call(mw, headers=[("Authorization", "token T")]))[0]
+        hub.down = True
+        await asyncio.sleep(0.15)  # the verdict is stale, the hub is down
+        kept = (await call(mw, headers=[("Authorization", "token T")]))[0]
+        stranger = (await call(mw, headers=[("Authorization", "token U")]))[0]
+        return first, kept, stranger
+    assert asyncio.run(scenario()) == (200, 200, 503)

@@ -1,0 +1,124 @@
+"""Faults against real processes: hub restart with apps running, proxy restart, app killed.
+
+Each waits with a deadline; the measured recovery times are printed (run with -s to see them).
+"""
+
+import os
+import signal
+import time
+
+import pytest
+import requests
+
+from tests.conftest import have_proxy
+from tests.helpers.hub import Hub
+from tests.helpers.streamlit_ws import session, ws_url
+
+DEMO = {"path": "apps/demo/app.py"}
+APPS = [f"app{i}" for i in range(10)]
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    if not have_proxy():
+        pytest.fail("configurable-http-proxy is not installed: run `make install`")
+    # Apps and the proxy outlive the hub process, as on Kubernetes.
+    extra = """
+c.JupyterHub.cleanup_servers = False
+c.JupyterHub.cleanup_proxy = False
+c.Spawner.poll_interval = 1
+c.ConfigurableHTTPProxy.check_running_interval = 1
+"""
+    h = Hub(tmp_path_factory.mktemp("faults"), extra_config=extra).start()
+    yield h
+    try:
+        alice = h.login("alice")
+        for name in list(alice.get(f"{h.url}/hub/api/users/alice", timeout=10).json()["servers"]):
+            h.stop_app(alice, "alice", name)
+    finally:
+        chp = h.proxy_pid()  # cleanup_proxy = False: the proxy is expected to outlive the hub
+        left = h.stop()
+    assert set(left) <= {chp}, f"app processes left behind: {set(left) - {chp}}"
+
+
+def app_pids(hub) -> dict:
+    out = {}
+    for pid in hub.app_processes():
+        env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+        name = next(e.split(b"=", 1)[1].decode() for e in env if e.startswith(b"JUPYTERHUB_SERVER_NAME="))
+        out[name] = pid
+    return out
+
+
+def test_hub_restart_keeps_apps_serving_and_resumes_them(hub):
+    alice = hub.login("alice")
+    for name in APPS:
+        hub.start_app(alice, "alice", name, DEMO)
+    for name in APPS[:3]:
+        hub.open_app(alice, "alice", name)
+    cookies = {n: hub.app_cookie_header(alice, "alice", n) for n in APPS[:3]}
+    before = app_pids(hub)
+    assert sorted(before) == sorted(APPS)
+
+    hub.interrupt()
+    down = time.monotonic()
+    # while the hub is down, viewers keep using their apps through the proxy
+    for name, cookie in cookies.items():
+        assert session(ws_url(hub.url, f"/user/alice/{name}/"), {"Cookie": cookie})["finished"] == 1
+        r = requests.get(f"{hub.url}/user/alice/{name}/_stcore/health", headers={"Cookie": cookie},
+                         timeout=10)
+        assert (r.status_code, r.text) == (200, "ok")
+    served_while_down = time.monotonic() - down
+
+    hub.start()
+    up = time.monotonic() - down
+    alice = hub.login("alice")
+    servers = alice.get(f"{hub.url}/hub/api/users/alice", timeout=10).json()["servers"]
+    assert sorted(n for n, s in servers.items() if s["ready"]) == sorted(APPS)
+    after = app_pids(hub)
+    assert after == before, "apps were restarted or duplicated"
+    assert hub.open_app(alice, "alice", "app9").status_code == 200
+    print(f"hub restart: viewers served for {served_while_down:.1f} s while down; "
+          f"hub back after {up:.1f} s; {len(after)} apps resumed, same PIDs")
+
+
+def test_proxy_killed_is_restarted_and_routes_restored(hub):
+    alice = hub.login("alice")
+    hub.start_app(alice, "alice", "survivor", DEMO)
+    hub.open_app(alice, "alice", "survivor")
+    cookie = hub.app_cookie_header(alice, "alice", "survivor")
+    url = f"{hub.url}/user/alice/survivor/_stcore/health"
+    chp = hub.proxy_pid()
+    assert chp and b"configurable-http-proxy" in open(f"/proc/{chp}/cmdline", "rb").read()
+    os.kill(chp, signal.SIGKILL)
+    killed = time.monotonic()
+    while time.monotonic() - killed < 30:
+        try:
+            r = requests.get(url, headers={"Cookie": cookie}, timeout=2)
+            if (r.status_code, r.text) == (200, "ok"):
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    else:
+        pytest.fail("routes not restored within 30 s")
+    print(f"proxy restart: app reachable again {time.monotonic() - killed:.1f} s after SIGKILL")
+
+
+def test_killed_app_is_marked_stopped_and_starts_again(hub):
+    alice = hub.login("alice")
+    hub.start_app(alice, "alice", "fragile", DEMO)
+    pid = app_pids(hub)["fragile"]
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    while time.monotonic() - killed < 20:
+        server = alice.get(f"{hub.url}/hub/api/users/alice", timeout=10).json()["servers"].get("fragile")
+        if not server or not server["ready"]:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("the hub did not notice the app died")
+    print(f"app crash: marked stopped {time.monotonic() - killed:.1f} s after SIGKILL")
+    hub.start_app(alice, "alice", "fragile", DEMO)
+    assert hub.open_app(alice, "alice", "fragile").status_code == 200
+    assert app_pids(hub)["fragile"] != pid
