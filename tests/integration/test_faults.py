@@ -122,3 +122,40 @@ def test_killed_app_is_marked_stopped_and_starts_again(hub):
     hub.start_app(alice, "alice", "fragile", DEMO)
     assert hub.open_app(alice, "alice", "fragile").status_code == 200
     assert app_pids(hub)["fragile"] != pid
+
+
+CRASHY = """
+import os, sys, threading, time
+import streamlit as st
+st.title("crashy")
+print("about to fail: KeyError('region') in load_sales()", file=sys.stderr, flush=True)
+threading.Timer(0.5, lambda: os._exit(3)).start()
+"""
+
+
+def test_owner_sees_why_an_app_died_and_others_do_not(hub):
+    alice = hub.login("alice")
+    hub.add_app("alice", "crashy", CRASHY)
+    hub.start_app(alice, "alice", "crashy")
+    hub.open_app(alice, "alice", "crashy")
+    try:
+        session(ws_url(hub.url, "/user/alice/crashy/"),
+                {"Cookie": hub.app_cookie_header(alice, "alice", "crashy")}, timeout=10)
+    except Exception:
+        pass  # the app exits under us, as designed
+    deadline = time.monotonic() + 20
+    while alice.get(f"{hub.url}/hub/api/users/alice", timeout=10).json()["servers"].get("crashy"):
+        assert time.monotonic() < deadline, "the crash was not noticed"
+        time.sleep(0.2)
+    url = f"{hub.url}/hub/api/streamlit/apps/alice/crashy/output"
+    out = alice.get(url, timeout=10).json()
+    assert out["running"] is False
+    assert any("KeyError('region')" in line for line in out["lines"]), out
+    admin = hub.api(hub.token("admin")).get(url, timeout=10)
+    assert admin.status_code == 200
+    # a viewer it is shared with, another user, and an anonymous client learn nothing
+    alice.post(f"{hub.url}/hub/api/shares/alice/crashy", json={"user": "carol"}, timeout=10)
+    for who in ("carol", "bob"):
+        r = hub.api(hub.token(who)).get(url, timeout=10)
+        assert r.status_code == 404 and "KeyError" not in r.text
+    assert requests.get(url, timeout=10).status_code in (403, 404)

@@ -1,0 +1,37 @@
+"""``GET /hub/api/streamlit/apps/{user}/{app}/output``: why did my app fail? (owners only)
+
+Returns the last lines of the app server's output (Streamlit's stderr, the traceback, the
+memory watchdog's reason) to the app's owner and to admins: whoever holds
+``read:servers`` on that server. A viewer the app is shared with holds only ``access:servers``
+and gets a 404, as does anyone else, so the answer does not even confirm the app exists.
+"""
+
+from __future__ import annotations
+
+import json
+
+from jupyterhub.apihandlers import APIHandler
+from tornado import web
+
+
+class AppOutputAPIHandler(APIHandler):
+    async def get(self, user_name: str, app: str):
+        if self.current_user is None or not self.has_scope(f"read:servers!server={user_name}/{app}"):
+            raise web.HTTPError(404, "No such app, or it is not yours.")
+        user = self.find_user(user_name)
+        if user is None or app not in user.orm_spawners:
+            raise web.HTTPError(404, "No such app, or it is not yours.")
+        spawner = user.spawners[app]
+        tail = getattr(spawner, "app_failure_details", None)
+        lines = tail().splitlines() if callable(tail) else []
+        status = await spawner.poll() if spawner.active else getattr(spawner, "last_exit", None)
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.write(json.dumps({
+            "app": app,
+            "owner": user_name,
+            "running": bool(spawner.ready),
+            "exit_status": status,
+            "stop_reason": getattr(spawner, "stop_reason", "") or None,
+            "lines": lines,
+        }))
