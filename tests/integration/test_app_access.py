@@ -242,3 +242,43 @@ def test_form_refusal_is_shown_as_a_page_with_the_reason(hub, alice):
     assert "must not contain &#39;..&#39;" in r.text or "must not contain '..'" in r.text
     assert "Traceback" not in r.text
     alice.delete(f"{hub.url}/hub/api/users/alice/servers/badform", json={"remove": True}, timeout=30)
+
+
+def _environ(pid: int) -> dict:
+    raw = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+    return dict(e.decode(errors="replace").split("=", 1) for e in raw if b"=" in e)
+
+
+def test_secrets_stay_out_of_app_env_cmdline_logs_and_pages(hub, alice, demo):
+    viewer_token = hub.token("alice")
+    r = requests.get(hub.url + demo, headers={"Authorization": f"token {viewer_token}"}, timeout=10)
+    assert r.status_code == 200
+    served = r.text + requests.get(hub.url + demo + "_stcore/health",
+                                   headers={"Authorization": f"token {viewer_token}"}, timeout=10).text
+    proxy_env = _environ(hub.proxy_pid())  # the hub hands its proxy token to CHP by env
+    hub_secrets = {
+        "cookie secret": (hub.data_dir / "jupyterhub_cookie_secret").read_text().strip(),
+        "proxy auth token": proxy_env["CONFIGPROXY_AUTH_TOKEN"],
+        "demo password": hub.password,
+        "viewer token": viewer_token,
+    }
+    logs = hub.log_path.read_text(errors="replace") + "".join(
+        p.read_text(errors="replace") for p in (hub.data_dir / "logs").rglob("*.log"))
+    checked = 0
+    for pid in hub.app_processes():
+        env = _environ(pid)
+        own_token = env["JUPYTERHUB_API_TOKEN"]  # its own scoped token may live in its env...
+        cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+        for what, secret in hub_secrets.items():
+            assert secret not in json.dumps(env), f"{what} in an app server's environment"
+            assert secret not in cmdline, f"{what} on an app server's command line"
+        # ...but never on its command line, in a log, or in what it serves
+        assert own_token not in cmdline
+        assert own_token not in logs, "an app server's token was written to a log"
+        assert own_token not in served
+        checked += 1
+    assert checked >= 1
+    for what, secret in hub_secrets.items():
+        assert secret not in served, f"{what} served to a browser"
+        if what != "demo password":
+            assert secret not in logs, f"{what} written to a log"
