@@ -198,6 +198,42 @@ def bench_health(hub, alice, entry, rounds, n):
     return results
 
 
+def bench_viewers(hub, alice, entry, rounds, n):
+    """Websocket reruns via the hub vs direct; req/s with 10 connections; 100 viewers."""
+    from bench import viewers
+
+    name = "benchviewers"
+    prefix = f"/user/alice/{name}/"
+    hub.start_app(alice, "alice", name, {"path": "apps/demo/app.py"})
+    hub.open_app(alice, "alice", name)
+    cookie = {"Cookie": hub.app_cookie_header(alice, "alice", name)}
+    direct_port, chp_port, chp_api = free_port(), free_port(), free_port()
+    out = {"ws_hub": [], "ws_direct": [], "rps_hub": [], "rps_limit": []}
+    with process([sys.executable, "-m", "bench.bare_app_server", str(entry), str(direct_port), prefix],
+                 cwd=REPO), \
+         process([str(CHP), "--ip", "127.0.0.1", "--port", str(chp_port), "--api-ip", "127.0.0.1",
+                  "--api-port", str(chp_api), "--default-target", f"http://127.0.0.1:{direct_port}"]):
+        wait_for_html(lambda: requests.get(f"http://127.0.0.1:{chp_port}{prefix}_stcore/health",
+                                           timeout=2).text == "ok", time.monotonic() + 60)
+        for _ in range(rounds):
+            out["ws_hub"] += viewers.ws_rerun_times(ws_url(hub.url, prefix), cookie, 11)
+            out["ws_direct"] += viewers.ws_rerun_times(
+                f"ws://127.0.0.1:{direct_port}{prefix}_stcore/stream", {}, 11)
+            rps, errors = viewers.concurrent_gets(hub.port, prefix + "_stcore/health", cookie, 10, n // 2)
+            assert not errors, errors[:3]
+            out["rps_hub"].append(rps)
+            rps, errors = viewers.concurrent_gets(chp_port, prefix + "_stcore/health", {}, 10, n // 2)
+            assert not errors, errors[:3]
+            out["rps_limit"].append(rps)
+    one_times, _ = viewers.many_viewers(ws_url(hub.url, prefix), cookie, sessions=1)
+    many_times, many_errors = viewers.many_viewers(ws_url(hub.url, prefix), cookie, sessions=100)
+    out["one_viewer_rerun"] = one_times
+    out["hundred_viewers_rerun"] = many_times
+    out["hundred_viewers_errors"] = many_errors
+    hub.stop_app(alice, "alice", name, remove=True)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench")
     ap.add_argument("--rounds", type=int, default=5)
@@ -225,6 +261,7 @@ def main(argv=None) -> int:
             entry = hub.home("alice") / "apps" / "demo" / "app.py"
             spawn = bench_spawn_and_memory(hub, alice, entry, args.rounds)
             health = bench_health(hub, alice, entry, args.rounds, args.requests)
+            viewers_out = bench_viewers(hub, alice, entry, args.rounds, args.requests)
         finally:
             left = hub.stop()
     s = {k: summary(v) for k, v in spawn.items()}
@@ -247,6 +284,29 @@ def main(argv=None) -> int:
                      f"{'≤%.2f× %s' % (target, met) if target else 'info'} |")
         result_rows.append({"measure": label, "value": mine, "reference": ref,
                             "reference_name": ref_name, "ratio": ratio, "target": target})
+    v = {k: summary(viewers_out[k]) for k in ("ws_hub", "ws_direct", "rps_hub", "rps_limit")}
+    for label, mine, ref, ref_name, target, higher_is_better in (
+        ("websocket rerun -> script_finished via hub (ms)", v["ws_hub"], v["ws_direct"],
+         "same app direct, no proxy", 1.1, False),
+        ("req/s, 10 keep-alive connections, /_stcore/health via hub", v["rps_hub"], v["rps_limit"],
+         "CHP -> Streamlit, NODELAY fixed", 0.75, True),
+    ):
+        ratio = mine["median"] / ref["median"]
+        met = (ratio >= target) if higher_is_better else (ratio <= target)
+        table.append(f"| {label} | {mine['median']:.1f} | {mine['min']:.1f}–{mine['max']:.1f} / "
+                     f"{mine['p99']:.1f} | {ref['median']:.1f} ({ref_name}) | {ratio:.2f}× | "
+                     f"{'≥' if higher_is_better else '≤'}{target:.2f}× {'met' if met else 'MISSED'} |")
+        result_rows.append({"measure": label, "value": mine, "reference": ref,
+                            "reference_name": ref_name, "ratio": ratio, "target": target})
+    many = viewers_out["hundred_viewers_rerun"]
+    one = viewers_out["one_viewer_rerun"]
+    errors = viewers_out["hundred_viewers_errors"]
+    if many and one:
+        p99 = summary(many)["p99"]
+        table.append(f"| 100 concurrent viewers, rerun p99 (ms) | {summary(many)['median']:.0f} | "
+                     f"{summary(many)['min']:.0f}–{summary(many)['max']:.0f} / {p99:.0f} | "
+                     f"{one[0]:.0f} (1 viewer) | {p99 / one[0]:.1f}× | errors: {len(errors)} "
+                     f"{'(must be 0) met' if not errors else 'MISSED'} |")
     extra = s["hub_rss_idle"]["median"] - s["bare_rss_idle"]["median"]
     table.append(f"| RSS idle (MB) | {s['hub_rss_idle']['median']:.1f} | "
                  f"{s['hub_rss_idle']['min']:.1f}–{s['hub_rss_idle']['max']:.1f} | "
@@ -267,7 +327,8 @@ def main(argv=None) -> int:
     (out / f"{stamp:%Y-%m-%d}.json").write_text(json.dumps(
         {"time": stamp.isoformat(), "machine": machine, "args": vars(args), "rows": result_rows,
          "spawn": spawn, "health_ms": {k: v for k, v in health.items()},
-         "rss_mb": {k: spawn[k] for k in spawn if "rss" in k}, "policy_decision": policy_rows},
+         "rss_mb": {k: spawn[k] for k in spawn if "rss" in k}, "policy_decision": policy_rows,
+         "viewers": viewers_out},
         indent=1))
     (out / f"{stamp:%Y-%m-%d}.md").write_text(md + "\n")
     print(md)

@@ -159,7 +159,10 @@ def configure_policy(c, path: str) -> None:
         (r"/api/streamlit/quota", QuotaAPIHandler, {"policy_file": path}),
         (r"/api/streamlit/apps/([^/]+)/([^/]+)/output", AppOutputAPIHandler),
     ]
-    c.JupyterHub.template_vars = {"streamlit_quota": make_template_quota(path)}
+    from .viewer import template_viewer
+
+    c.JupyterHub.template_vars = {"streamlit_quota": make_template_quota(path),
+                                  "streamlit_me": template_viewer}
 
 
 def configure_common(c) -> None:

@@ -19,10 +19,10 @@ from collections.abc import Iterable
 _SCOPE = "access:servers"
 
 
-def _targets(scope: str) -> tuple[str, str] | None:
-    """('all', '') | ('user', U) | ('server', 'U/S') for an access:servers scope, else None."""
+def _targets(scope: str, scope_name: str = _SCOPE) -> tuple[str, str] | None:
+    """('all', '') | ('user', U) | ('server', 'U/S') for a ``scope_name`` scope, else None."""
     name, _, filt = scope.partition("!")
-    if name != _SCOPE:
+    if name != scope_name:
         return None
     if not filt:
         return ("all", "")
@@ -32,13 +32,16 @@ def _targets(scope: str) -> tuple[str, str] | None:
     return None
 
 
-def grants_access(have: Iterable[str], required: Iterable[str]) -> bool:
-    """True when any scope in ``have`` covers any scope in ``required``."""
-    have_targets = [t for t in (_targets(s) for s in have) if t]
+def grants_access(have: Iterable[str], required: Iterable[str], scope_name: str = _SCOPE) -> bool:
+    """True when any ``scope_name`` scope in ``have`` covers any scope in ``required``.
+
+    ``scope_name`` is ``access:servers`` by default; ``start:servers`` follows the same rule.
+    """
+    have_targets = [t for t in (_targets(s, scope_name) for s in have) if t]
     if not have_targets:
         return False
     for req in required:
-        want = _targets(req)
+        want = _targets(req, scope_name)
         if want is None:
             continue
         kind, value = want

@@ -201,3 +201,34 @@ def test_expired_link_is_refused(hub, alice, short_link):
     assert r.status_code in (400, 403, 404), (r.status_code, r.url)
     time.sleep(WINDOW + 0.5)
     assert open_as(hub, other).status_code == 403
+
+
+def test_viewer_wakes_a_stopped_app_when_the_owner_allows_it(hub, alice):
+    hub.start_app(alice, "alice", "wakeable", DEMO)
+    r = alice.post(f"{hub.url}/hub/api/shares/alice/wakeable", timeout=10, json={
+        "user": "carol",
+        "scopes": ["access:servers!server=alice/wakeable", "servers!server=alice/wakeable"]})
+    assert r.status_code == 200, r.text
+    hub.start_app(alice, "alice", "asleep", DEMO)
+    alice.post(f"{hub.url}/hub/api/shares/alice/asleep", json={"user": "carol"}, timeout=10)
+    hub.stop_app(alice, "alice", "wakeable")
+    hub.stop_app(alice, "alice", "asleep")
+    carol = hub.login("carol")
+
+    # not allowed to wake: told whose app it is and whom to ask, no spinner, no start button
+    page = carol.get(hub.url + "/user/alice/asleep/", timeout=30)
+    text = page.content.decode()
+    assert page.status_code == 424
+    assert "alice’s app “asleep” is not running" in text and 'id="ask-owner"' in text
+    assert 'id="wake-app"' not in text and 'id="start"' not in text
+
+    # allowed: a start button that starts it, then the app
+    page = carol.get(hub.url + "/user/alice/wakeable/", timeout=30)
+    text = page.content.decode()
+    assert page.status_code == 424 and 'id="wake-app"' in text
+    spawn_url = re.search(r'id="wake-app"[^>]*href="([^"]+)"', text).group(1).replace("&amp;", "&")
+    r = carol.get(hub.url + spawn_url, timeout=60)  # starts it (no form: it ran before)
+    assert r.status_code == 200, (r.status_code, r.url, r.text[:300])
+    hub.wait_ready(hub.login("alice"), "alice", "wakeable")
+    assert "alice/wakeable" not in carol.get(f"{hub.url}/hub/api/users/carol", timeout=10).text
+    assert can_use(hub, carol, "/user/alice/wakeable/")
