@@ -26,8 +26,9 @@ def concurrent_gets(port: int, path: str, headers: dict, connections: int, per_c
             for _ in range(per_connection):
                 conn.request("GET", path, headers=headers)
                 resp = conn.getresponse()
-                if resp.read() != b"ok" or resp.status != 200:
-                    errors.append(resp.status)
+                body = resp.read()
+                if body != b"ok" or resp.status != 200:
+                    errors.append(f"{resp.status} {body[:120]!r}")
         except OSError as e:
             errors.append(repr(e))
         finally:

@@ -124,6 +124,7 @@ class HubAuthMiddleware:
         self.activity = activity or ActivityTracker(settings, self.hub)
         self._sessions: _Bounded = _Bounded(_MAX_SESSIONS)  # sid -> [token, last_used]
         self._verdicts: _Bounded = _Bounded(_MAX_SESSIONS)  # sha256(token) -> Viewer
+        self._invalid: _Bounded = _Bounded(_MAX_SESSIONS)  # sha256(token) -> when refused
         self._inflight: dict[str, asyncio.Future] = {}
         self._logins: _Bounded = _Bounded(_MAX_PENDING_LOGINS)  # state -> (next, verifier, t)
         self._pass_cookies = set(settings.pass_cookies)
@@ -184,6 +185,7 @@ class HubAuthMiddleware:
     # ---- identity ---------------------------------------------------------------------
     async def _viewer_for(self, headers, cookies) -> tuple[Viewer | None, str | None]:
         token = _bearer(headers)
+        sid = None
         if token is None:
             sid = next((v for k, v in cookies if k == SESSION_COOKIE), None)
             entry = self._sessions.get(sid) if sid else None
@@ -196,12 +198,15 @@ class HubAuthMiddleware:
             entry[1] = now
             token = entry[0]
         viewer = await self._verdict(token)
-        if viewer is None:
-            self._forget_token(token)
+        if viewer is None and sid is not None:
+            self._sessions.pop(sid, None)  # its token is no longer valid: sign in again
         return viewer, token
 
     async def _verdict(self, token: str) -> Viewer | None:
         key = hashlib.sha256(token.encode()).hexdigest()
+        refused_at = self._invalid.get(key)
+        if refused_at is not None and time.monotonic() - refused_at < self.s.auth_cache_seconds:
+            return None  # a token the hub just rejected is not sent to it again yet
         cached = self._verdicts.get(key)
         if cached is not None and time.monotonic() - cached.checked_at < self.s.auth_cache_seconds:
             return cached
@@ -219,6 +224,7 @@ class HubAuthMiddleware:
             raise
         if viewer is None:
             self._verdicts.pop(key, None)
+            self._invalid.put(key, time.monotonic())
         else:
             self._verdicts.put(key, viewer)
         return viewer
@@ -252,11 +258,6 @@ class HubAuthMiddleware:
         )
         self._groups_cache = (groups, time.monotonic())
         return groups
-
-    def _forget_token(self, token: str):
-        for sid, entry in list(self._sessions.items()):
-            if entry[0] == token:
-                self._sessions.pop(sid, None)
 
     # ---- what Streamlit receives -------------------------------------------------------
     def _scrubbed_headers(self, headers, cookies, viewer: Viewer):

@@ -41,3 +41,14 @@ def hub(tmp_path_factory):
     h = Hub(tmp_path_factory.mktemp("hub"), extra_config=slow).start()
     yield h
     assert h.stop() == []
+
+
+def sign_in(page, hub, user: str):
+    """Sign in through the hub's login form, as a person would; land on the home page."""
+    import re
+
+    page.goto(hub.url + "/hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", hub.password)
+    page.click("#login_submit")
+    page.wait_for_url(re.compile(r".*/hub/home"))

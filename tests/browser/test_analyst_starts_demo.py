@@ -5,6 +5,8 @@ import re
 
 from playwright.sync_api import expect
 
+from tests.browser.conftest import sign_in
+
 
 # Keeps every progress message the spawn page shows, across the navigation to the app.
 RECORD_PROGRESS = """
@@ -25,11 +27,7 @@ def test_alice_starts_the_demo_app_from_the_hub_page(browser, hub, output_dir):
     visited = []
     page.on("framenavigated", lambda f: visited.append(f.url) if f == page.main_frame else None)
     try:
-        page.goto(hub.url + "/hub/login")
-        page.fill("#username_input", "alice")
-        page.fill("#password_input", hub.password)
-        page.click("#login_submit")
-        page.wait_for_url(re.compile(r".*/hub/home"))
+        sign_in(page, hub, "alice")
 
         page.fill("input.new-server-name", "demo")
         page.click("button.new-server-btn")  # JupyterHub 6 creates the server, then reloads

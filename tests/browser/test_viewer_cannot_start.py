@@ -7,16 +7,14 @@ import requests
 
 from playwright.sync_api import expect
 
+from tests.browser.conftest import sign_in
+
 
 def test_carol_has_no_start_control_and_the_api_says_why(browser, hub, output_dir):
     context = browser.new_context(viewport={"width": 1280, "height": 700})
     page = context.new_page()
     try:
-        page.goto(hub.url + "/hub/login")
-        page.fill("#username_input", "carol")
-        page.fill("#password_input", hub.password)
-        page.click("#login_submit")
-        page.wait_for_url(re.compile(r".*/hub/home"))
+        sign_in(page, hub, "carol")
         expect(page.locator("#no-start")).to_be_visible()
         expect(page.locator("#quota-summary")).to_have_text(
             "You can open apps shared with you; you cannot start apps.")

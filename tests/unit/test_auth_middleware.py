@@ -197,3 +197,12 @@ def test_hub_restart_keeps_admitted_viewers_but_admits_no_one_new():
         stranger = (await call(mw, headers=[("Authorization", "token U")]))[0]
         return first, kept, stranger
     assert asyncio.run(scenario()) == (200, 200, 503)
+
+
+def test_a_rejected_token_is_not_sent_to_the_hub_again_within_the_window():
+    async def scenario():
+        mw, hub = make(ttl=30)
+        for _ in range(50):
+            assert (await call(mw, headers=[("Authorization", "token garbage")], method="POST"))[0] == 401
+        return hub.calls
+    assert asyncio.run(scenario()) == 1
