@@ -151,10 +151,20 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
         finally:
             self._quota_admitted = False
 
+    def _stored_options_still_good(self) -> bool:
+        stored = self.orm_spawner.user_options if self.orm_spawner is not None else None
+        if not stored:
+            return False
+        try:
+            self.resolve_app_entry(parse_user_options(stored))
+        except (OptionsError, EntryPathError):
+            return False
+        return True
+
     def _render_options_form(self, spawner=None) -> str:
-        if self.orm_spawner is not None and self.orm_spawner.user_options:
+        if self._stored_options_still_good():
             # A restart (by its owner, or a viewer allowed to wake it) reuses the options it
-            # last ran with; no form. Change them through the REST API.
+            # last ran with; no form. If those no longer work, the form is back.
             return ""
         apps = sorted({a for home in self.app_homes() for a in list_apps(home)})
         name = self.name or ""

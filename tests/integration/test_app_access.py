@@ -282,3 +282,17 @@ def test_secrets_stay_out_of_app_env_cmdline_logs_and_pages(hub, alice, demo):
         assert secret not in served, f"{what} served to a browser"
         if what != "demo password":
             assert secret not in logs, f"{what} written to a log"
+
+
+def test_restart_skips_the_form_unless_the_stored_options_went_bad(hub, alice):
+    folder = hub.add_app("alice", "again", "import streamlit as st\nst.title('again')\n")
+    hub.start_app(alice, "alice", "again", {"path": "apps/again/app.py"})
+    hub.stop_app(alice, "alice", "again")
+    r = alice.get(f"{hub.url}/hub/spawn/alice/again", timeout=60)  # no form: it just starts
+    assert 'name="path"' not in r.text
+    hub.wait_ready(alice, "alice", "again")
+    hub.stop_app(alice, "alice", "again")
+    (folder / "app.py").unlink()  # the stored entry is gone: the form is back
+    r = alice.get(f"{hub.url}/hub/spawn/alice/again", timeout=60)
+    assert 'name="path"' in r.text or "You have no apps yet" in r.text or 'id="streamlit-app-path"' in r.text
+    alice.delete(f"{hub.url}/hub/api/users/alice/servers/again", json={"remove": True}, timeout=30)
