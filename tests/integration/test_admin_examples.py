@@ -14,7 +14,7 @@ DEMO = {"path": "apps/demo/app.py"}
 
 def readme_commands() -> list[str]:
     text = (REPO / "README.md").read_text()
-    section = text.split("## Sharing (admins by REST)", 1)[1].split("\n## ", 1)[0]
+    section = text.split("### Admins by REST", 1)[1].split("\n## ", 1)[0]
     block = section.split("```bash", 1)[1].split("```", 1)[0]
     return [line for line in block.splitlines() if line.startswith("curl ")]
 
