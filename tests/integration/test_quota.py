@@ -196,3 +196,21 @@ def test_a_bad_policy_file_stops_the_hub_at_start_up(tmp_path):
         h.start(timeout=30)
     assert "groups.analysts.profiles: no profile 'huge'" in str(e.value)
     assert h.stop() == []
+
+
+def test_max_apps_limits_named_servers_kept(tmp_path):
+    policy = POLICY.replace("max_running_apps: 3, max_apps: 60", "max_running_apps: 2, max_apps: 2")
+    h = Hub(tmp_path, policy=policy).start()
+    try:
+        alice = h.login("alice")
+        for name in ("one", "two"):
+            assert alice.put(f"{h.url}/hub/api/users/alice/servers/{name}", json=DEMO,
+                             timeout=30).status_code == 201
+        r = alice.put(f"{h.url}/hub/api/users/alice/servers/three", json=DEMO, timeout=30)
+        assert r.status_code == 400
+        assert "already has the maximum of 2 named servers" in r.json()["message"]
+        alice.delete(f"{h.url}/hub/api/users/alice/servers/two", json={"remove": True}, timeout=30)
+        assert alice.put(f"{h.url}/hub/api/users/alice/servers/three", json=DEMO,
+                         timeout=30).status_code == 201
+    finally:
+        assert h.stop() == []
