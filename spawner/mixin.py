@@ -179,10 +179,16 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
                 '<label for="streamlit-app-path">App to run</label>'
                 f'<select class="form-control" id="streamlit-app-path" name="path">{options}</select>'
             )
-        else:
+        elif self.app_homes():
             app_field = (
                 '<p id="streamlit-app-path">You have no apps yet. Put one at '
                 f"<code>{esc(default_entry(name or 'my-app'))}</code> in your home.</p>"
+            )
+        else:  # the home is not visible from the hub (a volume in a pod): ask for the path
+            app_field = (
+                '<label for="streamlit-app-path">Entry file in your home</label>'
+                '<input class="form-control" id="streamlit-app-path" name="path" '
+                f'value="{esc(default_entry(name or "my-app"))}">'
             )
         profiles = self.profile_choices()
         profile_field = ""

@@ -50,7 +50,8 @@ class EntryPathError(ValueError):
     """The entry path is unsafe or missing; ``str(e)`` is shown to the analyst."""
 
 
-def _entry_path_shape_problem(path: object) -> str | None:
+def entry_path_shape_problem(path: object) -> str | None:
+    """Why ``path`` can never be a safe entry path (without looking at any file), or None."""
     if not isinstance(path, str) or not path.strip():
         return "The app's entry file must be a non-empty path relative to your home."
     if len(path) > MAX_ENTRY_PATH:
@@ -71,7 +72,7 @@ def _entry_path_shape_problem(path: object) -> str | None:
 
 def resolve_entry(home: str | os.PathLike, path: object) -> Path:
     """Resolve ``path`` (relative to ``home``) to the app's entry file, or refuse it."""
-    problem = _entry_path_shape_problem(path)
+    problem = entry_path_shape_problem(path)
     if problem:
         raise EntryPathError(problem)
     assert isinstance(path, str)

@@ -1,0 +1,201 @@
+"""``streamlit-kube``: each app is a pod, built by KubeSpawner with what differs from local.
+
+On top of the shared mixin, this adds only:
+
+- profiles as KubeSpawner's ``profile_list``, a callable built from the group policy (so the
+  user's allowed profiles are re-read at every start), with the admitted profile selected;
+- pods that meet the Kubernetes "restricted" Pod Security Standard: non-root uid/gid,
+  no privilege escalation, every capability dropped, seccomp RuntimeDefault, read-only root
+  filesystem with emptyDir scratch for /tmp;
+- labels and annotations naming the owner, app and profile (KubeSpawner's safe slugs);
+- one home PVC per user (not per app), mounted at ``home_mount``; deleting an app keeps it.
+
+Entry paths are checked for shape here (the home is on a volume the hub does not mount); the
+app server refuses a missing file when it starts.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+from kubespawner import KubeSpawner
+from kubespawner.slugs import safe_slug
+from traitlets import Unicode, default
+
+from .mixin import StreamlitSpawnerMixin
+from .names import EntryPathError, default_entry, entry_path_shape_problem
+from .policy import cached_policy, format_bytes, limits_for
+
+LABEL_PREFIX = "streamlit-hub.io"
+
+
+def profile_overrides(profile) -> dict:
+    """KubeSpawner attributes for one policy profile (pure)."""
+    o: dict = {}
+    if profile.cpu_guarantee is not None:
+        o["cpu_guarantee"] = float(profile.cpu_guarantee)
+    if profile.cpu_limit is not None:
+        o["cpu_limit"] = float(profile.cpu_limit)
+    if profile.mem_guarantee is not None:
+        o["mem_guarantee"] = format_bytes(profile.mem_guarantee)
+    if profile.mem_limit is not None:
+        o["mem_limit"] = format_bytes(profile.mem_limit)
+    if profile.gpu:
+        o["extra_resource_limits"] = {"nvidia.com/gpu": str(profile.gpu)}
+    if profile.node_selector:
+        o["node_selector"] = dict(profile.node_selector)
+    if profile.tolerations:
+        o["tolerations"] = list(profile.tolerations)
+    if profile.image:
+        o["image"] = profile.image
+    return o
+
+
+def restricted_pod_security_context(uid: int, gid: int) -> dict:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": gid,
+        "fsGroup": gid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def restricted_container_security_context(uid: int, gid: int) -> dict:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": gid,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+class StreamlitKubeSpawner(StreamlitSpawnerMixin, KubeSpawner):
+    home_mount = Unicode(
+        "/home/analyst", config=True, help="Where the user's home PVC is mounted in app pods."
+    )
+
+    @default("app_command")
+    def _default_app_command(self):
+        return ["python", "-m", "spawner.app_server"]
+
+    @default("cmd")
+    def _default_cmd(self):
+        return list(self.app_command)
+
+    def get_args(self):
+        return []
+
+    # ---- profiles from the policy ---------------------------------------------------------
+    @default("profile_list")
+    def _default_profile_list(self):
+        return self._policy_profile_list
+
+    def _policy_profile_list(self, spawner=None) -> list[dict]:
+        """KubeSpawner's profile_list: the profiles this user may use, default first."""
+        if not self.policy_file:
+            return []
+        policy = cached_policy(self.policy_file)
+        rule = limits_for(policy, [g.name for g in self.user.groups]).rule
+        return [
+            {
+                "slug": slug,
+                "display_name": policy.profiles[slug].display_name,
+                "default": slug == rule.default_profile,
+                "kubespawner_override": profile_overrides(policy.profiles[slug]),
+            }
+            for slug in rule.profiles
+        ]
+
+    async def load_user_options(self):
+        # The policy admitted a profile (mixin.admit); KubeSpawner re-reads the callable
+        # profile_list, checks that profile is still in it, and applies its overrides.
+        if self.app_profile:
+            self.user_options = {**(self.user_options or {}), "profile": self.app_profile}
+        await super().load_user_options()
+
+    # ---- what differs from a local process ------------------------------------------------
+    def app_homes(self):
+        return []  # the home is on a PVC the hub does not mount: the form offers a path field
+
+    def resolve_app_entry(self, options):
+        path = options.path or default_entry(self.name)
+        problem = entry_path_shape_problem(path)
+        if problem:
+            raise EntryPathError(problem)
+        return posixpath.join(self.home_mount, path)
+
+    @default("uid")
+    def _default_uid(self):
+        return 1000
+
+    @default("gid")
+    def _default_gid(self):
+        return 1000
+
+    @default("fs_gid")
+    def _default_fs_gid(self):
+        return 1000
+
+    @default("allow_privilege_escalation")
+    def _default_allow_privilege_escalation(self):
+        return False
+
+    @default("pod_security_context")
+    def _default_pod_security_context(self):
+        return restricted_pod_security_context(self.uid, self.gid)
+
+    @default("container_security_context")
+    def _default_container_security_context(self):
+        return restricted_container_security_context(self.uid, self.gid)
+
+    @default("pvc_name_template")
+    def _default_pvc_name_template(self):
+        return "home-{username}"  # one home per user, shared by all their apps
+
+    @default("storage_pvc_ensure")
+    def _default_storage_pvc_ensure(self):
+        return True
+
+    @default("storage_capacity")
+    def _default_storage_capacity(self):
+        return "10Gi"
+
+    @default("volumes")
+    def _default_volumes(self):
+        return [
+            {"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}},
+            {"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}},
+        ]
+
+    @default("volume_mounts")
+    def _default_volume_mounts(self):
+        return [
+            {"name": "home", "mountPath": self.home_mount},
+            {"name": "scratch", "mountPath": "/tmp"},
+        ]
+
+    def get_env(self):
+        env = super().get_env()
+        env["HOME"] = self.home_mount
+        return env
+
+    async def get_pod_manifest(self):
+        pod = await super().get_pod_manifest()
+        labels = {
+            f"{LABEL_PREFIX}/owner": safe_slug(self.user.name),
+            f"{LABEL_PREFIX}/app": safe_slug(self.name or "default"),
+        }
+        if self.app_profile:
+            labels[f"{LABEL_PREFIX}/profile"] = safe_slug(self.app_profile)
+        pod.metadata.labels.update(labels)
+        pod.metadata.annotations = {
+            **(pod.metadata.annotations or {}),
+            f"{LABEL_PREFIX}/owner": self.user.name,
+            f"{LABEL_PREFIX}/app": self.name,
+            f"{LABEL_PREFIX}/profile": self.app_profile or "",
+        }
+        return pod

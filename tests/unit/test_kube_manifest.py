@@ -1,0 +1,208 @@
+"""The streamlit-kube spawner's pod and PVC, built with no cluster (KubeSpawner(_mock=True)).
+
+`restricted_violations` encodes the Kubernetes "restricted" Pod Security Standard
+(https://kubernetes.io/docs/concepts/security/pod-security-standards/) for what a pod spec
+can break; every manifest the spawner builds must have none.
+"""
+
+import asyncio
+import os
+import tempfile
+from types import SimpleNamespace
+
+import pytest
+
+# kubernetes_asyncio reads KUBECONFIG when imported, and KubeSpawner loads it even when
+# mocked: give it a config for a cluster that does not exist (nothing listens on port 1).
+_KUBECONFIG = tempfile.NamedTemporaryFile("w", suffix=".kubeconfig", delete=False)
+_KUBECONFIG.write("""
+apiVersion: v1
+kind: Config
+clusters: [{name: none, cluster: {server: "http://127.0.0.1:1"}}]
+users: [{name: none, user: {token: not-a-secret}}]
+contexts: [{name: none, context: {cluster: none, user: none, namespace: default}}]
+current-context: none
+""")
+_KUBECONFIG.close()
+os.environ.setdefault("KUBECONFIG", _KUBECONFIG.name)
+
+from jupyterhub.spawner import SpawnException  # noqa: E402
+from kubernetes_asyncio.client import ApiClient  # noqa: E402
+
+from spawner.kube import StreamlitKubeSpawner  # noqa: E402
+
+POLICY = """
+profiles:
+  small:  {display_name: "Small", cpu_guarantee: 0.25, cpu_limit: 1, mem_guarantee: 512M, mem_limit: 2G}
+  gpu:    {display_name: "GPU", cpu_limit: 4, mem_limit: 16G, gpu: 1,
+           node_selector: {pool: gpu}, tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]}
+groups:
+  analysts: {profiles: [small], max_running_apps: 2, max_apps: 5}
+  data-scientists: {profiles: [small, gpu], default_profile: small, max_running_apps: 4, max_apps: 10}
+defaults: {profiles: [], max_running_apps: 0, max_apps: 0}
+"""
+
+ALLOWED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+                   "persistentVolumeClaim", "projected", "secret"}
+
+
+def restricted_violations(pod: dict) -> list[str]:
+    spec = pod["spec"]
+    psc = spec.get("securityContext") or {}
+    out = []
+    for flag in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(flag):
+            out.append(f"spec.{flag}")
+    for v in spec.get("volumes") or []:
+        kinds = set(v) - {"name"}
+        if not kinds <= ALLOWED_VOLUMES:
+            out.append(f"volume {v['name']}: {kinds - ALLOWED_VOLUMES}")
+    pod_seccomp = (psc.get("seccompProfile") or {}).get("type")
+    for c in (spec.get("initContainers") or []) + spec["containers"]:
+        sc = c.get("securityContext") or {}
+        name = c["name"]
+        if sc.get("privileged"):
+            out.append(f"{name}: privileged")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            out.append(f"{name}: allowPrivilegeEscalation must be false")
+        caps = sc.get("capabilities") or {}
+        if "ALL" not in (caps.get("drop") or []):
+            out.append(f"{name}: capabilities must drop ALL")
+        if set(caps.get("add") or []) - {"NET_BIND_SERVICE"}:
+            out.append(f"{name}: adds capabilities")
+        if not (sc.get("runAsNonRoot") or psc.get("runAsNonRoot")):
+            out.append(f"{name}: runAsNonRoot")
+        if sc.get("runAsUser", psc.get("runAsUser")) == 0:
+            out.append(f"{name}: runs as uid 0")
+        if (sc.get("seccompProfile") or {}).get("type", pod_seccomp) not in ("RuntimeDefault", "Localhost"):
+            out.append(f"{name}: seccompProfile")
+    return out
+
+
+class Group:
+    def __init__(self, name):
+        self.name = name
+
+
+class User:
+    def __init__(self, name, groups):
+        self.name, self.id, self.url = name, 1, f"/user/{name}/"
+        self.groups = [Group(g) for g in groups]
+        self.spawners, self.orm_spawners = {}, {}
+
+
+@pytest.fixture
+def policy_file(tmp_path):
+    p = tmp_path / "policy.yaml"
+    p.write_text(POLICY)
+    return str(p)
+
+
+def make(policy_file, user, groups, name="demo"):
+    """A mocked spawner (KubeSpawner wants a running event loop to build its API client)."""
+    async def construct():
+        orm = SimpleNamespace(name=name, user_options=None, state=None, server=None)  # Spawner.name reads it
+        return StreamlitKubeSpawner(_mock=True, user=User(user, groups), orm_spawner=orm,
+                                    policy_file=policy_file)
+    return asyncio.run(construct())
+
+
+def build(policy_file, user, groups, options, name="demo"):
+    sp = make(policy_file, user, groups, name)
+    sp.user_options = options
+
+    async def go():
+        opts = sp.validated_options()
+        sp.app_profile_spec = sp.admit(opts)
+        sp.app_entry = sp.resolve_app_entry(opts)
+        await sp.load_user_options()
+        pod = await sp.get_pod_manifest()
+        return ApiClient().sanitize_for_serialization(pod)
+
+    return sp, asyncio.run(go())
+
+
+def test_pod_meets_the_restricted_pod_security_standard(policy_file):
+    _, pod = build(policy_file, "alice", ["analysts"], {"path": "apps/demo/app.py"})
+    assert restricted_violations(pod) == []
+    c = pod["spec"]["containers"][0]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {"name": "scratch", "mountPath": "/tmp"} in c["volumeMounts"]
+
+
+def test_the_checker_itself_catches_violations():
+    bad = {"spec": {"hostNetwork": True, "volumes": [{"name": "h", "hostPath": {"path": "/"}}],
+                    "containers": [{"name": "x", "securityContext": {"privileged": True}}]}}
+    found = restricted_violations(bad)
+    assert any("hostNetwork" in f for f in found) and any("hostPath" in f for f in found)
+    assert any("privileged" in f for f in found) and any("drop ALL" in f for f in found)
+
+
+def test_resources_labels_and_command_follow_the_admitted_profile(policy_file):
+    sp, pod = build(policy_file, "bob", ["data-scientists"], {"path": "apps/demo/app.py", "profile": "gpu"})
+    c = pod["spec"]["containers"][0]
+    assert c["resources"]["limits"]["cpu"] == 4.0 or str(c["resources"]["limits"]["cpu"]) in ("4", "4.0")
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["spec"]["nodeSelector"] == {"pool": "gpu"}
+    assert pod["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    labels = pod["metadata"]["labels"]
+    assert labels["streamlit-hub.io/owner"] == "bob" and labels["streamlit-hub.io/app"] == "demo"
+    assert labels["streamlit-hub.io/profile"] == "gpu"
+    assert pod["metadata"]["annotations"]["streamlit-hub.io/owner"] == "bob"
+    # KubeSpawner passes the command as container args (the image's entrypoint runs it)
+    assert c["args"] == ["python", "-m", "spawner.app_server"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["STREAMLIT_HUB_ENTRY"] == "/home/analyst/apps/demo/app.py"
+    assert env["STREAMLIT_HUB_PROFILE"] == "gpu" and env["HOME"] == "/home/analyst"
+
+
+def test_default_profile_and_its_resources(policy_file):
+    _, pod = build(policy_file, "alice", ["analysts"], {})
+    limits = pod["spec"]["containers"][0]["resources"]["limits"]
+    requests = pod["spec"]["containers"][0]["resources"]["requests"]
+    assert str(limits["memory"]) in ("2147483648", "2G", "2Gi")
+    assert str(requests["memory"]) in ("536870912", "512M", "512Mi")
+
+
+def test_profile_list_is_the_users_allowed_profiles(policy_file):
+    sp, _ = build(policy_file, "alice", ["analysts"], {})
+    assert [p["slug"] for p in sp.profile_list(sp)] == ["small"]
+    sp, _ = build(policy_file, "bob", ["data-scientists"], {})
+    assert [p["slug"] for p in sp.profile_list(sp)] == ["small", "gpu"]
+
+
+def test_a_profile_outside_the_group_is_refused_before_any_pod(policy_file):
+    with pytest.raises(SpawnException) as e:
+        build(policy_file, "alice", ["analysts"], {"profile": "gpu"})
+    assert e.value.status_code == 403 and "'GPU' is not one of them" in e.value.message
+
+
+@pytest.mark.parametrize("path", ["../x.py", "/etc/x.py", "apps/a/app.txt"])
+def test_unsafe_entry_paths_are_refused_without_looking_at_the_volume(policy_file, path):
+    from spawner.names import EntryPathError
+
+    sp = make(policy_file, "alice", ["analysts"])
+    with pytest.raises(EntryPathError):
+        sp.resolve_app_entry(sp.validated_options().__class__(path=path))
+
+
+def test_home_is_one_pvc_per_user_and_kept(policy_file):
+    sp, pod = build(policy_file, "alice", ["analysts"], {})
+    async def pvc_manifest():
+        return ApiClient().sanitize_for_serialization(sp.get_pvc_manifest())
+    pvc = asyncio.run(pvc_manifest())
+    assert pvc["metadata"]["name"] == "home-alice"
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    claim = next(v for v in pod["spec"]["volumes"] if v["name"] == "home")
+    assert claim["persistentVolumeClaim"]["claimName"] == "home-alice"
+    other, _ = build(policy_file, "alice", ["analysts"], {}, name="other")
+    assert other.pvc_name == "home-alice"  # every app of alice mounts the same home
+
+
+def test_no_secret_is_a_literal_in_the_pod_but_the_hub_token(policy_file):
+    _, pod = build(policy_file, "alice", ["analysts"], {})
+    env = pod["spec"]["containers"][0]["env"]
+    secretish = [e["name"] for e in env if "value" in e and any(
+        w in e["name"] for w in ("SECRET", "PASSWORD", "CRYPT", "PRIVATE", "KEY"))]
+    assert secretish == []
+    assert not any("token" in a.lower() for a in pod["spec"]["containers"][0].get("args") or [])
