@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 CHP := node_modules/.bin/configurable-http-proxy
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench clean
+.PHONY: install run test test-fast bench soak clean
 
 install: $(STAMP) $(CHP)
 
@@ -33,6 +33,10 @@ test-fast: install
 
 bench: install
 	$(PY) -m bench
+
+# Opt-in load: 200 viewers for 5 minutes on 3 apps (not part of make test).
+soak: install
+	$(PY) -m bench.soak
 
 clean:
 	rm -rf $(VENV) node_modules .hub-data test-output
