@@ -1,0 +1,122 @@
+"""Audit events, schema version 1 (docs/audit-event.schema.json is the same contract).
+
+Invariants:
+
+- ``parse_event`` returns a normalised ``Event`` or raises ``EventError`` naming the field;
+  it never lets through an unknown type, a non-UTC or unparsable time, or an oversized field.
+- ``Event.id`` is chosen by the sender (a UUID), so a resent event is recognisably the same.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+SCHEMA_VERSION = 1
+TYPES = ("authorize", "session_start", "page_view", "session_end", "app_start", "app_stop",
+         "share_granted", "share_revoked")
+MAX_EVENT_BYTES = 8192
+_ID = re.compile(r"[A-Za-z0-9_.:-]{8,64}")
+_LIMITS = {"viewer": 255, "owner": 255, "app": 64, "profile": 63, "page": 255, "client": 64,
+           "user_agent": 512, "outcome": 32, "reason": 255, "session": 64}
+
+
+class EventError(ValueError):
+    """The event is malformed; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    time: datetime
+    type: str
+    owner: str
+    app: str
+    viewer: str | None = None
+    viewer_groups: tuple[str, ...] = ()
+    profile: str | None = None
+    page: str | None = None
+    session: str | None = None
+    client: str | None = None
+    user_agent: str | None = None
+    outcome: str | None = None  # authorize: allowed / refused
+    reason: str | None = None  # app_stop: user, admin, culler, crash
+    duration_s: float | None = None  # session_end
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["time"] = self.time.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        d["viewer_groups"] = list(self.viewer_groups)
+        d["schema_version"] = SCHEMA_VERSION
+        return {k: v for k, v in d.items() if v not in (None, {}, [])}
+
+
+def _text(raw: dict, name: str, required: bool = False) -> str | None:
+    value = raw.get(name)
+    if value is None:
+        if required:
+            raise EventError(f"{name}: is required")
+        return None
+    if not isinstance(value, str) or not value:
+        raise EventError(f"{name}: expected a non-empty string")
+    if len(value) > _LIMITS.get(name, 255):
+        raise EventError(f"{name}: longer than {_LIMITS.get(name, 255)} characters")
+    if any(ord(c) < 32 for c in value):
+        raise EventError(f"{name}: contains control characters")
+    return value
+
+
+def parse_time(value) -> datetime:
+    if not isinstance(value, str):
+        raise EventError("time: expected an ISO 8601 UTC time like 2026-11-22T10:00:00Z")
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise EventError(f"time: {value[:40]!r} is not an ISO 8601 time") from None
+    if t.tzinfo is None or t.utcoffset().total_seconds() != 0:
+        raise EventError("time: must be UTC (end with Z or +00:00)")
+    return t.astimezone(timezone.utc)
+
+
+def parse_event(raw: object) -> Event:
+    if not isinstance(raw, dict):
+        raise EventError("(event): expected a JSON object")
+    ident = raw.get("id")
+    if not isinstance(ident, str) or not _ID.fullmatch(ident):
+        raise EventError("id: expected 8-64 of A-Z a-z 0-9 _ . : - (a UUID is fine)")
+    kind = raw.get("type")
+    if kind not in TYPES:
+        raise EventError(f"type: expected one of {', '.join(TYPES)}")
+    groups = raw.get("viewer_groups") or []
+    if not isinstance(groups, list) or not all(isinstance(g, str) and 0 < len(g) <= 255 for g in groups) \
+            or len(groups) > 200:
+        raise EventError("viewer_groups: expected a list of at most 200 group names")
+    duration = raw.get("duration_s")
+    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))
+                                 or duration < 0):
+        raise EventError("duration_s: expected a non-negative number of seconds")
+    extra = raw.get("extra") or {}
+    if not isinstance(extra, dict):
+        raise EventError("extra: expected an object")
+    known = {"id", "time", "type", "owner", "app", "viewer", "viewer_groups", "profile", "page",
+             "session", "client", "user_agent", "outcome", "reason", "duration_s", "extra",
+             "schema_version"}
+    unknown = sorted(str(k) for k in raw if k not in known)
+    if unknown:
+        raise EventError(f"{unknown[0]}: unknown field")
+    version = raw.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise EventError(f"schema_version: this service reads version {SCHEMA_VERSION}")
+    return Event(
+        id=ident, time=parse_time(raw.get("time")), type=kind,
+        owner=_text(raw, "owner", required=True), app=_text(raw, "app", required=True),
+        viewer=_text(raw, "viewer", required=kind in ("authorize", "session_start", "page_view",
+                                                      "session_end")),
+        viewer_groups=tuple(sorted(set(groups))), profile=_text(raw, "profile"),
+        page=_text(raw, "page", required=kind == "page_view"), session=_text(raw, "session"),
+        client=_text(raw, "client"), user_agent=_text(raw, "user_agent"),
+        outcome=_text(raw, "outcome", required=kind == "authorize"), reason=_text(raw, "reason"),
+        duration_s=float(duration) if duration is not None else None, extra=dict(extra),
+    )

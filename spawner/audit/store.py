@@ -1,0 +1,132 @@
+"""The append-only audit store: sqlite (WAL) by default, PostgreSQL by URL (SQLAlchemy Core).
+
+Invariants:
+
+- ``add`` stores each event id at most once, whatever the order or number of resends; it
+  returns how many were new. Nothing in this module updates or deletes a stored event, except
+  ``purge_older_than`` (retention).
+- ``query`` pages newest first with an opaque cursor; walking every page yields each
+  matching event exactly once, even while new events arrive.
+
+The service calls this from a thread pool, so the event loop never waits on the database.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import (JSON, Column, DateTime, Index, MetaData, String, Table, and_,
+                        create_engine, event, or_, select)
+
+from .events import Event
+
+metadata = MetaData()
+audit_events = Table(
+    "audit_events", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("time", DateTime, nullable=False),  # naive UTC
+    Column("type", String(32), nullable=False),
+    Column("owner", String(255), nullable=False),
+    Column("app", String(64), nullable=False),
+    Column("viewer", String(255)),
+    Column("body", JSON, nullable=False),
+    Column("received_at", DateTime, nullable=False),
+    Index("ix_audit_time_id", "time", "id"),
+    Index("ix_audit_owner_app_time", "owner", "app", "time"),
+    Index("ix_audit_viewer_time", "viewer", "time"),
+)
+
+
+def _naive_utc(t: datetime) -> datetime:
+    return t.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+class CursorError(ValueError):
+    pass
+
+
+def _encode_cursor(t: datetime, ident: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([t.isoformat(), ident]).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        t, ident = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(t), str(ident)
+    except (ValueError, TypeError):
+        raise CursorError("next: not a cursor this service gave out") from None
+
+
+class AuditStore:
+    def __init__(self, url: str):
+        self.engine = create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            @event.listens_for(self.engine, "connect")
+            def _wal(dbapi_conn, _record):
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.close()
+        metadata.create_all(self.engine)
+
+    def _insert(self):
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        return insert(audit_events)
+
+    def add(self, events: list[Event]) -> int:
+        """Store events not seen before; return how many were new."""
+        if not events:
+            return 0
+        now = _naive_utc(datetime.now(timezone.utc))
+        rows = [{"id": e.id, "time": _naive_utc(e.time), "type": e.type, "owner": e.owner,
+                 "app": e.app, "viewer": e.viewer, "body": e.to_json(), "received_at": now}
+                for e in {e.id: e for e in events}.values()]
+        stmt = self._insert().on_conflict_do_nothing(index_elements=["id"])
+        with self.engine.begin() as conn:
+            # executemany's rowcount is the number of rows actually inserted
+            return max(conn.execute(stmt, rows).rowcount, 0)
+
+    def query(self, *, owners: set[str] | None = None, owner: str | None = None,
+              app: str | None = None, viewer: str | None = None, type: str | None = None,
+              since: datetime | None = None, until: datetime | None = None,
+              limit: int = 100, cursor: str | None = None) -> tuple[list[dict], str | None]:
+        """Events newest first, and the cursor of the next page (None at the end).
+
+        ``owners``: restrict to these owners' apps (None: everything, for admins).
+        """
+        t = audit_events
+        where = []
+        if owners is not None:
+            if not owners:
+                return [], None
+            where.append(t.c.owner.in_(sorted(owners)))
+        for col, value in ((t.c.owner, owner), (t.c.app, app), (t.c.viewer, viewer),
+                           (t.c.type, type)):
+            if value is not None:
+                where.append(col == value)
+        if since is not None:
+            where.append(t.c.time >= _naive_utc(since))
+        if until is not None:
+            where.append(t.c.time < _naive_utc(until))
+        if cursor:
+            ct, cid = _decode_cursor(cursor)
+            where.append(or_(t.c.time < ct, and_(t.c.time == ct, t.c.id < cid)))
+        limit = max(1, min(int(limit), 1000))
+        stmt = (select(t.c.time, t.c.id, t.c.body).where(and_(*where) if where else True)
+                .order_by(t.c.time.desc(), t.c.id.desc()).limit(limit + 1))
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        page = rows[:limit]
+        nxt = _encode_cursor(page[-1].time, page[-1].id) if len(rows) > limit else None
+        return [r.body for r in page], nxt
+
+    def purge_older_than(self, days: float) -> int:
+        """Retention: delete events older than ``days``; return how many."""
+        cutoff = _naive_utc(datetime.now(timezone.utc) - timedelta(days=days))
+        with self.engine.begin() as conn:
+            return conn.execute(audit_events.delete().where(audit_events.c.time < cutoff)).rowcount
