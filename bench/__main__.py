@@ -182,12 +182,16 @@ def timed_gets(host: str, port: int, path: str, headers: dict, n: int) -> list[f
     return times
 
 
-def bench_health(hub, alice, entry, rounds, n):
-    name = "benchhealth"
-    prefix = f"/user/alice/{name}/"
+def started_app(hub, alice, name: str) -> tuple[str, str]:
+    """Start alice's demo as ``name``, sign in to it; return its prefix and Cookie header."""
     hub.start_app(alice, "alice", name, {"path": "apps/demo/app.py"})
     hub.open_app(alice, "alice", name)
-    cookie = hub.app_cookie_header(alice, "alice", name)
+    return f"/user/alice/{name}/", hub.app_cookie_header(alice, "alice", name)
+
+
+def bench_health(hub, alice, entry, rounds, n):
+    name = "benchhealth"
+    prefix, cookie = started_app(hub, alice, name)
     plain_port = free_port()
     results = {"hub": [], "chp_limit": [], "bare_unfixed_direct": []}
     with limit_stack(entry, prefix) as (chp_port, _), bare_streamlit(entry, plain_port):
@@ -213,10 +217,8 @@ def bench_viewers(hub, alice, entry, rounds, n):
     from bench import viewers
 
     name = "benchviewers"
-    prefix = f"/user/alice/{name}/"
-    hub.start_app(alice, "alice", name, {"path": "apps/demo/app.py"})
-    hub.open_app(alice, "alice", name)
-    cookie = {"Cookie": hub.app_cookie_header(alice, "alice", name)}
+    prefix, cookie_header = started_app(hub, alice, name)
+    cookie = {"Cookie": cookie_header}
     out = {"ws_hub": [], "ws_direct": [], "rps_hub": [], "rps_limit": []}
     with limit_stack(entry, prefix) as (chp_port, direct_port):
         for _ in range(rounds):
