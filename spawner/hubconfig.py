@@ -142,7 +142,9 @@ def sharing_roles(policy) -> list[dict]:
 
 def configure_policy(c, path: str) -> None:
     """Validate the group policy now (a bad file stops the hub) and wire it everywhere."""
+    from .app_output import AppOutputAPIHandler
     from .quota import QuotaAPIHandler, make_named_server_limit, make_template_quota
+    from .viewer import template_viewer
 
     try:
         policy = load_policy(path)
@@ -151,16 +153,12 @@ def configure_policy(c, path: str) -> None:
     c.JupyterHub.load_roles = sharing_roles(policy)
     c.StreamlitSpawnerMixin.policy_file = path
     c.JupyterHub.named_server_limit_per_user = make_named_server_limit(path)
-    from .app_output import AppOutputAPIHandler
-
     # JupyterHub marks extra_handlers deprecated (3.1) but serves them; these two move into
     # the platform's hub-managed service when the audit service lands.
     c.JupyterHub.extra_handlers = [
         (r"/api/streamlit/quota", QuotaAPIHandler, {"policy_file": path}),
         (r"/api/streamlit/apps/([^/]+)/([^/]+)/output", AppOutputAPIHandler),
     ]
-    from .viewer import template_viewer
-
     c.JupyterHub.template_vars = {"streamlit_quota": make_template_quota(path),
                                   "streamlit_me": template_viewer}
 
