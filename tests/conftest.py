@@ -1,5 +1,4 @@
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -22,10 +21,7 @@ def output_dir() -> Path:
     return OUTPUT
 
 
-def have_proxy() -> bool:
-    return (REPO / "node_modules/.bin/configurable-http-proxy").exists() or bool(
-        shutil.which("configurable-http-proxy")
-    )
+from tests.helpers.hub import have_proxy  # noqa: E402,F401  (kept importable from here)
 
 
 def pytest_collection_modifyitems(config, items):

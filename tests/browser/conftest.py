@@ -3,8 +3,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import have_proxy
-from tests.helpers.hub import Hub
+from tests.helpers.hub import running_hub
 
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -33,14 +32,11 @@ def browser():
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    if not have_proxy():
-        pytest.fail("configurable-http-proxy is not installed: run `make install`")
     # The hub shows its progress page only for spawns slower than 1 s; a local app starts
     # faster, so this hub waits 2 s before each start, as a slow image pull would.
     slow = "import asyncio\nc.Spawner.pre_spawn_hook = lambda spawner: asyncio.sleep(2)\n"
-    h = Hub(tmp_path_factory.mktemp("hub"), extra_config=slow).start()
-    yield h
-    assert h.stop() == []
+    with running_hub(tmp_path_factory.mktemp("hub"), extra_config=slow) as h:
+        yield h
 
 
 def sign_in(page, hub, user: str):

@@ -11,22 +11,18 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import sign_in
-from tests.conftest import have_proxy
-from tests.helpers.hub import Hub
+from tests.helpers.hub import running_hub
 
 WINDOW = 2.0
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    if not have_proxy():
-        pytest.fail("configurable-http-proxy is not installed: run `make install`")
-    h = Hub(tmp_path_factory.mktemp("shareui"),
-            extra_config=f"c.StreamlitSpawnerMixin.auth_cache_seconds = {WINDOW}\n").start()
-    alice = h.login("alice")
-    h.start_app(alice, "alice", "demo", {"path": "apps/demo/app.py"})
-    yield h
-    assert h.stop() == []
+    with running_hub(tmp_path_factory.mktemp("shareui"),
+                     extra_config=f"c.StreamlitSpawnerMixin.auth_cache_seconds = {WINDOW}\n") as h:
+        alice = h.login("alice")
+        h.start_app(alice, "alice", "demo", {"path": "apps/demo/app.py"})
+        yield h
 
 
 def consent_then_app(page):

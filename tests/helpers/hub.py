@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import requests
 
 from .procs import processes_mentioning, wait_gone
@@ -34,6 +37,24 @@ groups:
   data-scientists: {profiles: [small], max_running_apps: 20, max_apps: 60}
 defaults: {profiles: [], max_running_apps: 0, max_apps: 0}
 """
+
+
+def have_proxy() -> bool:
+    return (REPO / "node_modules/.bin/configurable-http-proxy").exists() or bool(
+        shutil.which("configurable-http-proxy"))
+
+
+@contextmanager
+def running_hub(workdir: Path, **kwargs):
+    """A started Hub for a fixture; on exit, Ctrl-C it and require nothing left behind."""
+    if not have_proxy():
+        pytest.fail("configurable-http-proxy is not installed: run `make install`")
+    hub = Hub(workdir, **kwargs).start()
+    try:
+        yield hub
+    finally:
+        left = hub.stop()
+    assert left == [], f"processes left behind after Ctrl-C: {left}"
 
 
 def free_port() -> int:

@@ -11,8 +11,7 @@ import pytest
 import requests
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tests.conftest import have_proxy
-from tests.helpers.hub import PERMISSIVE_POLICY, Hub
+from tests.helpers.hub import PERMISSIVE_POLICY, running_hub
 
 TRIED = {"names": 0, "paths": 0, "bodies": 0, "raw": 0}
 XSS = "<script>alert('x')</script>"
@@ -21,12 +20,9 @@ POLICY = PERMISSIVE_POLICY.replace('display_name: "Small"', f'display_name: "{XS
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    if not have_proxy():
-        pytest.fail("configurable-http-proxy is not installed: run `make install`")
-    h = Hub(tmp_path_factory.mktemp("badinput"), policy=POLICY).start()
-    yield h
-    print(f"bad-input cases tried: {TRIED} (total {sum(TRIED.values())})")
-    assert h.stop() == []
+    with running_hub(tmp_path_factory.mktemp("badinput"), policy=POLICY) as h:
+        yield h
+        print(f"bad-input cases tried: {TRIED} (total {sum(TRIED.values())})")
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.conftest import have_proxy
-from tests.helpers.hub import Hub
+from tests.helpers.hub import Hub, running_hub
 from tests.helpers.streamlit_ws import WebsocketRefused, session, ws_url
 
 POLICY = """
@@ -27,12 +26,9 @@ LIMIT_MESSAGE = "analysts may run 3 apps at once; you are running"
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    if not have_proxy():
-        pytest.fail("configurable-http-proxy is not installed: run `make install`")
-    h = Hub(tmp_path_factory.mktemp("quota"), policy=POLICY,
-            extra_config="c.Spawner.poll_interval = 1\n").start()
-    yield h
-    assert h.stop() == []
+    with running_hub(tmp_path_factory.mktemp("quota"), policy=POLICY,
+                     extra_config="c.Spawner.poll_interval = 1\n") as h:
+        yield h
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,7 @@ import pytest
 import requests
 import websockets
 
-from tests.conftest import have_proxy
-from tests.helpers.hub import Hub
+from tests.helpers.hub import running_hub
 from tests.helpers.streamlit_ws import WebsocketRefused, run_session, session, ws_url
 
 WINDOW = 2.0  # auth_cache_seconds of this hub: how long a revoked viewer may keep going
@@ -26,15 +25,12 @@ APP = "/user/alice/demo/"
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    if not have_proxy():
-        pytest.fail("configurable-http-proxy is not installed: run `make install`")
     extra = f"""
 c.StreamlitSpawnerMixin.auth_cache_seconds = {WINDOW}
 c.Authenticator.allowed_users = {{"alice", "bob", "carol", "admin", "dave", "erin"}}
 """
-    h = Hub(tmp_path_factory.mktemp("sharing"), extra_config=extra).start()
-    yield h
-    assert h.stop() == []
+    with running_hub(tmp_path_factory.mktemp("sharing"), extra_config=extra) as h:
+        yield h
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,7 @@ import pytest
 
 from spawner.app_server.auth import SESSION_COOKIE, STATE_COOKIE, HubAuthMiddleware
 from spawner.app_server.hub_client import HubUnavailable
-from spawner.app_server.settings import Settings
-
-SETTINGS = dict(api_url="http://hub/hub/api", api_token="t", client_id="c",
-                prefix="/user/alice/demo/", callback_path="/user/alice/demo/oauth_callback",
-                authorize_url="/hub/api/oauth2/authorize", hub_url="/hub/",
-                access_scopes=frozenset({"access:servers!server=alice/demo"}), owner="alice",
-                server_name="demo", activity_url="", bind_host="127.0.0.1", bind_port=1,
-                entry="/x.py")
+from tests.helpers.app_settings import demo_settings
 
 
 class ScriptedHub:
@@ -77,7 +70,7 @@ async def call(mw, path="/user/alice/demo/", headers=(), method="GET", query=b""
 
 def make(ttl=30.0):
     hub = ScriptedHub()
-    mw = HubAuthMiddleware(downstream, Settings(**SETTINGS, auth_cache_seconds=ttl), hub=hub)
+    mw = HubAuthMiddleware(downstream, demo_settings(auth_cache_seconds=ttl), hub=hub)
     return mw, hub
 
 

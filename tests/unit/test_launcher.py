@@ -3,7 +3,7 @@ import json
 import socket
 
 from spawner.app_server.launcher import bind_listening_socket, streamlit_options
-from spawner.app_server.settings import Settings
+from tests.helpers.app_settings import demo_settings
 
 
 async def _nodelay_of_accepted(sock) -> int:
@@ -40,12 +40,7 @@ def test_the_trap_a_proto_zero_socket_leaves_nagle_on():
 
 
 def test_security_options_are_forced():
-    s = Settings(api_url="http://h/hub/api", api_token="t", client_id="c",
-                 prefix="/user/alice/demo/", callback_path="/user/alice/demo/oauth_callback",
-                 authorize_url="/hub/api/oauth2/authorize", hub_url="/hub/",
-                 access_scopes=frozenset({"access:servers!server=alice/demo"}), owner="alice",
-                 server_name="demo", activity_url="", bind_host="127.0.0.1", bind_port=1234,
-                 entry="/x/app.py")
+    s = demo_settings(bind_port=1234)
     opts = streamlit_options(s)
     assert opts["server.baseUrlPath"] == "user/alice/demo"
     assert json.loads(opts["server.trustedUserHeaders"]) == {"X-Hub-User": "name", "X-Hub-Groups": "groups"}
