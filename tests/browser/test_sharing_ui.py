@@ -26,9 +26,16 @@ def hub(tmp_path_factory):
 
 
 def consent_then_app(page):
-    if page.locator("#authorize-open-app").count():
-        page.click("#authorize-open-app")
-    expect(page.get_by_role("heading", name="Sales demo")).to_be_visible(timeout=30_000)
+    """Wait for the consent page or the app (whichever comes), continue past consent if shown.
+
+    Checking ``count()`` right after a click races the navigation; wait for one of the two.
+    """
+    consent = page.locator("#authorize-open-app")
+    app = page.get_by_role("heading", name="Sales demo")
+    expect(consent.or_(app).first).to_be_visible(timeout=30_000)
+    if consent.is_visible():
+        consent.click()
+    expect(app).to_be_visible(timeout=30_000)
 
 
 def test_share_open_revoke_and_link_from_the_hub_page(browser, hub, output_dir):
