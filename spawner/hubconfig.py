@@ -16,7 +16,9 @@ hub with a message naming the variable instead of failing at the first spawn.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
+import sys
 from pathlib import Path
 
 from . import demo
@@ -213,6 +215,84 @@ def configure_local(c, environ) -> None:
     else:
         raise ConfigError(f"STREAMLIT_HUB_AUTH={auth!r}: expected 'demo' or 'google'")
     configure_policy(c, str(Path(environ.get("STREAMLIT_HUB_POLICY") or HUB_CONFIG_DIR / "policy.yaml").resolve()))
+    if auth == "google":
+        configure_audit(c, data_dir, environ, reader_groups=_csv(environ, "GOOGLE_ADMIN_GROUPS"))
+    else:
+        configure_audit(c, data_dir, environ, readers=set(demo.DEMO_ADMINS))
+
+
+def _configured_list(section, name: str) -> list:
+    """A list-valued setting as configured so far ([] if unset: traitlets gives a lazy value)."""
+    value = section.get(name) if name in section else None
+    return list(value) if isinstance(value, list) else []
+
+
+def configure_audit(c, data_dir: Path, environ, *, readers: set[str] = frozenset(),
+                    reader_groups: set[str] = frozenset()) -> str | None:
+    """The hub-managed audit service (``/services/audit/``) and the hub's recorder.
+
+    ``STREAMLIT_HUB_AUDIT=off`` turns both off. The store is sqlite (WAL) under the data dir
+    unless ``STREAMLIT_HUB_AUDIT_DB_URL`` names another database (PostgreSQL in production).
+    ``readers`` / ``reader_groups`` get the ``audit-reader`` role (read every app's trail).
+    Returns the ingest URL app servers send to, or None when audit is off.
+    """
+    from .audit import hub_recorder
+
+    switch = environ.get("STREAMLIT_HUB_AUDIT", "on")
+    if switch == "off":
+        return None
+    if switch != "on":
+        raise ConfigError(f"STREAMLIT_HUB_AUDIT={switch!r}: expected 'on' or 'off'")
+    port = _port(environ, "STREAMLIT_HUB_AUDIT_PORT", 8082)
+    retention = environ.get("STREAMLIT_HUB_AUDIT_RETENTION_DAYS", "365")
+    try:
+        if not 0 < float(retention) <= 36500:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"STREAMLIT_HUB_AUDIT_RETENTION_DAYS={retention!r}: expected a "
+                          "number of days from 0 to 36500 (e.g. 365)") from None
+    db_url = environ.get("STREAMLIT_HUB_AUDIT_DB_URL") or f"sqlite:///{data_dir / 'audit.sqlite'}"
+    url = f"http://127.0.0.1:{port}"
+    # The recorder in this process writes with the service's own token (a fresh one each
+    # start; the hub keeps only its hash), which the service trusts for hub events.
+    token = secrets.token_hex(32)
+    service = {
+        "name": "audit",
+        "url": url,
+        "command": [sys.executable, "-m", "spawner.audit.service"],
+        "api_token": token,
+        "cwd": str(data_dir),
+        "environment": {
+            "STREAMLIT_HUB_AUDIT_DB_URL": db_url,
+            "STREAMLIT_HUB_AUDIT_RETENTION_DAYS": retention,
+        },
+        "display": True,
+        "info": {"description": "Who opened which app, which page, when"},
+        "oauth_no_confirm": True,
+        "oauth_client_allowed_scopes": ["custom:audit:read"],
+    }
+    c.JupyterHub.services = [s for s in _configured_list(c.JupyterHub, "services")
+                             if s.get("name") != "audit"] + [service]
+    c.JupyterHub.custom_scopes = {
+        "custom:audit:read": {"description": "Read the audit trail of every app."}}
+    role = {"name": "audit-reader", "description": "Reads every app's audit trail",
+            "scopes": ["custom:audit:read"]}
+    if readers:
+        role["users"] = sorted(readers)
+    if reader_groups:
+        role["groups"] = sorted(reader_groups)
+    roles = [r for r in _configured_list(c.JupyterHub, "load_roles") if r.get("name") != "audit-reader"]
+    # Every user may open the usage page (it shows them their own apps' trail).
+    user_role = next((r for r in roles if r.get("name") == "user"), None)
+    if user_role is None:
+        user_role = {"name": "user", "scopes": ["self"]}
+        roles.append(user_role)
+    user_role["scopes"] = [*dict.fromkeys([*user_role["scopes"], "access:services!service=audit"])]
+    c.JupyterHub.load_roles = roles + [role]
+    ingest = f"{url}/services/audit/api/events"
+    hub_recorder.install(c, spool_dir=str(data_dir / "audit-spool" / "hub"), url=ingest, token=token)
+    c.StreamlitSpawnerMixin.audit_url = ingest
+    return ingest
 
 
 def load_extra_config(c, environ=None) -> None:

@@ -90,6 +90,11 @@ class StreamlitLocalSpawner(StreamlitSpawnerMixin, LocalProcessSpawner):
     def app_homes(self):
         return [self.home_dir]
 
+    def audit_spool_dir(self) -> str:
+        # Per app and outside the analyst's home, so it survives restarts of the app and
+        # the next start of the same app resends what the last one left.
+        return str(Path(self.logs_root) / self.user.name / "audit-spool" / (self.name or "default"))
+
     def user_env(self, env):
         env["USER"] = self.user.name
         env["HOME"] = self.home_dir

@@ -78,6 +78,16 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
     ready_poll_interval = Float(
         0.05, config=True, help="Seconds between checks that a starting app server answers.")
 
+    audit_url = Unicode(
+        "",
+        config=True,
+        help="""The audit service's ingest URL, given to app servers for session and page events.
+
+        Empty: app servers record no audit events. The hub configuration sets it when the
+        audit service is on.
+        """,
+    )
+
     ready_timeout = Float(
         60.0,
         config=True,
@@ -146,10 +156,42 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
         self.app_profile = state.get("app_profile") or self.app_profile
 
     async def stop(self, now=False):
+        self._audit_stopping = True
         try:
             return await super().stop(now=now)
         finally:
             self._quota_admitted = False
+            self._audit_seen_running = False
+
+    async def poll(self):
+        status = await super().poll()
+        if status is None:
+            self._audit_seen_running = True  # (a stop in progress stays a stop)
+        elif getattr(self, "_audit_seen_running", False) and not getattr(self, "_audit_stopping", False):
+            self._audit_seen_running = False
+            detail = getattr(self, "stop_reason", "") or ""
+            self._audit("app_stop", reason="crash",
+                        extra={"exit_status": status if isinstance(status, int) else str(status),
+                               **({"detail": detail[:500]} if detail else {})})
+        return status
+
+    # ---- audit ------------------------------------------------------------------------
+    def _audit(self, kind: str, **fields) -> None:
+        from .audit.hub_recorder import recorder
+
+        r = recorder()
+        if r is not None:
+            r.record(kind, owner=self.user.name, app=self.name or "default", **fields)
+
+    def _audit_start(self, outcome: str, detail: str = "") -> None:
+        from .audit.hub_recorder import actor_of, reason_for
+
+        handler = getattr(self, "handler", None)
+        actor, kind, admin = actor_of(handler) if handler is not None else (None, "hub", False)
+        reason = reason_for(actor, kind, admin, self.user.name) if actor else "hub"
+        self._audit("app_start", actor=actor, outcome=outcome, profile=self.app_profile,
+                    reason=(detail or reason)[:255],
+                    extra={"by": reason} if detail else None)
 
     def _stored_options_still_good(self) -> bool:
         stored = self.orm_spawner.user_options if self.orm_spawner is not None else None
@@ -270,7 +312,18 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
             self._emit(60, "Waiting for the app to answer")
             await self.wait_until_ready(url)
             self._emit(100, "App is ready")
+            self._audit_stopping = False
+            self._audit_seen_running = True
+            self._audit_start("started")
             return url
+        except SpawnException as e:
+            refused = (getattr(e, "reason", "") or "").startswith("quota_")
+            first_line = (e.message or e.reason or "failed").splitlines()[0]
+            self._audit_start("refused" if refused else "failed", first_line)
+            raise
+        except Exception as e:
+            self._audit_start("failed", f"{e.__class__.__name__}")
+            raise
         finally:
             self._progress_done = True
             self._progress_changed.set()
@@ -285,7 +338,14 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
             env["STREAMLIT_HUB_ENTRY"] = str(entry)
         if self.app_profile:
             env["STREAMLIT_HUB_PROFILE"] = self.app_profile
+        if self.audit_url:
+            env["STREAMLIT_HUB_AUDIT_URL"] = self.audit_url
+            env["STREAMLIT_HUB_AUDIT_SPOOL"] = self.audit_spool_dir()
         return env
+
+    def audit_spool_dir(self) -> str:
+        """Where this app server keeps audit events until the service has them."""
+        return "/tmp/streamlit-hub-audit-spool"
 
     # ---- readiness ----------------------------------------------------------------------
     def app_exit_status(self):

@@ -117,9 +117,10 @@ class HubAuthMiddleware:
     """ASGI middleware: authenticate, authorize, scrub, then hand over to Streamlit."""
 
     def __init__(self, app, settings: Settings, hub: HubClient | None = None,
-                 activity: ActivityTracker | None = None):
+                 activity: ActivityTracker | None = None, sessions=None):
         self.app = app
         self.s = settings
+        self.sessions = sessions  # SessionAudit, or None when audit is off
         self.hub = hub or HubClient(settings.api_url, settings.api_token)
         self.activity = activity or ActivityTracker(settings, self.hub)
         self._sessions: _Bounded = _Bounded(_MAX_SESSIONS)  # sid -> [token, last_used]
@@ -129,6 +130,8 @@ class HubAuthMiddleware:
         self._logins: _Bounded = _Bounded(_MAX_PENDING_LOGINS)  # state -> (next, verifier, t)
         self._pass_cookies = set(settings.pass_cookies)
         self._prefix_no_slash = settings.prefix.rstrip("/")
+        self._stream_path = settings.prefix + "_stcore/stream"
+        self._audit_kicked = False
 
     # ---- ASGI entry -------------------------------------------------------------------
     async def __call__(self, scope, receive, send):
@@ -136,6 +139,9 @@ class HubAuthMiddleware:
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)  # lifespan
             return
+        if self.sessions is not None and not self._audit_kicked:
+            self._audit_kicked = True
+            self.sessions.sender.kick()  # resend what a previous run left in the spool
         path = scope.get("path", "")
         if kind == "http" and path == self._prefix_no_slash:
             await self._redirect(send, self.s.prefix + self._query_suffix(scope))
@@ -178,7 +184,7 @@ class HubAuthMiddleware:
         scope["headers"] = self._scrubbed_headers(headers, cookies, viewer)
         self.activity.touch()
         if kind == "websocket":
-            await self._serve_websocket(scope, receive, send, token)
+            await self._serve_websocket(scope, receive, send, token, viewer)
         else:
             await self.app(scope, receive, send)
 
@@ -276,7 +282,7 @@ class HubAuthMiddleware:
         kept.append((GROUPS_HEADER.lower().encode(), ",".join(viewer.groups).encode("utf-8")))
         return kept
 
-    async def _serve_websocket(self, scope, receive, send, token):
+    async def _serve_websocket(self, scope, receive, send, token, viewer):
         """Hand an upgraded websocket to Streamlit, re-checking access as messages arrive.
 
         Once the cached verdict is older than ``auth_cache_seconds``, the next message from
@@ -287,12 +293,17 @@ class HubAuthMiddleware:
         activity = self.activity
         checked = time.monotonic()
         closed = False
+        audit = None
+        if self.sessions is not None and scope.get("path") == self._stream_path:
+            audit = self.sessions.open(viewer, scope)
 
         async def counted_receive():
             nonlocal checked, closed
             message = await receive()
             if message["type"] != "websocket.receive":
                 return message
+            if audit is not None:
+                audit.client_frame(message.get("bytes"))
             if time.monotonic() - checked >= self.s.auth_cache_seconds:
                 try:
                     viewer = await self._verdict(token)
@@ -312,6 +323,8 @@ class HubAuthMiddleware:
         async def guarded_send(message):
             if closed:
                 return  # the socket is closed: drop what Streamlit still sends
+            if audit is not None and message["type"] == "websocket.send":
+                audit.server_frame(message.get("bytes"))
             await send(message)
 
         activity.websocket_opened()
@@ -319,6 +332,8 @@ class HubAuthMiddleware:
             await self.app(scope, counted_receive, guarded_send)
         finally:
             activity.websocket_closed()
+            if audit is not None:
+                audit.end("access withdrawn" if closed else "closed")
 
     # ---- OAuth login ------------------------------------------------------------------
     @staticmethod

@@ -92,13 +92,25 @@ def _uvicorn_kwargs() -> dict:
     return _get_uvicorn_config_kwargs()
 
 
-def build_app(settings):
+def audit_sender(settings):
+    """The app server's audit sender (spool on disk + resend), or None when audit is off."""
+    if not settings.audit_url:
+        return None
+    from ..audit.client import AuditSender, AuditSpool
+
+    return AuditSender(AuditSpool(settings.audit_spool), settings.audit_url, settings.api_token)
+
+
+def build_app(settings, sender=None):
     import streamlit as st
     from starlette.middleware import Middleware
 
     from .auth import HubAuthMiddleware
+    from .sessions import SessionAudit
 
-    return st.App(settings.entry, middleware=[Middleware(HubAuthMiddleware, settings=settings)])
+    sessions = SessionAudit(settings, sender) if sender is not None else None
+    return st.App(settings.entry, middleware=[
+        Middleware(HubAuthMiddleware, settings=settings, sessions=sessions)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
 
     st_config._main_script_path = str(entry)  # script-level .streamlit/ config and secrets
     apply_streamlit_options(streamlit_options(settings))
-    app = build_app(settings)
+    sender = audit_sender(settings)
+    app = build_app(settings, sender)
     sock = bind_listening_socket(settings.bind_host, settings.bind_port)
     log.info(
         "app server for %s/%s listening on %s:%s (entry %s)",
@@ -141,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         server.run(sockets=[sock])
     finally:
         sock.close()
+        if sender is not None:
+            # Sessions just ended on shutdown: deliver their events now if the service
+            # answers, else they stay in the spool for this app's next start.
+            import asyncio
+
+            asyncio.run(sender.drain(timeout=3.0))
     return 0 if server.started else 1
 
 

@@ -37,6 +37,9 @@ class Settings:
     activity_interval: float = 60.0
     secure_cookies: bool = False
     pass_cookies: tuple[str, ...] = ()
+    profile: str = ""
+    audit_url: str = ""  # the audit service's ingest API; empty: audit off
+    audit_spool: str = ""  # where events wait on disk until the service has them
 
 
 def _required(env: dict, name: str) -> str:
@@ -98,10 +101,16 @@ def from_environ(env: dict | None = None, *, scrub: bool = True) -> Settings:
         auth_cache_seconds=_float(env, "STREAMLIT_HUB_AUTH_CACHE_SECONDS", 30.0, 0.0, 300.0),
         activity_interval=_float(env, "STREAMLIT_HUB_ACTIVITY_INTERVAL", 60.0, 0.05, 3600.0),
         secure_cookies=public.startswith("https:") or host.startswith("https:"),
+        profile=env.get("STREAMLIT_HUB_PROFILE", ""),
+        audit_url=env.get("STREAMLIT_HUB_AUDIT_URL", ""),
+        audit_spool=env.get("STREAMLIT_HUB_AUDIT_SPOOL", ""),
         pass_cookies=tuple(
             c.strip() for c in env.get("STREAMLIT_HUB_PASS_COOKIES", "").split(",") if c.strip()
         ),
     )
+    if settings.audit_url and not settings.audit_spool:
+        raise SettingsError("STREAMLIT_HUB_AUDIT_URL is set but STREAMLIT_HUB_AUDIT_SPOOL is not: "
+                            "audit events need a directory to wait in")
     if scrub and env is os.environ:
         # The token stays in this process's memory only; the analyst's code must not be
         # handed it through os.environ (nor any child process it starts).

@@ -18,7 +18,7 @@ TYPES = ("authorize", "session_start", "page_view", "session_end", "app_start", 
          "share_granted", "share_revoked")
 MAX_EVENT_BYTES = 8192
 _ID = re.compile(r"[A-Za-z0-9_.:-]{8,64}")
-_LIMITS = {"viewer": 255, "owner": 255, "app": 64, "profile": 63, "page": 255, "client": 64,
+_LIMITS = {"viewer": 255, "actor": 255, "owner": 255, "app": 64, "profile": 63, "page": 255, "client": 64,
            "user_agent": 512, "outcome": 32, "reason": 255, "session": 64}
 
 
@@ -34,14 +34,15 @@ class Event:
     owner: str
     app: str
     viewer: str | None = None
+    actor: str | None = None  # app_start/app_stop/shares: who did it (a user or a service)
     viewer_groups: tuple[str, ...] = ()
     profile: str | None = None
     page: str | None = None
     session: str | None = None
     client: str | None = None
     user_agent: str | None = None
-    outcome: str | None = None  # authorize: allowed / refused
-    reason: str | None = None  # app_stop: user, admin, culler, crash
+    outcome: str | None = None  # authorize: allowed / refused; app_start: started / refused / failed
+    reason: str | None = None  # app_start/app_stop: user, admin, viewer, culler, crash; session_end
     duration_s: float | None = None  # session_end
     extra: dict = field(default_factory=dict)
 
@@ -100,7 +101,7 @@ def parse_event(raw: object) -> Event:
     extra = raw.get("extra") or {}
     if not isinstance(extra, dict):
         raise EventError("extra: expected an object")
-    known = {"id", "time", "type", "owner", "app", "viewer", "viewer_groups", "profile", "page",
+    known = {"id", "time", "type", "owner", "app", "viewer", "actor", "viewer_groups", "profile", "page",
              "session", "client", "user_agent", "outcome", "reason", "duration_s", "extra",
              "schema_version"}
     unknown = sorted(str(k) for k in raw if k not in known)
@@ -114,6 +115,7 @@ def parse_event(raw: object) -> Event:
         owner=_text(raw, "owner", required=True), app=_text(raw, "app", required=True),
         viewer=_text(raw, "viewer", required=kind in ("authorize", "session_start", "page_view",
                                                       "session_end")),
+        actor=_text(raw, "actor"),
         viewer_groups=tuple(sorted(set(groups))), profile=_text(raw, "profile"),
         page=_text(raw, "page", required=kind == "page_view"), session=_text(raw, "session"),
         client=_text(raw, "client"), user_agent=_text(raw, "user_agent"),

@@ -18,7 +18,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import (JSON, Column, DateTime, Index, MetaData, String, Table, and_,
-                        create_engine, event, or_, select)
+                        create_engine, distinct, event, func, or_, select)
 
 from .events import Event
 
@@ -31,6 +31,7 @@ audit_events = Table(
     Column("owner", String(255), nullable=False),
     Column("app", String(64), nullable=False),
     Column("viewer", String(255)),
+    Column("outcome", String(32)),
     Column("body", JSON, nullable=False),
     Column("received_at", DateTime, nullable=False),
     Index("ix_audit_time_id", "time", "id"),
@@ -84,12 +85,14 @@ class AuditStore:
             return 0
         now = _naive_utc(datetime.now(timezone.utc))
         rows = [{"id": e.id, "time": _naive_utc(e.time), "type": e.type, "owner": e.owner,
-                 "app": e.app, "viewer": e.viewer, "body": e.to_json(), "received_at": now}
+                 "app": e.app, "viewer": e.viewer, "outcome": e.outcome, "body": e.to_json(), "received_at": now}
                 for e in {e.id: e for e in events}.values()]
-        stmt = self._insert().on_conflict_do_nothing(index_elements=["id"])
+        stmt = (self._insert().on_conflict_do_nothing(index_elements=["id"])
+                .returning(audit_events.c.id))
         with self.engine.begin() as conn:
-            # executemany's rowcount is the number of rows actually inserted
-            return max(conn.execute(stmt, rows).rowcount, 0)
+            # RETURNING yields only the rows actually inserted (executemany's rowcount is
+            # not that on PostgreSQL); SQLAlchemy batches it as "insertmanyvalues".
+            return len(conn.execute(stmt, rows).all())
 
     def query(self, *, owners: set[str] | None = None, owner: str | None = None,
               app: str | None = None, viewer: str | None = None, type: str | None = None,
@@ -124,6 +127,49 @@ class AuditStore:
         page = rows[:limit]
         nxt = _encode_cursor(page[-1].time, page[-1].id) if len(rows) > limit else None
         return [r.body for r in page], nxt
+
+    def summary(self, *, owners: set[str] | None, since: datetime) -> dict:
+        """Per app since ``since``: page views, distinct viewers, sessions, refusals, last
+        event; and page views per day (for the usage page)."""
+        t = audit_events
+        where = [t.c.time >= _naive_utc(since)]
+        if owners is not None:
+            if not owners:
+                return {"apps": {}, "daily": {}}
+            where.append(t.c.owner.in_(sorted(owners)))
+        apps: dict = {}
+        viewing = t.c.type.in_(("session_start", "page_view"))
+        with self.engine.connect() as conn:
+            for owner, app, kind, outcome, n, last in conn.execute(
+                    select(t.c.owner, t.c.app, t.c.type, t.c.outcome, func.count(), func.max(t.c.time))
+                    .where(*where).group_by(t.c.owner, t.c.app, t.c.type, t.c.outcome)):
+                s = apps.setdefault((owner, app), {"page_views": 0, "viewers": 0, "sessions": 0,
+                                                   "refused": 0, "last": None})
+                if kind == "page_view":
+                    s["page_views"] += n
+                elif kind == "session_start":
+                    s["sessions"] += n
+                elif kind == "authorize" and outcome == "refused":
+                    s["refused"] += n
+                stamp = last.strftime("%Y-%m-%d %H:%M") if last else None
+                if stamp and (s["last"] is None or stamp > s["last"]):
+                    s["last"] = stamp
+            for owner, app, n in conn.execute(
+                    select(t.c.owner, t.c.app, func.count(distinct(t.c.viewer)))
+                    .where(*where, viewing).group_by(t.c.owner, t.c.app)):
+                apps[(owner, app)]["viewers"] = n
+            daily: dict = {}
+            day = func.date(t.c.time)
+            for owner, app, d, n in conn.execute(
+                    select(t.c.owner, t.c.app, day, func.count())
+                    .where(*where, t.c.type == "page_view")
+                    .group_by(t.c.owner, t.c.app, day).order_by(day)):
+                daily.setdefault((owner, app), []).append((str(d), n))
+        return {"apps": apps, "daily": daily}
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(audit_events)).scalar_one()
 
     def purge_older_than(self, days: float) -> int:
         """Retention: delete events older than ``days``; return how many."""

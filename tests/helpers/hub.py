@@ -71,6 +71,7 @@ class Hub:
         self.port = free_port()
         self.hub_port = free_port()
         self.proxy_api_port = free_port()
+        self.audit_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.password = secrets.token_urlsafe(9)
         self.extra_config = extra_config
@@ -101,6 +102,7 @@ class Hub:
             STREAMLIT_HUB_PORT=str(self.port),
             STREAMLIT_HUB_DEMO_PASSWORD=self.password,
             STREAMLIT_HUB_EXTRA_CONFIG=str(extra),
+            STREAMLIT_HUB_AUDIT_PORT=str(self.audit_port),
         )
         if self.policy is not None:
             policy = self.workdir / "policy.yaml"

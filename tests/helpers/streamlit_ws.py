@@ -24,10 +24,13 @@ def ws_url(http_base: str, prefix: str) -> str:
 
 
 async def run_session(url: str, headers: dict | None = None, *, reruns: int = 1,
-                      timeout: float = 30.0, origin: str | None = None) -> dict:
+                      timeout: float = 30.0, origin: str | None = None,
+                      pages: list[str] | None = None) -> dict:
     """Connect, rerun the script ``reruns`` times, return what happened.
 
-    Raises WebsocketRefused if the upgrade is refused (HTTP status instead of 101).
+    ``pages``: page names to run in turn (what clicking in the sidebar does), one per rerun;
+    "" is the main page. Raises WebsocketRefused if the upgrade is refused (HTTP status
+    instead of 101).
     """
     hdrs = dict(headers or {})
     try:
@@ -44,10 +47,12 @@ async def run_session(url: str, headers: dict | None = None, *, reruns: int = 1,
     finished = 0
     times = []
     async with ws:
-        for _ in range(reruns):
+        for i in range(len(pages) if pages is not None else reruns):
             msg = BackMsg()
             msg.rerun_script.query_string = ""
             msg.rerun_script.page_script_hash = ""
+            if pages is not None:
+                msg.rerun_script.page_name = pages[i]
             t0 = time.perf_counter()
             await ws.send(msg.SerializeToString())
             deadline = time.monotonic() + timeout

@@ -249,6 +249,14 @@ def _environ(pid: int) -> dict:
     return dict(e.decode(errors="replace").split("=", 1) for e in raw if b"=" in e)
 
 
+def _audit_service_pid(hub) -> int:
+    from tests.helpers.procs import processes_mentioning
+
+    (pid,) = [p for p in processes_mentioning("spawner.audit.service")
+              if str(hub.data_dir).encode() in open(f"/proc/{p}/environ", "rb").read()]
+    return pid
+
+
 def test_secrets_stay_out_of_app_env_cmdline_logs_and_pages(hub, alice, demo):
     viewer_token = hub.token("alice")
     r = requests.get(hub.url + demo, headers={"Authorization": f"token {viewer_token}"}, timeout=10)
@@ -261,6 +269,8 @@ def test_secrets_stay_out_of_app_env_cmdline_logs_and_pages(hub, alice, demo):
         "proxy auth token": proxy_env["CONFIGPROXY_AUTH_TOKEN"],
         "demo password": hub.password,
         "viewer token": viewer_token,
+        # the audit service's token: the hub's recorder writes any event with it
+        "audit service token": _environ(_audit_service_pid(hub))["JUPYTERHUB_API_TOKEN"],
     }
     logs = hub.log_path.read_text(errors="replace") + "".join(
         p.read_text(errors="replace") for p in (hub.data_dir / "logs").rglob("*.log"))

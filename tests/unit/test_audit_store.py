@@ -17,9 +17,25 @@ def raw(i, **kw):
             "viewer_groups": ["viewers"], "page": "Details", **kw}
 
 
-@pytest.fixture
-def store(tmp_path):
-    return AuditStore(f"sqlite:///{tmp_path / 'audit.sqlite'}")
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    from tests.helpers.hub import free_port
+    from tests.helpers.postgres import postgres_server
+
+    with postgres_server(free_port()) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        s = AuditStore(f"sqlite:///{tmp_path / 'audit.sqlite'}")
+    else:
+        from tests.helpers.postgres import fresh_database
+
+        s = AuditStore(fresh_database(request.getfixturevalue("postgres")))
+    yield s
+    s.engine.dispose()
 
 
 def test_a_valid_event_round_trips(store):
@@ -72,8 +88,22 @@ def test_retention_purges_only_old_events(store):
 
 
 def test_sqlite_runs_in_wal_mode(store):
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("a sqlite setting")
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_summary_counts_views_viewers_sessions_and_refusals(store):
+    store.add([parse_event(raw(1)), parse_event(raw(2, viewer="dave")), parse_event(raw(3)),
+               parse_event(raw(4, type="session_start", page=None)),
+               parse_event(raw(5, type="authorize", outcome="refused", page=None)),
+               parse_event(raw(6, owner="bob", app="x"))])
+    out = store.summary(owners={"alice"}, since=T0)
+    assert out["apps"] == {("alice", "demo"): {"page_views": 3, "viewers": 2, "sessions": 1,
+                                               "refused": 1, "last": "2026-11-22 10:00"}}
+    assert out["daily"] == {("alice", "demo"): [("2026-11-22", 3)]}
+    assert set(store.summary(owners=None, since=T0)["apps"]) == {("alice", "demo"), ("bob", "x")}
 
 
 def test_a_forged_cursor_is_refused(store):

@@ -34,6 +34,10 @@ def test_generated_demo_password_is_kept_private_and_stable(tmp_path, capsys):
     ({"STREAMLIT_HUB_PORT": "70000"}, "1 to 65535"),
     ({"STREAMLIT_HUB_MODE": "cloud"}, "expected 'local'"),
     ({"STREAMLIT_HUB_MODE": "kubernetes"}, "not available yet"),
+    ({"STREAMLIT_HUB_AUDIT": "yes"}, "STREAMLIT_HUB_AUDIT='yes': expected 'on' or 'off'"),
+    ({"STREAMLIT_HUB_AUDIT_PORT": "x"}, "STREAMLIT_HUB_AUDIT_PORT"),
+    ({"STREAMLIT_HUB_AUDIT_RETENTION_DAYS": "forever"}, "STREAMLIT_HUB_AUDIT_RETENTION_DAYS"),
+    ({"STREAMLIT_HUB_AUDIT_RETENTION_DAYS": "0"}, "from 0 to 36500"),
 ])
 def test_bad_settings_stop_start_up_with_the_variable_named(tmp_path, env, words):
     with pytest.raises(ConfigError, match=words):
@@ -99,3 +103,30 @@ def test_a_bad_policy_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="groups.analysts.profiles"):
         configure(Config(), {"STREAMLIT_HUB_DATA_DIR": str(tmp_path / "d"),
                              "STREAMLIT_HUB_DEMO_PASSWORD": "x", "STREAMLIT_HUB_POLICY": str(bad)})
+
+
+def test_audit_service_is_registered_with_its_recorder_and_roles(tmp_path):
+    from spawner.audit import hub_recorder
+
+    c = Config()
+    configure(c, {"STREAMLIT_HUB_DATA_DIR": str(tmp_path), "STREAMLIT_HUB_DEMO_PASSWORD": "x",
+                  "STREAMLIT_HUB_AUDIT_PORT": "9123"})
+    (service,) = c.JupyterHub.services
+    assert service["name"] == "audit" and service["url"] == "http://127.0.0.1:9123"
+    assert service["command"][1:] == ["-m", "spawner.audit.service"]
+    assert service["environment"]["STREAMLIT_HUB_AUDIT_DB_URL"] == f"sqlite:///{tmp_path / 'audit.sqlite'}"
+    assert "api_token" not in service["environment"]  # the token is never in the environment block
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    assert roles["audit-reader"]["users"] == ["admin"]
+    assert "access:services!service=audit" in roles["user"]["scopes"] and "self" in roles["user"]["scopes"]
+    assert "custom:audit:read" in c.JupyterHub.custom_scopes
+    recorder = hub_recorder.recorder()
+    assert c.JupyterHub.tornado_settings.to_dict()["update"]["log_function"] == recorder.log_function
+    assert c.StreamlitSpawnerMixin.audit_url == "http://127.0.0.1:9123/services/audit/api/events"
+
+
+def test_audit_off_registers_nothing(tmp_path):
+    c = Config()
+    configure(c, {"STREAMLIT_HUB_DATA_DIR": str(tmp_path), "STREAMLIT_HUB_DEMO_PASSWORD": "x",
+                  "STREAMLIT_HUB_AUDIT": "off"})
+    assert "services" not in c.JupyterHub and "audit_url" not in c.StreamlitSpawnerMixin

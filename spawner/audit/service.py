@@ -1,0 +1,411 @@
+"""``streamlit-hub-audit``: the hub-managed audit service at ``/services/audit/``.
+
+One job: receive audit events, keep them (append-only, deduplicated by id, retention in
+days), and serve them to the people allowed to read them.
+
+Who may write what (the caller is identified by the hub from its token, never by the body):
+
+- an **app server**, with its own server token: only ``session_start``, ``page_view`` and
+  ``session_end``, and only for its own app. The owner and app come from the token's
+  ``!server=owner/app`` scopes; an event naming another owner or app is refused.
+- the **hub** (the recorder in the hub process, with this service's own API token, or a
+  service named in ``STREAMLIT_HUB_AUDIT_TRUSTED``): any event. ``authorize``, ``app_start``,
+  ``app_stop`` and the share events come only from here, so an app cannot forge them.
+
+Who may read: holders of the ``custom:audit:read`` scope (the ``audit-reader`` role; admins
+in the default config) read everything; any other user reads the events of their own apps.
+
+Environment (the hub sets the ``JUPYTERHUB_*`` ones for a managed service):
+``STREAMLIT_HUB_AUDIT_DB_URL`` (SQLAlchemy URL, default sqlite in the working directory),
+``STREAMLIT_HUB_AUDIT_RETENTION_DAYS`` (default 365), ``STREAMLIT_HUB_AUDIT_TRUSTED``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import html
+import io
+import json
+import logging
+import os
+import re
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import urlparse
+
+from tornado import web
+from tornado.ioloop import IOLoop, PeriodicCallback
+
+from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
+
+from .events import TYPES, EventError, parse_event, parse_time
+from .store import AuditStore, CursorError
+
+log = logging.getLogger("streamlit_hub.audit.service")
+
+READ_SCOPE = "custom:audit:read"
+APP_SERVER_TYPES = frozenset({"session_start", "page_view", "session_end"})
+MAX_BATCH = 5000
+MAX_BODY = 8 * 1024 * 1024
+EXPORT_CAP = 1_000_000
+_SERVER_SCOPE = re.compile(r"^[a-z:]+!server=([^/]+)/(.+)$")
+CSV_FIELDS = ("time", "type", "owner", "app", "viewer", "viewer_groups", "page", "session",
+              "profile", "outcome", "reason", "duration_s", "client", "user_agent", "id")
+OPENAPI_FILE = Path(__file__).with_name("openapi.json")
+
+
+class ServiceConfigError(RuntimeError):
+    pass
+
+
+def _float_env(env, name, default, low, high) -> float:
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ServiceConfigError(f"{name}={raw!r} is not a number") from None
+    if not low <= value <= high:
+        raise ServiceConfigError(f"{name}={raw!r} must be between {low} and {high}")
+    return value
+
+
+def app_of_token(model: dict) -> tuple[str, str] | None:
+    """(owner, app) when the token is one app server's own token, else None."""
+    servers = {m.groups() for m in map(_SERVER_SCOPE.match, model.get("scopes") or []) if m}
+    if len(servers) != 1:
+        return None
+    owner, app = next(iter(servers))
+    return (owner, app) if owner == model.get("name") else None
+
+
+def _csv_cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        value = ",".join(value)
+    text = str(value)
+    # Spreadsheet formula injection: a viewer name or page starting with = + - @ is data.
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+class _Base(web.RequestHandler):
+    @property
+    def store(self) -> AuditStore:
+        return self.settings["audit_store"]
+
+    @property
+    def hub_auth(self):
+        return self.settings["hub_auth"]
+
+    async def db(self, fn, *args, **kwargs):
+        return await IOLoop.current().run_in_executor(
+            self.settings["audit_executor"], lambda: fn(*args, **kwargs))
+
+    def write_error(self, status_code, **kwargs):
+        message = self._reason
+        exc = kwargs.get("exc_info", (None, None))[1]
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message
+        elif status_code >= 500:
+            message = "The audit service failed; the error is in its log."
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"status": status_code, "message": message}))
+
+    async def caller(self, *, header_only: bool = False) -> dict | None:
+        if header_only:
+            value = self.request.headers.get("Authorization", "")
+            kind, _, token = value.partition(" ")
+            if kind.lower() not in ("token", "bearer") or not token.strip():
+                return None
+            return await self.hub_auth.user_for_token(token.strip(), sync=False)
+        return await self.hub_auth.get_user(self, sync=False)
+
+
+class HealthHandler(_Base):
+    def get(self):
+        self.finish({"status": "ok"})
+
+
+class EventsHandler(_Base):
+    async def post(self):
+        """Ingest a batch: ``{"events": [...]}``. Answers what was stored and what was refused."""
+        try:
+            model = await self.caller(header_only=True)
+        except web.HTTPError as e:
+            raise web.HTTPError(503, "The hub could not check this token; retry later.") from e
+        if not model:
+            raise web.HTTPError(401, "Send events with a hub API token: Authorization: token …")
+        trusted = model.get("kind") == "service" and model.get("name") in self.settings["trusted"]
+        own_app = None if trusted else app_of_token(model)
+        if not trusted and own_app is None:
+            raise web.HTTPError(403, f"{model.get('kind', 'user')} {model.get('name')!r} may "
+                                "not write audit events: only an app server's own token or "
+                                "the hub may.")
+        if len(self.request.body) > MAX_BODY:
+            raise web.HTTPError(413, f"Body over {MAX_BODY} bytes; send smaller batches.")
+        try:
+            body = json.loads(self.request.body or b"null")
+        except ValueError:
+            raise web.HTTPError(400, "Body is not JSON; send {\"events\": [ … ]}.") from None
+        raw_events = body.get("events") if isinstance(body, dict) else None
+        if not isinstance(raw_events, list):
+            raise web.HTTPError(400, "Expected a JSON object {\"events\": [ … ]}.")
+        if len(raw_events) > MAX_BATCH:
+            raise web.HTTPError(413, f"At most {MAX_BATCH} events per request.")
+        good, rejected = [], []
+        for i, raw in enumerate(raw_events):
+            if own_app is not None and isinstance(raw, dict):
+                owner, app = own_app
+                if raw.get("type") not in APP_SERVER_TYPES:
+                    rejected.append({"index": i, "message": f"type: an app server may send only "
+                                     f"{', '.join(sorted(APP_SERVER_TYPES))}"})
+                    continue
+                if raw.get("owner", owner) != owner or raw.get("app", app) != app:
+                    rejected.append({"index": i, "message": f"owner/app: this token belongs to "
+                                     f"{owner}/{app} and may write only its events"})
+                    continue
+                raw = {**raw, "owner": owner, "app": app}
+            try:
+                good.append(parse_event(raw))
+            except EventError as e:
+                rejected.append({"index": i, "message": str(e)})
+        if raw_events and not good:
+            forged = any("may" in r["message"] for r in rejected)
+            self.set_status(403 if forged else 400)
+            self.finish({"status": self.get_status(), "stored": 0, "rejected": rejected[:100],
+                         "message": rejected[0]["message"]})
+            return
+        stored = await self.db(self.store.add, good)
+        self.settings["counters"]["received"] += len(good)
+        self.settings["counters"]["stored"] += stored
+        self.finish({"received": len(good), "stored": stored,
+                     "duplicates": len(good) - stored, "rejected": rejected[:100]})
+
+    async def get(self):
+        """Query, newest first: JSON pages (``next`` cursor), or a full CSV / JSON-lines export."""
+        model = await self.caller()
+        if not model:
+            raise web.HTTPError(401, "Sign in through the hub, or send a hub API token.")
+        owners = None if READ_SCOPE in (model.get("scopes") or []) else {model["name"]}
+        args = self._filters()
+        fmt = self.get_argument("format", "json")
+        if fmt not in ("json", "csv", "jsonl"):
+            raise web.HTTPError(400, "format: expected json, csv or jsonl")
+        if fmt == "json":
+            limit = self._int("limit", 100, 1, 1000)
+            try:
+                events, nxt = await self.db(self.store.query, owners=owners, limit=limit,
+                                            cursor=self.get_argument("next", None), **args)
+            except CursorError as e:
+                raise web.HTTPError(400, str(e)) from None
+            self.finish({"events": events, "next": nxt})
+            return
+        await self._export(fmt, owners, args)
+
+    async def _export(self, fmt, owners, args):
+        self.set_header("Content-Type", "text/csv; charset=utf-8" if fmt == "csv"
+                        else "application/jsonl; charset=utf-8")
+        self.set_header("Content-Disposition", f'attachment; filename="audit-events.{fmt}"')
+        if fmt == "csv":
+            buf = io.StringIO()
+            csv.writer(buf).writerow(CSV_FIELDS)
+            self.write(buf.getvalue())
+        cursor, sent = None, 0
+        while sent < EXPORT_CAP:
+            events, cursor = await self.db(self.store.query, owners=owners, limit=1000,
+                                           cursor=cursor, **args)
+            buf = io.StringIO()
+            writer = csv.writer(buf)
+            for e in events:
+                if fmt == "csv":
+                    writer.writerow([_csv_cell(e.get(k)) for k in CSV_FIELDS])
+                else:
+                    buf.write(json.dumps(e, ensure_ascii=False) + "\n")
+            self.write(buf.getvalue())
+            await self.flush()
+            sent += len(events)
+            if cursor is None:
+                break
+        self.finish()
+
+    def _int(self, name, default, low, high) -> int:
+        raw = self.get_argument(name, None)
+        if raw is None:
+            return default
+        if not raw.isdigit() or not low <= int(raw) <= high:
+            raise web.HTTPError(400, f"{name}: expected a whole number from {low} to {high}")
+        return int(raw)
+
+    def _filters(self) -> dict:
+        out = {}
+        for name in ("owner", "app", "viewer", "type"):
+            value = self.get_argument(name, None)
+            if value is not None:
+                if not value or len(value) > 255:
+                    raise web.HTTPError(400, f"{name}: expected 1 to 255 characters")
+                out[name] = value
+        if out.get("type") and out["type"] not in TYPES:
+            raise web.HTTPError(400, f"type: expected one of {', '.join(TYPES)}")
+        for name in ("since", "until"):
+            value = self.get_argument(name, None)
+            if value is not None:
+                try:
+                    out[name] = parse_time(value)
+                except EventError as e:
+                    raise web.HTTPError(400, str(e).replace("time:", f"{name}:", 1)) from None
+        return out
+
+
+class StatsHandler(_Base):
+    def get(self):
+        self.finish(dict(self.settings["counters"]))
+
+
+class OpenAPIHandler(_Base):
+    def get(self):
+        self.set_header("Content-Type", "application/json")
+        self.finish(OPENAPI_FILE.read_bytes())
+
+
+class UsagePageHandler(HubOAuthenticated, _Base):
+    """The HTML usage page: per app, page views and distinct viewers by day, and recent events."""
+
+    async def get(self):
+        model = await self.caller()
+        if not model:
+            self.redirect(self.get_login_url())  # the hub's OAuth, with state and PKCE
+            return
+        owners = None if READ_SCOPE in (model.get("scopes") or []) else {model["name"]}
+        days = 14
+        since = datetime.now(timezone.utc) - timedelta(days=days)
+        summary = await self.db(self.store.summary, owners=owners, since=since)
+        recent, _ = await self.db(self.store.query, owners=owners, limit=50)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+        self.finish(render_usage_page(model["name"], owners is None, summary, recent, days,
+                                      self.settings["prefix"]))
+
+
+def _svg_bars(daily: list[tuple[str, int]], label: str) -> str:
+    if not daily:
+        return "<p>No page views in this period.</p>"
+    top = max(n for _, n in daily) or 1
+    w, h, gap = 22, 80, 4
+    bars = []
+    for i, (day, n) in enumerate(daily):
+        bh = round(h * n / top)
+        bars.append(f'<rect x="{i * (w + gap)}" y="{h - bh}" width="{w}" height="{bh}" fill="#2f6fb0">'
+                    f'<title>{html.escape(day)}: {n}</title></rect>')
+    width = len(daily) * (w + gap)
+    return (f'<svg role="img" aria-label="{html.escape(label)}" width="{width}" height="{h}" '
+            f'viewBox="0 0 {width} {h}">{"".join(bars)}</svg>')
+
+
+def render_usage_page(me: str, everything: bool, summary: dict, recent: list[dict], days: int,
+                      prefix: str) -> str:
+    e = html.escape
+    rows = []
+    for (owner, app), s in sorted(summary["apps"].items()):
+        rows.append(
+            f"<tr><td>{e(owner)}/{e(app)}</td><td>{s['page_views']}</td><td>{s['viewers']}</td>"
+            f"<td>{s['sessions']}</td><td>{s['refused']}</td><td>{e(s['last'] or '')}</td>"
+            f"<td>{_svg_bars(summary['daily'].get((owner, app), []), f'Page views per day for {owner}/{app}')}</td></tr>")
+    events = "".join(
+        f"<tr><td>{e(ev.get('time', ''))}</td><td>{e(ev.get('type', ''))}</td>"
+        f"<td>{e(ev.get('owner', ''))}/{e(ev.get('app', ''))}</td><td>{e(ev.get('viewer', ''))}</td>"
+        f"<td>{e(ev.get('page') or ev.get('outcome') or ev.get('reason') or '')}</td></tr>"
+        for ev in recent)
+    scope = "all apps" if everything else f"apps owned by {me}"
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>App usage and audit</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2rem;line-height:1.4}}
+table{{border-collapse:collapse;margin-bottom:2rem}}td,th{{border-bottom:1px solid #ddd;padding:.3rem .6rem;text-align:left;vertical-align:bottom}}</style>
+</head><body><h1>App usage and audit</h1>
+<p>Signed in as {e(me)}; showing {e(scope)}, last {days} days.
+Export: <a href="{e(prefix)}api/events?format=csv">CSV</a> ·
+<a href="{e(prefix)}api/events?format=jsonl">JSON lines</a></p>
+<h2>Apps</h2><table><thead><tr><th scope="col">App</th><th scope="col">Page views</th>
+<th scope="col">Distinct viewers</th><th scope="col">Sessions</th><th scope="col">Refused</th>
+<th scope="col">Last access</th><th scope="col">Page views per day</th></tr></thead>
+<tbody>{"".join(rows) or '<tr><td colspan="7">No events yet.</td></tr>'}</tbody></table>
+<h2>Recent events</h2><table><thead><tr><th scope="col">Time (UTC)</th><th scope="col">Type</th>
+<th scope="col">App</th><th scope="col">Viewer</th><th scope="col">Page / outcome</th></tr></thead>
+<tbody>{events}</tbody></table></body></html>"""
+
+
+def make_app(env=None, *, hub_auth=None) -> tuple[web.Application, dict]:
+    env = os.environ if env is None else env
+    prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/services/audit/")
+    if not prefix.endswith("/"):
+        prefix += "/"
+    db_url = env.get("STREAMLIT_HUB_AUDIT_DB_URL") or "sqlite:///audit.sqlite"
+    retention = _float_env(env, "STREAMLIT_HUB_AUDIT_RETENTION_DAYS", 365.0, 0.001, 36500)
+    name = env.get("JUPYTERHUB_SERVICE_NAME", "audit")
+    trusted = {name} | {t.strip() for t in env.get("STREAMLIT_HUB_AUDIT_TRUSTED", "").split(",")
+                        if t.strip()}
+    if hub_auth is None:
+        # The singleton, so the OAuth callback handler and the usage page share it.
+        hub_auth = HubOAuth.instance(cache_max_age=60)
+    store = AuditStore(db_url)
+    executor = ThreadPoolExecutor(1 if store.engine.dialect.name == "sqlite" else 4,
+                                  thread_name_prefix="audit-db")
+    settings = dict(audit_store=store, hub_auth=hub_auth, audit_executor=executor,
+                    trusted=trusted, prefix=prefix, retention_days=retention,
+                    counters={"received": 0, "stored": 0})
+    app = web.Application([
+        (prefix + "api/health", HealthHandler),
+        (prefix + "api/events", EventsHandler),
+        (prefix + "api/stats", StatsHandler),
+        (prefix + "api/openapi.json", OpenAPIHandler),
+        (prefix + "oauth_callback", HubOAuthCallbackHandler),
+        (prefix, UsagePageHandler),
+    ], **settings, cookie_secret=os.urandom(32), log_function=_quiet_log)
+    return app, settings
+
+
+def _quiet_log(handler):
+    status = handler.get_status()
+    if status >= 400 or handler.request.method != "POST":
+        log.info("%d %s %s %.1fms", status, handler.request.method,
+                 handler.request.path, 1000 * handler.request.request_time())
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=os.environ.get("STREAMLIT_HUB_LOG_LEVEL", "INFO"),
+                        format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
+    try:
+        app, settings = make_app()
+    except (ServiceConfigError, ValueError) as e:
+        print(f"streamlit-hub-audit: {e}", file=sys.stderr)
+        return 2
+    url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8082"))
+    store = settings["audit_store"]
+
+    def purge():
+        n = store.purge_older_than(settings["retention_days"])
+        if n:
+            log.info("retention: removed %d events older than %s days", n, settings["retention_days"])
+
+    async def run():
+        await IOLoop.current().run_in_executor(settings["audit_executor"], purge)
+        PeriodicCallback(lambda: IOLoop.current().run_in_executor(
+            settings["audit_executor"], purge), 3600 * 1000).start()
+        app.listen(url.port or 8082, url.hostname or "127.0.0.1", xheaders=True)
+        log.info("audit service on %s (store %s, retention %s days)", url.geturl(),
+                 store.engine.url.render_as_string(hide_password=True), settings["retention_days"])
+        await asyncio.Event().wait()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""The audit service's rules, against a stand-in for the hub's token lookup.
+
+The stand-in answers "whose token is this, with which scopes" as the hub's /hub/api/user does;
+tests/integration/test_audit.py checks the same rules against a real hub.
+"""
+
+import asyncio
+import json
+import socket
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+from spawner.audit.client import new_event
+from spawner.audit.service import app_of_token, make_app
+
+TOKENS = {
+    "app-token": {"kind": "user", "name": "alice", "groups": [],
+                  "scopes": ["access:servers!server=alice/demo", "users:activity!user=alice",
+                             "read:shares!server=alice/demo"]},
+    "alice-token": {"kind": "user", "name": "alice", "groups": [],
+                    "scopes": ["access:servers!user=alice", "read:users!user=alice"]},
+    "hub-token": {"kind": "service", "name": "audit", "scopes": []},
+    "auditor-token": {"kind": "user", "name": "admin", "scopes": ["custom:audit:read"]},
+}
+
+
+class FakeHubAuth:
+    async def user_for_token(self, token, sync=False):
+        return TOKENS.get(token)
+
+    async def get_user(self, handler, sync=False):
+        value = handler.request.headers.get("Authorization", "")
+        return TOKENS.get(value.partition(" ")[2])
+
+
+@pytest.fixture
+def service(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"STREAMLIT_HUB_AUDIT_DB_URL": f"sqlite:///{tmp_path / 'a.sqlite'}",
+           "JUPYTERHUB_SERVICE_PREFIX": "/services/audit/"}
+
+    async def call(method, path, token=None, body=None):
+        app, settings = make_app(env, hub_auth=FakeHubAuth())
+        server = app.listen(port, "127.0.0.1")
+        try:
+            headers = {"Authorization": f"token {token}"} if token else {}
+            resp = await AsyncHTTPClient().fetch(HTTPRequest(
+                f"http://127.0.0.1:{port}/services/audit/{path}", method=method, headers=headers,
+                body=json.dumps(body) if body is not None else None), raise_error=False)
+            return resp.code, resp.body.decode()
+        finally:
+            server.stop()
+            settings["audit_store"].engine.dispose()
+
+    return lambda *a, **kw: asyncio.run(call(*a, **kw))
+
+
+def _page_view(**kw):
+    return new_event("page_view", viewer="carol", page="Details", **kw)
+
+
+def test_app_server_writes_its_own_app_and_owner_comes_from_the_token(service):
+    code, body = service("POST", "api/events", "app-token", {"events": [_page_view()]})
+    assert code == 200 and json.loads(body)["stored"] == 1
+    code, body = service("GET", "api/events", "auditor-token")
+    (stored,) = json.loads(body)["events"]
+    assert (stored["owner"], stored["app"], stored["page"]) == ("alice", "demo", "Details")
+
+
+@pytest.mark.parametrize("event,why", [
+    (_page_view(owner="bob", app="secret"), "owner/app"),
+    (_page_view(owner="alice", app="other"), "owner/app"),
+    (new_event("authorize", owner="alice", app="demo", viewer="x", outcome="allowed"), "type"),
+    (new_event("app_stop", owner="alice", app="demo", reason="crash"), "type"),
+])
+def test_app_server_cannot_forge_events(service, event, why):
+    code, body = service("POST", "api/events", "app-token", {"events": [event]})
+    assert code == 403 and json.loads(body)["rejected"][0]["message"].startswith(why)
+    code, body = service("GET", "api/events", "auditor-token")
+    assert json.loads(body)["events"] == []
+
+
+def test_a_user_token_that_is_not_an_app_servers_may_not_write(service):
+    code, body = service("POST", "api/events", "alice-token", {"events": [_page_view()]})
+    assert code == 403 and "may not write" in body
+    assert service("POST", "api/events", None, {"events": [_page_view()]})[0] == 401
+    assert service("POST", "api/events", "forged", {"events": [_page_view()]})[0] == 401
+
+
+def test_hub_writes_any_event_and_resends_are_stored_once(service):
+    event = new_event("authorize", owner="bob", app="x", viewer="carol", outcome="refused")
+    for _ in range(3):
+        code, body = service("POST", "api/events", "hub-token", {"events": [event, event]})
+        assert code == 200
+    code, body = service("GET", "api/events", "auditor-token")
+    assert [e["id"] for e in json.loads(body)["events"]] == [event["id"]]
+
+
+def test_bad_batches_get_reasons_and_good_events_in_them_are_kept(service):
+    good = _page_view(owner="alice", app="demo")
+    code, body = service("POST", "api/events", "hub-token", {"events": [good, {"id": "x"}]})
+    assert code == 200 and json.loads(body)["stored"] == 1
+    assert json.loads(body)["rejected"][0]["index"] == 1
+    for payload, status in (("not json", 400), ({"events": "x"}, 400), ([1, 2], 400),
+                            ({"events": [{"id": "only-an-id"}]}, 400)):
+        code, body = service("POST", "api/events", "hub-token", payload)
+        assert code == status and json.loads(body)["message"]
+
+
+def test_readers_see_everything_owners_see_their_own(service):
+    service("POST", "api/events", "hub-token", {"events": [
+        _page_view(owner="alice", app="demo"), _page_view(owner="bob", app="b")]})
+    _, body = service("GET", "api/events", "alice-token")
+    assert {e["owner"] for e in json.loads(body)["events"]} == {"alice"}
+    _, body = service("GET", "api/events", "auditor-token")
+    assert {e["owner"] for e in json.loads(body)["events"]} == {"alice", "bob"}
+    assert service("GET", "api/events", None)[0] == 401
+
+
+def test_query_filters_paging_and_exports(service):
+    events = [_page_view(owner="alice", app="demo") for _ in range(7)]
+    events[0]["viewer"] = "=HYPERLINK(\"http://evil\")"
+    service("POST", "api/events", "hub-token", {"events": events})
+    seen, cursor = [], None
+    while True:
+        q = "api/events?limit=3" + (f"&next={cursor}" if cursor else "")
+        page = json.loads(service("GET", q, "auditor-token")[1])
+        seen += [e["id"] for e in page["events"]]
+        cursor = page["next"]
+        if not cursor:
+            break
+    assert sorted(seen) == sorted(e["id"] for e in events)
+    code, csv_text = service("GET", "api/events?format=csv", "auditor-token")
+    assert code == 200 and len(csv_text.strip().splitlines()) == 8
+    assert "'=HYPERLINK" in csv_text  # a formula is text in a spreadsheet
+    code, lines = service("GET", "api/events?format=jsonl&viewer=carol", "auditor-token")
+    assert len(lines.strip().splitlines()) == 6
+    for query, word in (("type=nope", "type"), ("limit=0", "limit"), ("since=yesterday", "since"),
+                        ("next=garbage", "next"), ("format=xml", "format")):
+        code, body = service("GET", f"api/events?{query}", "auditor-token")
+        assert code == 400 and json.loads(body)["message"].startswith(word), (query, body)
+
+
+def test_app_of_token_needs_exactly_one_own_server():
+    assert app_of_token(TOKENS["app-token"]) == ("alice", "demo")
+    assert app_of_token(TOKENS["alice-token"]) is None
+    two = {"name": "alice", "scopes": ["access:servers!server=alice/a", "x:y!server=alice/b"]}
+    assert app_of_token(two) is None
+    other = {"name": "alice", "scopes": ["access:servers!server=bob/a"]}
+    assert app_of_token(other) is None
+
+
+def test_usage_page_escapes_every_name():
+    from spawner.audit.service import render_usage_page
+
+    evil = "<script>alert(1)</script>"
+    summary = {"apps": {(evil, "app"): {"page_views": 1, "viewers": 1, "sessions": 1,
+                                        "refused": 0, "last": evil}},
+               "daily": {(evil, "app"): [(evil, 1)]}}
+    recent = [{"time": evil, "type": "page_view", "owner": evil, "app": evil, "viewer": evil,
+               "page": evil}]
+    out = render_usage_page(evil, True, summary, recent, 14, "/services/audit/")
+    assert "<script>" not in out and "&lt;script&gt;" in out
