@@ -163,6 +163,41 @@ def configure_policy(c, path: str) -> None:
     ]
     c.JupyterHub.template_vars = {"streamlit_quota": make_template_quota(path),
                                   "streamlit_me": template_viewer}
+    return policy
+
+
+def configure_culler(c, policy, environ) -> None:
+    """``jupyterhub-idle-culler`` as a hub-managed service, with the policy's timeouts.
+
+    ``STREAMLIT_HUB_IDLE_TIMEOUT`` (seconds, default 3600; ``0`` turns culling off) applies
+    to apps whose owner's groups set no ``idle_timeout``; see ``spawner/culling.py``.
+    """
+    from .culling import cull_every
+
+    raw = environ.get("STREAMLIT_HUB_IDLE_TIMEOUT", "3600")
+    if not raw.isdigit():
+        raise ConfigError(f"STREAMLIT_HUB_IDLE_TIMEOUT={raw!r}: expected whole seconds, e.g. 3600 "
+                          "(0 turns the idle culler off)")
+    default = int(raw)
+    if default == 0:
+        return
+    if default < 30:
+        raise ConfigError(f"STREAMLIT_HUB_IDLE_TIMEOUT={raw!r}: at least 30 seconds (or 0 for off)")
+    service = {
+        "name": "idle-culler",
+        "command": [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={default}",
+                    f"--cull-every={cull_every(policy, default)}", "--remove-named-servers=false",
+                    f"--config={HUB_CONFIG_DIR / 'idle_culler_config.py'}"],
+        "cwd": str(HUB_CONFIG_DIR),
+    }
+    c.JupyterHub.services = [s for s in _configured_list(c.JupyterHub, "services")
+                             if s.get("name") != "idle-culler"] + [service]
+    role = {"name": "idle-culler", "description": "Stops apps nobody used for their idle timeout",
+            "services": ["idle-culler"],
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers",
+                       "admin:server_state"]}
+    c.JupyterHub.load_roles = [r for r in _configured_list(c.JupyterHub, "load_roles")
+                               if r.get("name") != "idle-culler"] + [role]
 
 
 def configure_common(c) -> None:
@@ -214,7 +249,9 @@ def configure_local(c, environ) -> None:
         demo.seed_demo_apps(homes, HUB_CONFIG_DIR / "demo_app")
     else:
         raise ConfigError(f"STREAMLIT_HUB_AUTH={auth!r}: expected 'demo' or 'google'")
-    configure_policy(c, str(Path(environ.get("STREAMLIT_HUB_POLICY") or HUB_CONFIG_DIR / "policy.yaml").resolve()))
+    policy = configure_policy(
+        c, str(Path(environ.get("STREAMLIT_HUB_POLICY") or HUB_CONFIG_DIR / "policy.yaml").resolve()))
+    configure_culler(c, policy, environ)
     if auth == "google":
         configure_audit(c, data_dir, environ, reader_groups=_csv(environ, "GOOGLE_ADMIN_GROUPS"))
     else:

@@ -140,20 +140,32 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
         decision = decide_start(policy, group_names(self.user), running_apps(self.user, self),
                                 options.profile, self.name)
         if not decision.allowed:
+            from .metrics import QUOTA_REFUSALS, policy_groups_label
+
+            QUOTA_REFUSALS.labels(policy_groups_label(policy, group_names(self.user)),
+                                  decision.code).inc()
             self.refuse(decision.reason, reason=f"quota_{decision.code}", status=403)
         self._quota_admitted = True
         self.app_profile = decision.profile.slug
+        from .policy import limits_for
+
+        self.idle_timeout = limits_for(policy, group_names(self.user)).rule.idle_timeout
         return decision.profile
+
+    idle_timeout: int | None = None  # from the policy at start; read by the idle culler
 
     def get_state(self):
         state = super().get_state()
         if self.app_profile:
             state["app_profile"] = self.app_profile
+        if self.idle_timeout:
+            state["idle_timeout"] = self.idle_timeout
         return state
 
     def load_state(self, state):
         super().load_state(state)
         self.app_profile = state.get("app_profile") or self.app_profile
+        self.idle_timeout = state.get("idle_timeout") or self.idle_timeout
 
     async def stop(self, now=False):
         self._audit_stopping = True
@@ -183,8 +195,13 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
         if r is not None:
             r.record(kind, owner=self.user.name, app=self.name or "default", **fields)
 
-    def _audit_start(self, outcome: str, detail: str = "") -> None:
+    def _record_start(self, outcome: str, detail: str = "") -> None:
         from .audit.hub_recorder import actor_of, reason_for
+        from .metrics import SPAWN_DURATION
+
+        if outcome != "refused":
+            SPAWN_DURATION.labels(self.app_profile or "none", outcome).observe(
+                time.monotonic() - getattr(self, "_start_time", time.monotonic()))
 
         handler = getattr(self, "handler", None)
         actor, kind, admin = actor_of(handler) if handler is not None else (None, "hub", False)
@@ -314,15 +331,15 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
             self._emit(100, "App is ready")
             self._audit_stopping = False
             self._audit_seen_running = True
-            self._audit_start("started")
+            self._record_start("started")
             return url
         except SpawnException as e:
             refused = (getattr(e, "reason", "") or "").startswith("quota_")
             first_line = (e.message or e.reason or "failed").splitlines()[0]
-            self._audit_start("refused" if refused else "failed", first_line)
+            self._record_start("refused" if refused else "failed", first_line)
             raise
         except Exception as e:
-            self._audit_start("failed", f"{e.__class__.__name__}")
+            self._record_start("failed", f"{e.__class__.__name__}")
             raise
         finally:
             self._progress_done = True

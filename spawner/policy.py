@@ -208,7 +208,7 @@ def _rule(ck: _Checker, key: str, raw, profiles: dict) -> Rule:
         max_apps=kept,
         max_total_cpu=ck.number(raw, "max_total_cpu", key),
         max_total_memory=ck.size(raw, "max_total_memory", key),
-        idle_timeout=ck.number(raw, "idle_timeout", key, integer=True, minimum=60),
+        idle_timeout=ck.number(raw, "idle_timeout", key, integer=True, minimum=30),
         may_share=ck.flag(raw, "may_share", key, True),
         may_share_links=ck.flag(raw, "may_share_links", key, False),
         max_link_days=ck.number(raw, "max_link_days", key, default=1.0, minimum=0.01),

@@ -93,6 +93,16 @@ def _csv_cell(value) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
+def emit_json_lines(events, stream) -> None:
+    """Each newly stored event as one JSON line on stdout, for log collectors (Datadog, Cloud
+    Logging): ``{"log_type": "streamlit_hub_audit", ...event}``. Resends are not repeated."""
+    if not events or stream is None:
+        return
+    stream.write("".join(json.dumps({"log_type": "streamlit_hub_audit", **e.to_json()},
+                                    ensure_ascii=False) + "\n" for e in events))
+    stream.flush()
+
+
 class _Base(web.RequestHandler):
     @property
     def store(self) -> AuditStore:
@@ -124,6 +134,56 @@ class _Base(web.RequestHandler):
                 return None
             return await self.hub_auth.user_for_token(token.strip(), sync=False)
         return await self.hub_auth.get_user(self, sync=False)
+
+
+class Metrics:
+    """The service's Prometheus metrics, in a registry of its own (one per app instance)."""
+
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry()
+        self.received = Counter("streamlit_hub_audit_events_received",
+                                "Valid events received (resends included), by type.", ["type"],
+                                registry=self.registry)
+        self.stored = Counter("streamlit_hub_audit_events_stored",
+                              "Events stored for the first time.", registry=self.registry)
+        self.rejected = Counter("streamlit_hub_audit_events_rejected",
+                                "Events refused as malformed or forged.", registry=self.registry)
+        self.page_views = Counter("streamlit_hub_audit_page_views",
+                                  "Page views stored, by app.", ["owner", "app"],
+                                  registry=self.registry)
+        self.lag = Histogram("streamlit_hub_audit_delivery_lag_seconds",
+                             "Seconds from an event happening to the service storing it.",
+                             buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, float("inf")),
+                             registry=self.registry)
+
+    def observe(self, good, new_ids, rejected: int) -> None:
+        now = datetime.now(timezone.utc)
+        for e in good:
+            self.received.labels(e.type).inc()
+        for e in {e.id: e for e in good if e.id in new_ids}.values():
+            self.stored.inc()
+            self.lag.observe(max(0.0, (now - e.time).total_seconds()))
+            if e.type == "page_view":
+                self.page_views.labels(e.owner, e.app).inc()
+        if rejected:
+            self.rejected.inc(rejected)
+
+
+class MetricsHandler(_Base):
+    """Prometheus text format; for tokens with ``read:metrics`` or the audit read scope."""
+
+    async def get(self):
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        model = await self.caller(header_only=True)
+        if not model:
+            raise web.HTTPError(401, "Scrape with a hub API token (read:metrics).")
+        if not {"read:metrics", READ_SCOPE} & set(model.get("scopes") or []):
+            raise web.HTTPError(403, "This token has neither read:metrics nor custom:audit:read.")
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest(self.settings["metrics"].registry))
 
 
 class HealthHandler(_Base):
@@ -175,14 +235,24 @@ class EventsHandler(_Base):
             except EventError as e:
                 rejected.append({"index": i, "message": str(e)})
         if raw_events and not good:
+            self.settings["metrics"].observe([], set(), len(rejected))
             forged = any("may" in r["message"] for r in rejected)
+            log.warning("refused a batch of %d events from %s %s: %s", len(raw_events),
+                        model.get("kind", "user"), model.get("name"), rejected[0]["message"])
             self.set_status(403 if forged else 400)
             self.finish({"status": self.get_status(), "stored": 0, "rejected": rejected[:100],
                          "message": rejected[0]["message"]})
             return
-        stored = await self.db(self.store.add, good)
+        new_ids = await self.db(self.store.add_new, good)
+        stored = len(new_ids)
         self.settings["counters"]["received"] += len(good)
         self.settings["counters"]["stored"] += stored
+        emit_json_lines([e for e in {e.id: e for e in good}.values() if e.id in new_ids],
+                        self.settings["event_stream"])
+        self.settings["metrics"].observe(good, new_ids, len(rejected))
+        if rejected:
+            log.warning("refused %d of %d events from %s %s: %s", len(rejected), len(raw_events),
+                        model.get("kind", "user"), model.get("name"), rejected[0]["message"])
         self.finish({"received": len(good), "stored": stored,
                      "duplicates": len(good) - stored, "rejected": rejected[:100]})
 
@@ -338,7 +408,7 @@ Export: <a href="{e(prefix)}api/events?format=csv">CSV</a> ·
 <tbody>{events}</tbody></table></body></html>"""
 
 
-def make_app(env=None, *, hub_auth=None) -> tuple[web.Application, dict]:
+def make_app(env=None, *, hub_auth=None, event_stream=None) -> tuple[web.Application, dict]:
     env = os.environ if env is None else env
     prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/services/audit/")
     if not prefix.endswith("/"):
@@ -356,11 +426,13 @@ def make_app(env=None, *, hub_auth=None) -> tuple[web.Application, dict]:
                                   thread_name_prefix="audit-db")
     settings = dict(audit_store=store, hub_auth=hub_auth, audit_executor=executor,
                     trusted=trusted, prefix=prefix, retention_days=retention,
+                    event_stream=event_stream, metrics=Metrics(),
                     counters={"received": 0, "stored": 0})
     app = web.Application([
         (prefix + "api/health", HealthHandler),
         (prefix + "api/events", EventsHandler),
         (prefix + "api/stats", StatsHandler),
+        (prefix + "metrics", MetricsHandler),
         (prefix + "api/openapi.json", OpenAPIHandler),
         (prefix + "oauth_callback", HubOAuthCallbackHandler),
         (prefix, UsagePageHandler),
@@ -379,7 +451,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=os.environ.get("STREAMLIT_HUB_LOG_LEVEL", "INFO"),
                         format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
     try:
-        app, settings = make_app()
+        app, settings = make_app(event_stream=sys.stdout)
     except (ServiceConfigError, ValueError) as e:
         print(f"streamlit-hub-audit: {e}", file=sys.stderr)
         return 2

@@ -81,8 +81,12 @@ class AuditStore:
 
     def add(self, events: list[Event]) -> int:
         """Store events not seen before; return how many were new."""
+        return len(self.add_new(events))
+
+    def add_new(self, events: list[Event]) -> set[str]:
+        """Store events not seen before; return the ids of those that were new."""
         if not events:
-            return 0
+            return set()
         now = _naive_utc(datetime.now(timezone.utc))
         rows = [{"id": e.id, "time": _naive_utc(e.time), "type": e.type, "owner": e.owner,
                  "app": e.app, "viewer": e.viewer, "outcome": e.outcome, "body": e.to_json(), "received_at": now}
@@ -92,7 +96,7 @@ class AuditStore:
         with self.engine.begin() as conn:
             # RETURNING yields only the rows actually inserted (executemany's rowcount is
             # not that on PostgreSQL); SQLAlchemy batches it as "insertmanyvalues".
-            return len(conn.execute(stmt, rows).all())
+            return {row.id for row in conn.execute(stmt, rows)}
 
     def query(self, *, owners: set[str] | None = None, owner: str | None = None,
               app: str | None = None, viewer: str | None = None, type: str | None = None,

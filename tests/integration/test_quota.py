@@ -74,6 +74,12 @@ def test_50_concurrent_starts_run_exactly_3_and_47_get_the_reason(hub, alice, cl
         hub.wait_ready(alice, "alice", name)
     time.sleep(1)
     assert len(hub.app_processes()) == 3
+    # /hub/metrics counts the refusals by the policy groups and reason, and spawn times by profile
+    metrics = hub.api(hub.token("admin")).get(f"{hub.url}/hub/metrics", timeout=10).text
+    refusals = [line for line in metrics.splitlines()
+                if line.startswith('streamlit_hub_quota_refusals_total{groups="analysts",reason="running"}')]
+    assert refusals and float(refusals[0].split()[-1]) >= 47, refusals
+    assert 'streamlit_hub_app_spawn_duration_seconds_count{outcome="started",profile="medium"}' in metrics
 
 
 def test_two_names_at_once_with_one_slot_left_start_exactly_one(hub, alice, clean):

@@ -5,6 +5,7 @@ tests/integration/test_audit.py checks the same rules against a real hub.
 """
 
 import asyncio
+import io
 import json
 import socket
 
@@ -42,8 +43,10 @@ def service(tmp_path):
     env = {"STREAMLIT_HUB_AUDIT_DB_URL": f"sqlite:///{tmp_path / 'a.sqlite'}",
            "JUPYTERHUB_SERVICE_PREFIX": "/services/audit/"}
 
+    stream = io.StringIO()
+    app, settings = make_app(env, hub_auth=FakeHubAuth(), event_stream=stream)
+
     async def call(method, path, token=None, body=None):
-        app, settings = make_app(env, hub_auth=FakeHubAuth())
         server = app.listen(port, "127.0.0.1")
         try:
             headers = {"Authorization": f"token {token}"} if token else {}
@@ -53,9 +56,14 @@ def service(tmp_path):
             return resp.code, resp.body.decode()
         finally:
             server.stop()
-            settings["audit_store"].engine.dispose()
 
-    return lambda *a, **kw: asyncio.run(call(*a, **kw))
+    def run(*a, **kw):
+        return asyncio.run(call(*a, **kw))
+
+    run.stream = stream
+    yield run
+    settings["audit_store"].engine.dispose()
+    settings["audit_executor"].shutdown()
 
 
 def _page_view(**kw):
@@ -90,13 +98,17 @@ def test_a_user_token_that_is_not_an_app_servers_may_not_write(service):
     assert service("POST", "api/events", "forged", {"events": [_page_view()]})[0] == 401
 
 
-def test_hub_writes_any_event_and_resends_are_stored_once(service):
+def test_hub_writes_any_event_and_resends_are_stored_and_logged_once(service):
     event = new_event("authorize", owner="bob", app="x", viewer="carol", outcome="refused")
     for _ in range(3):
         code, body = service("POST", "api/events", "hub-token", {"events": [event, event]})
         assert code == 200
     code, body = service("GET", "api/events", "auditor-token")
     assert [e["id"] for e in json.loads(body)["events"]] == [event["id"]]
+    (line,) = service.stream.getvalue().splitlines()  # one JSON line for log collectors
+    logged = json.loads(line)
+    assert logged["log_type"] == "streamlit_hub_audit" and logged["id"] == event["id"]
+    assert logged["viewer"] == "carol" and logged["outcome"] == "refused"
 
 
 def test_bad_batches_get_reasons_and_good_events_in_them_are_kept(service):
@@ -164,3 +176,15 @@ def test_usage_page_escapes_every_name():
                "page": evil}]
     out = render_usage_page(evil, True, summary, recent, 14, "/services/audit/")
     assert "<script>" not in out and "&lt;script&gt;" in out
+
+
+def test_metrics_count_page_views_by_app_and_need_a_scope(service):
+    service("POST", "api/events", "app-token", {"events": [_page_view(), _page_view()]})
+    service("POST", "api/events", "app-token", {"events": [{"id": "bad"}]})
+    code, text = service("GET", "metrics", "auditor-token")
+    assert code == 200
+    assert 'streamlit_hub_audit_page_views_total{app="demo",owner="alice"} 2.0' in text
+    assert "streamlit_hub_audit_events_rejected_total 1.0" in text
+    assert "streamlit_hub_audit_delivery_lag_seconds_count 2.0" in text
+    assert service("GET", "metrics", "alice-token")[0] == 403
+    assert service("GET", "metrics", None)[0] == 401

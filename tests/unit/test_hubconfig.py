@@ -38,6 +38,8 @@ def test_generated_demo_password_is_kept_private_and_stable(tmp_path, capsys):
     ({"STREAMLIT_HUB_AUDIT_PORT": "x"}, "STREAMLIT_HUB_AUDIT_PORT"),
     ({"STREAMLIT_HUB_AUDIT_RETENTION_DAYS": "forever"}, "STREAMLIT_HUB_AUDIT_RETENTION_DAYS"),
     ({"STREAMLIT_HUB_AUDIT_RETENTION_DAYS": "0"}, "from 0 to 36500"),
+    ({"STREAMLIT_HUB_IDLE_TIMEOUT": "1h"}, "STREAMLIT_HUB_IDLE_TIMEOUT"),
+    ({"STREAMLIT_HUB_IDLE_TIMEOUT": "5"}, "at least 30 seconds"),
 ])
 def test_bad_settings_stop_start_up_with_the_variable_named(tmp_path, env, words):
     with pytest.raises(ConfigError, match=words):
@@ -111,8 +113,8 @@ def test_audit_service_is_registered_with_its_recorder_and_roles(tmp_path):
     c = Config()
     configure(c, {"STREAMLIT_HUB_DATA_DIR": str(tmp_path), "STREAMLIT_HUB_DEMO_PASSWORD": "x",
                   "STREAMLIT_HUB_AUDIT_PORT": "9123"})
-    (service,) = c.JupyterHub.services
-    assert service["name"] == "audit" and service["url"] == "http://127.0.0.1:9123"
+    service = next(s for s in c.JupyterHub.services if s["name"] == "audit")
+    assert service["url"] == "http://127.0.0.1:9123"
     assert service["command"][1:] == ["-m", "spawner.audit.service"]
     assert service["environment"]["STREAMLIT_HUB_AUDIT_DB_URL"] == f"sqlite:///{tmp_path / 'audit.sqlite'}"
     assert "api_token" not in service["environment"]  # the token is never in the environment block
@@ -129,4 +131,28 @@ def test_audit_off_registers_nothing(tmp_path):
     c = Config()
     configure(c, {"STREAMLIT_HUB_DATA_DIR": str(tmp_path), "STREAMLIT_HUB_DEMO_PASSWORD": "x",
                   "STREAMLIT_HUB_AUDIT": "off"})
-    assert "services" not in c.JupyterHub and "audit_url" not in c.StreamlitSpawnerMixin
+    assert [s["name"] for s in c.JupyterHub.services] == ["idle-culler"]
+    assert "audit_url" not in c.StreamlitSpawnerMixin
+
+
+def test_idle_culler_runs_with_the_policy_timeouts(tmp_path):
+    from datetime import timedelta
+
+    from spawner.culling import cull_arbiter
+
+    c = Config()
+    configure(c, {"STREAMLIT_HUB_DATA_DIR": str(tmp_path), "STREAMLIT_HUB_DEMO_PASSWORD": "x"})
+    culler = next(s for s in c.JupyterHub.services if s["name"] == "idle-culler")
+    # hub_config/policy.yaml: data-scientists 7200 s; the default 3600 s: look every 5 min
+    assert "--timeout=3600" in culler["command"] and "--cull-every=300" in culler["command"]
+    assert "--remove-named-servers=false" in culler["command"]
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    assert "admin:server_state" in roles["idle-culler"]["scopes"] and roles["idle-culler"]["services"] == ["idle-culler"]
+    idle = timedelta(seconds=4000)
+    assert cull_arbiter(inactive=idle, inactive_limit=3600, server={"state": {}}) is True
+    assert cull_arbiter(inactive=idle, inactive_limit=3600, server={"state": {"idle_timeout": 7200}}) is False
+    assert cull_arbiter(inactive=idle, inactive_limit=3600, server={"state": {"idle_timeout": "x"}}) is True
+    off = Config()
+    configure(off, {"STREAMLIT_HUB_DATA_DIR": str(tmp_path), "STREAMLIT_HUB_DEMO_PASSWORD": "x",
+                    "STREAMLIT_HUB_IDLE_TIMEOUT": "0"})
+    assert "idle-culler" not in [s["name"] for s in off.JupyterHub.services]
