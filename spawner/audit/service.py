@@ -361,33 +361,43 @@ class UsagePageHandler(HubOAuthenticated, _Base):
                                       self.settings["prefix"]))
 
 
-def _svg_bars(daily: list[tuple[str, int]], label: str) -> str:
-    if not daily:
+def _svg_bars(daily: list[tuple[str, int]], label: str, days: list[str]) -> str:
+    """Page views per day for the last ``days``, zeros included, as an inline SVG bar chart."""
+    counts = dict(daily)
+    if not any(counts.get(d) for d in days):
         return "<p>No page views in this period.</p>"
-    top = max(n for _, n in daily) or 1
-    w, h, gap = 22, 80, 4
+    top = max(counts.get(d, 0) for d in days)
+    w, h, gap = 12, 60, 3
     bars = []
-    for i, (day, n) in enumerate(daily):
-        bh = round(h * n / top)
+    for i, day in enumerate(days):
+        n = counts.get(day, 0)
+        bh = max(1, round(h * n / top)) if n else 0
         bars.append(f'<rect x="{i * (w + gap)}" y="{h - bh}" width="{w}" height="{bh}" fill="#2f6fb0">'
-                    f'<title>{html.escape(day)}: {n}</title></rect>')
-    width = len(daily) * (w + gap)
-    return (f'<svg role="img" aria-label="{html.escape(label)}" width="{width}" height="{h}" '
-            f'viewBox="0 0 {width} {h}">{"".join(bars)}</svg>')
+                    f'<title>{html.escape(day)}: {n}</title></rect>'
+                    f'<rect x="{i * (w + gap)}" y="{h}" width="{w}" height="1" fill="#999"/>')
+    width = len(days) * (w + gap)
+    axis = (f'<text x="0" y="{h + 13}" font-size="10">{html.escape(days[0][5:])}</text>'
+            f'<text x="{width}" y="{h + 13}" font-size="10" text-anchor="end">'
+            f'{html.escape(days[-1][5:])} ({top} max)</text>')
+    return (f'<svg role="img" aria-label="{html.escape(label)}" width="{width}" height="{h + 16}" '
+            f'viewBox="0 0 {width} {h + 16}">{"".join(bars)}{axis}</svg>')
 
 
 def render_usage_page(me: str, everything: bool, summary: dict, recent: list[dict], days: int,
                       prefix: str) -> str:
     e = html.escape
+    today = datetime.now(timezone.utc).date()
+    day_list = [(today - timedelta(days=days - 1 - i)).isoformat() for i in range(days)]
     rows = []
     for (owner, app), s in sorted(summary["apps"].items()):
         rows.append(
             f"<tr><td>{e(owner)}/{e(app)}</td><td>{s['page_views']}</td><td>{s['viewers']}</td>"
             f"<td>{s['sessions']}</td><td>{s['refused']}</td><td>{e(s['last'] or '')}</td>"
-            f"<td>{_svg_bars(summary['daily'].get((owner, app), []), f'Page views per day for {owner}/{app}')}</td></tr>")
+            f"<td>{_svg_bars(summary['daily'].get((owner, app), []), f'Page views per day for {owner}/{app}', day_list)}</td></tr>")
     events = "".join(
         f"<tr><td>{e(ev.get('time', ''))}</td><td>{e(ev.get('type', ''))}</td>"
-        f"<td>{e(ev.get('owner', ''))}/{e(ev.get('app', ''))}</td><td>{e(ev.get('viewer', ''))}</td>"
+        f"<td>{e(ev.get('owner', ''))}/{e(ev.get('app', ''))}</td>"
+        f"<td>{e(ev.get('viewer') or ev.get('actor') or '')}</td>"
         f"<td>{e(ev.get('page') or ev.get('outcome') or ev.get('reason') or '')}</td></tr>"
         for ev in recent)
     scope = "all apps" if everything else f"apps owned by {me}"
@@ -404,7 +414,7 @@ Export: <a href="{e(prefix)}api/events?format=csv">CSV</a> ·
 <th scope="col">Last access</th><th scope="col">Page views per day</th></tr></thead>
 <tbody>{"".join(rows) or '<tr><td colspan="7">No events yet.</td></tr>'}</tbody></table>
 <h2>Recent events</h2><table><thead><tr><th scope="col">Time (UTC)</th><th scope="col">Type</th>
-<th scope="col">App</th><th scope="col">Viewer</th><th scope="col">Page / outcome</th></tr></thead>
+<th scope="col">App</th><th scope="col">Viewer / by</th><th scope="col">Page / outcome</th></tr></thead>
 <tbody>{events}</tbody></table></body></html>"""
 
 
