@@ -9,6 +9,8 @@ median and spread; absolute times alone mean little on a shared, noisy machine.
   same GET through CHP straight to the same Streamlit with no auth and TCP_NODELAY fixed
   (the limit); bare ``streamlit run`` direct (TCP_NODELAY not fixed) is shown for reference.
 - memory: RSS of one app server idle and after one session, vs bare ``streamlit run``.
+- audit: ingest events/s of the audit service; page-switch rerun latency with audit on vs off
+  (``bench/audit.py``).
 
 Options: ``--rounds N`` (spawn/memory rounds, default 5), ``--requests N`` (health requests per
 target per round, default 200), ``--out DIR`` (default bench-results/).
@@ -268,6 +270,9 @@ def main(argv=None) -> int:
             spawn = bench_spawn_and_memory(hub, alice, entry, args.rounds)
             health = bench_health(hub, alice, entry, args.rounds, args.requests)
             viewers_out = bench_viewers(hub, alice, entry, args.rounds, args.requests)
+            from bench import audit as audit_bench
+
+            audit_out = audit_bench.run(hub, Path(tmp), args.rounds)
         finally:
             left = hub.stop()
     s = {k: summary(v) for k, v in spawn.items()}
@@ -326,6 +331,7 @@ def main(argv=None) -> int:
     table.append(f"| RSS after one session (MB) | {s['hub_rss_session']['median']:.1f} | "
                  f"{s['hub_rss_session']['min']:.1f}–{s['hub_rss_session']['max']:.1f} | "
                  f"{s['bare_rss_session']['median']:.1f} (bare streamlit run) | {extra2:+.1f} MB | info |")
+    table += audit_bench.table(audit_out)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     stamp = dt.datetime.now(dt.timezone.utc)
     md = "\n".join([f"# Benchmarks {stamp:%Y-%m-%d %H:%M} UTC", "",
@@ -338,10 +344,11 @@ def main(argv=None) -> int:
         {"time": stamp.isoformat(), "machine": machine, "args": vars(args), "rows": result_rows,
          "spawn": spawn, "health_ms": {k: v for k, v in health.items()},
          "rss_mb": {k: spawn[k] for k in spawn if "rss" in k}, "policy_decision": policy_rows,
-         "viewers": viewers_out},
+         "viewers": viewers_out, "audit": audit_out},
         indent=1))
     (out / f"{stamp:%Y-%m-%d}.md").write_text(md + "\n")
     print(md)
+    left = left + audit_out["latency"]["left_behind"]
     if left:
         print(f"WARNING: processes left behind: {left}", file=sys.stderr)
         return 1

@@ -6,8 +6,8 @@ events). It imports nothing from ``jupyterhub`` so the app server stays light.
 Invariants:
 
 - ``emit`` writes the event to the spool on disk before it returns (one ``write`` of one JSON
-  line; the file is flushed to the OS at once and fsync'ed at every segment rotation), so a
-  crash of this process after ``emit`` loses nothing that the OS has.
+  line; the file is flushed to the OS at once and fsync'ed, off the event loop, when its
+  segment is closed), so a crash of this process after ``emit`` loses nothing that the OS has.
 - A spool file is deleted only after the service acknowledged every event in it (HTTP 200).
   Anything else is retried with exponential backoff (0.5 s doubling, capped at 5 s), so an outage of
   the service delays events but does not lose them. Resends carry the same event ids, and the
@@ -88,21 +88,40 @@ class AuditSpool:
         self._count += 1
         self._bytes += len(line)
         if self._count >= self.segment_events:
-            self.rotate()
+            self.due_now = True
         return True
 
+    due_now = False
+
     def due(self) -> bool:
-        return self._file is not None and time.monotonic() - self._opened >= self.segment_seconds
+        if self._file is None:
+            return False
+        if self.due_now or time.monotonic() - self._opened >= self.segment_seconds:
+            self.due_now = False
+            return True
+        return False
 
     def rotate(self) -> None:
         """Close the open segment and hand it to the sender."""
+        detached = self.detach()
+        if detached is not None:
+            self.seal(*detached)
+
+    def detach(self):
+        """Stop appending to the open segment (cheap; the next append opens a new one)."""
         if self._file is None:
-            return
-        os.fsync(self._file.fileno())
-        self._file.close()
-        self._path.rename(self._path.with_name("ready-" + self._path.name[len("open-"):]))
+            return None
+        detached = (self._file, self._path)
         self._file = None
         self._path = None
+        return detached
+
+    @staticmethod
+    def seal(file, path: Path) -> None:
+        """fsync, close and mark ready a detached segment (slow: off the event loop)."""
+        os.fsync(file.fileno())
+        file.close()
+        path.rename(path.with_name("ready-" + path.name[len("open-"):]))
 
     def ready(self) -> list[Path]:
         return sorted(self.dir.glob("ready-*.jsonl"))
@@ -168,7 +187,7 @@ class AuditSender:
         if self._task is None or self._task.done():
             self._wake = asyncio.Event()
             self._task = loop.create_task(self._run())
-        if self.spool._count >= self.batch:
+        if self.spool.due_now:
             self._wake.set()
 
     async def _run(self) -> None:
@@ -180,7 +199,10 @@ class AuditSender:
                 pass
             self._wake.clear()
             if self.spool.due():
-                self.spool.rotate()
+                detached = self.spool.detach()
+                if detached is not None:
+                    # fsync can take milliseconds: not on the loop that serves viewers
+                    await asyncio.get_running_loop().run_in_executor(None, AuditSpool.seal, *detached)
             try:
                 await self.send_ready()
                 backoff = 0.5
