@@ -21,6 +21,16 @@ def output_dir() -> Path:
     return OUTPUT
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server (Debian package) on a free loopback port, for the session."""
+    from tests.helpers.hub import free_port
+    from tests.helpers.postgres import postgres_server
+
+    with postgres_server(free_port()) as url:
+        yield url
+
+
 from tests.helpers.hub import have_proxy  # noqa: E402,F401  (kept importable from here)
 
 

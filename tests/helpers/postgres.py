@@ -33,8 +33,11 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 def postgres_server(port: int):
     bindir = postgres_bin()
     if bindir is None:
-        pytest.fail("PostgreSQL is not installed: `apt-get install postgresql` "
-                    "(.ci/run does it) to test the audit store on PostgreSQL")
+        message = ("PostgreSQL is not installed: `apt-get install postgresql` (.ci/run does it) "
+                   "to test the audit store on PostgreSQL")
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI installs it: never let these tests vanish silently
+        pytest.skip(message)
     # Not under pytest's tmp_path: that is private to root, and the server runs as postgres.
     workdir = Path(tempfile.mkdtemp(prefix="streamlit-hub-pg-"))
     try:

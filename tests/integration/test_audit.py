@@ -226,3 +226,25 @@ def test_usage_page_signs_in_with_the_hub_and_shows_only_what_the_reader_may_see
     anonymous = requests.get(hub.url + "/services/audit/", timeout=30)
     assert "/hub/login" in anonymous.url and "alice/tiny" not in anonymous.text
     hub.stop_app(alice, "alice", "tiny")
+
+
+def test_the_service_keeps_its_trail_in_postgresql(tmp_path, postgres):
+    from tests.helpers.postgres import fresh_database
+
+    url = fresh_database(postgres)
+    with running_hub(tmp_path, env={"STREAMLIT_HUB_AUDIT_DB_URL": url}) as h:
+        h.admin_token = h.token("admin")
+        alice = h.login("alice")
+        h.start_app(alice, "alice", "demo", {"path": "apps/demo/app.py"})
+        h.open_app(alice, "alice", "demo")
+        out = session(ws_url(h.url, "/user/alice/demo/"),
+                      {"Cookie": h.app_cookie_header(alice, "alice", "demo")}, pages=["", "Details"])
+        assert out["finished"] == 2
+        found = wait_for(h, lambda ev: len(ev) >= 2, app="demo", type="page_view")
+        assert [e["page"] for e in sorted(found, key=lambda e: e["time"])] == ["app", "Details"]
+    import psycopg  # the rows really are in PostgreSQL, not in a sqlite file
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        rows = conn.execute("SELECT type, count(*) FROM audit_events GROUP BY type").fetchall()
+    assert dict(rows)["page_view"] == 2 and dict(rows)["authorize"] >= 1
+    assert not (tmp_path / "data" / "audit.sqlite").exists()

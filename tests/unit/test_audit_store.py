@@ -17,15 +17,6 @@ def raw(i, **kw):
             "viewer_groups": ["viewers"], "page": "Details", **kw}
 
 
-@pytest.fixture(scope="session")
-def postgres(tmp_path_factory):
-    from tests.helpers.hub import free_port
-    from tests.helpers.postgres import postgres_server
-
-    with postgres_server(free_port()) as url:
-        yield url
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path):
     if request.param == "sqlite":
