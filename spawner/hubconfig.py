@@ -154,6 +154,11 @@ def configure_policy(c, path: str) -> None:
         raise ConfigError(f"group policy: {e}") from None
     c.JupyterHub.load_roles = sharing_roles(policy)
     c.StreamlitSpawnerMixin.policy_file = path
+    # The policy's link rules on JupyterHub's share-codes API (see spawner/sharing.py).
+    from .sharing import policy_authenticator
+
+    current = c.JupyterHub.authenticator_class if "authenticator_class" in c.JupyterHub else "dummy"
+    c.JupyterHub.authenticator_class = policy_authenticator(_resolve_authenticator(current), path)
     c.JupyterHub.named_server_limit_per_user = make_named_server_limit(path)
     # JupyterHub marks extra_handlers deprecated (3.1) but serves them; these two move into
     # the platform's hub-managed service when the audit service lands.
@@ -164,6 +169,23 @@ def configure_policy(c, path: str) -> None:
     c.JupyterHub.template_vars = {"streamlit_quota": make_template_quota(path),
                                   "streamlit_me": template_viewer}
     return policy
+
+
+def _resolve_authenticator(value) -> type:
+    """An authenticator class from what ``JupyterHub.authenticator_class`` accepts."""
+    if isinstance(value, type):
+        return value
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="jupyterhub.authenticators"):
+        if ep.name == value:
+            return ep.load()
+    from traitlets.utils.importstring import import_item
+
+    try:
+        return import_item(value)
+    except (ImportError, ValueError):
+        raise ConfigError(f"authenticator_class={value!r}: no such authenticator") from None
 
 
 def configure_culler(c, policy, environ) -> None:

@@ -77,7 +77,10 @@ def test_google_mode_syncs_groups_from_google(google_env):
     c = Config()
     configure(c, google_env)
     g = c.GoogleOAuthenticator
-    assert c.JupyterHub.authenticator_class == "google"
+    from oauthenticator.google import GoogleOAuthenticator
+
+    # Google's authenticator, serving the share-codes API with the policy's link rules
+    assert issubclass(c.JupyterHub.authenticator_class, GoogleOAuthenticator)
     assert g.allowed_google_groups == {"example.com": {"analysts", "viewers"}}
     assert g.gsuite_administrator == {"example.com": "admin"}
     assert g.manage_groups is True and g.auth_state_groups_key == "google_user.google_groups"
@@ -156,3 +159,20 @@ def test_idle_culler_runs_with_the_policy_timeouts(tmp_path):
     configure(off, {"STREAMLIT_HUB_DATA_DIR": str(tmp_path), "STREAMLIT_HUB_DEMO_PASSWORD": "x",
                     "STREAMLIT_HUB_IDLE_TIMEOUT": "0"})
     assert "idle-culler" not in [s["name"] for s in off.JupyterHub.services]
+
+
+def test_link_rules_come_from_the_owners_groups():
+    from spawner.policy import parse_policy
+    from spawner.sharing import link_problem
+
+    policy = parse_policy({
+        "profiles": {"small": {"display_name": "S", "cpu_limit": 1, "mem_limit": "1G"}},
+        "groups": {"analysts": {"profiles": ["small"], "may_share_links": False},
+                   "data-scientists": {"profiles": ["small"], "may_share_links": True, "max_link_days": 2}},
+        "defaults": {"profiles": [], "max_running_apps": 0, "max_apps": 0}}, "p.yaml")
+    status, message = link_problem(policy, ["analysts"], "alice", 3600)
+    assert status == 403 and "turned off for alice's apps" in message
+    assert link_problem(policy, ["analysts", "data-scientists"], "bob", 2 * 86400) is None
+    assert link_problem(policy, ["data-scientists"], "bob", None) is None  # the 1-day default
+    status, message = link_problem(policy, ["data-scientists"], "bob", 3 * 86400)
+    assert status == 400 and "at most 2 days" in message and "172800" in message
