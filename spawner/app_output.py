@@ -1,4 +1,11 @@
-"""``GET /hub/api/streamlit/apps/{user}/{app}/output``: why did my app fail? (owners only)
+"""Two small hub APIs about one app.
+
+``GET /hub/api/streamlit/apps/{user}/{app}/status``: is it starting, ready or failed, with
+the latest spawn step. For whoever may start it (its owner, admins, and viewers it is shared
+with ``start:servers``), so a viewer waking it sees its progress without ``read:servers``
+(JupyterHub's own progress API needs that). Nothing about its output.
+
+``GET /hub/api/streamlit/apps/{user}/{app}/output``: why did my app fail? (owners only)
 
 Returns the last lines of the app server's output (Streamlit's stderr, the traceback, the
 memory watchdog's reason) to the app's owner and to admins: whoever holds
@@ -34,4 +41,34 @@ class AppOutputAPIHandler(APIHandler):
             "exit_status": status,
             "stop_reason": getattr(spawner, "stop_reason", "") or None,
             "lines": lines,
+        }))
+
+
+class AppStatusAPIHandler(APIHandler):
+    async def get(self, user_name: str, app: str):
+        target = f"{user_name}/{app}"
+        if self.current_user is None or not (self.has_scope(f"start:servers!server={target}")
+                                             or self.has_scope(f"read:servers!server={target}")):
+            raise web.HTTPError(404, "No such app, or you may not start it.")
+        user = self.find_user(user_name)
+        if user is None or app not in user.orm_spawners:
+            raise web.HTTPError(404, "No such app, or you may not start it.")
+        spawner = user.spawners[app]
+        events = getattr(spawner, "_progress_events", None) or []
+        last = events[-1] if events else {}
+        if spawner.pending == "spawn" and not events:
+            last = {"progress": 2, "message": "Preparing to start"}
+        future = getattr(spawner, "_spawn_future", None)
+        failed = bool(future is not None and future.done() and not future.cancelled()
+                      and future.exception() is not None and not spawner.ready)
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.write(json.dumps({
+            "app": app,
+            "owner": user_name,
+            "ready": bool(spawner.ready),
+            "pending": spawner.pending,
+            "progress": last.get("progress"),
+            "message": last.get("message"),
+            "failed": failed,
         }))

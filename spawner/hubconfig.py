@@ -144,7 +144,7 @@ def sharing_roles(policy) -> list[dict]:
 
 def configure_policy(c, path: str) -> None:
     """Validate the group policy now (a bad file stops the hub) and wire it everywhere."""
-    from .app_output import AppOutputAPIHandler
+    from .app_output import AppOutputAPIHandler, AppStatusAPIHandler
     from .quota import QuotaAPIHandler, make_named_server_limit, make_template_quota
     from .viewer import template_viewer
 
@@ -165,6 +165,7 @@ def configure_policy(c, path: str) -> None:
     c.JupyterHub.extra_handlers = [
         (r"/api/streamlit/quota", QuotaAPIHandler, {"policy_file": path}),
         (r"/api/streamlit/apps/([^/]+)/([^/]+)/output", AppOutputAPIHandler),
+        (r"/api/streamlit/apps/([^/]+)/([^/]+)/status", AppStatusAPIHandler),
     ]
     c.JupyterHub.template_vars = {"streamlit_quota": make_template_quota(path),
                                   "streamlit_me": template_viewer}

@@ -169,6 +169,7 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
 
     async def stop(self, now=False):
         self._audit_stopping = True
+        self._progress_events = []  # the next start's progress starts from nothing
         try:
             return await super().stop(now=now)
         finally:

@@ -12,16 +12,17 @@ class ViewerInfo:
         self._user = user
 
     def may_start(self, owner: str, server: str) -> bool:
-        """May this person start ``owner``'s app ``server`` from the hub's pages?
+        """May this person start ``owner``'s app ``server``?
 
-        JupyterHub 6.1.1's spawn and progress pages require the ``servers`` scope on that
-        server (``start:servers`` alone is enough only for the REST API), so "viewers may
-        wake this app" is a share that carries ``servers!server=<owner>/<app>``.
+        "Viewers may wake this app" is a share carrying ``start:servers!server=<owner>/<app>``
+        (``servers`` includes it). The not-running page then starts the app through the REST
+        API and follows it with ``/hub/api/streamlit/apps/.../status``: JupyterHub 6.1.1's own
+        spawn and progress pages would need the broader ``servers`` scope.
         """
         from jupyterhub.scopes import get_scopes_for
 
         have = get_scopes_for(self._user.orm_user)
-        return grants_access(have, {f"servers!server={owner}/{server}"}, "servers")
+        return grants_access(have, {f"start:servers!server={owner}/{server}"}, "start:servers")
 
 
 def template_viewer(user):

@@ -203,7 +203,7 @@ def test_viewer_wakes_a_stopped_app_when_the_owner_allows_it(hub, alice):
     hub.start_app(alice, "alice", "wakeable", DEMO)
     r = alice.post(f"{hub.url}/hub/api/shares/alice/wakeable", timeout=10, json={
         "user": "carol",
-        "scopes": ["access:servers!server=alice/wakeable", "servers!server=alice/wakeable"]})
+        "scopes": ["access:servers!server=alice/wakeable", "start:servers!server=alice/wakeable"]})
     assert r.status_code == 200, r.text
     hub.start_app(alice, "alice", "asleep", DEMO)
     alice.post(f"{hub.url}/hub/api/shares/alice/asleep", json={"user": "carol"}, timeout=10)
@@ -217,14 +217,30 @@ def test_viewer_wakes_a_stopped_app_when_the_owner_allows_it(hub, alice):
     assert page.status_code == 424
     assert "alice’s app “asleep” is not running" in text and 'id="ask-owner"' in text
     assert 'id="wake-app"' not in text and 'id="start"' not in text
+    # ...and the start API and the status API refuse, the latter without confirming it exists
+    r = carol.post(f"{hub.url}/hub/api/users/alice/servers/asleep", json={}, timeout=30)
+    assert r.status_code in (403, 404), r.text
+    assert carol.get(f"{hub.url}/hub/api/streamlit/apps/alice/asleep/status", timeout=10).status_code == 404
 
-    # allowed: a start button that starts it, then the app
+    # allowed (start:servers only, not `servers`): the page's button starts it through the
+    # REST API and follows the status API, as its script does; then the app
     page = carol.get(hub.url + "/user/alice/wakeable/", timeout=30)
     text = page.content.decode()
     assert page.status_code == 424 and 'id="wake-app"' in text
-    spawn_url = re.search(r'id="wake-app"[^>]*href="([^"]+)"', text).group(1).replace("&amp;", "&")
-    r = carol.get(hub.url + spawn_url, timeout=60)  # starts it (no form: it ran before)
-    assert r.status_code == 200, (r.status_code, r.url, r.text[:300])
-    hub.wait_ready(hub.login("alice"), "alice", "wakeable")
+    start = re.search(r'data-start="([^"]+)"', text).group(1)
+    status = re.search(r'data-status="([^"]+)"', text).group(1)
+    assert re.search(r'data-app="([^"]+)"', text).group(1) == "/user/alice/wakeable/"
+    r = carol.post(hub.url + start, json={}, timeout=60)  # no options: it reuses the last ones
+    assert r.status_code in (201, 202), (r.status_code, r.text[:300])
+    seen, deadline = [], time.monotonic() + 60
+    while time.monotonic() < deadline:
+        st = carol.get(hub.url + status, timeout=10).json()
+        seen.append(st["message"])
+        if st["ready"]:
+            break
+        assert not st["failed"]
+        time.sleep(0.1)
+    assert st["ready"] and st["progress"] == 100 and "App is ready" in seen
+    assert "lines" not in st  # viewers never see the app's output
     assert "alice/wakeable" not in carol.get(f"{hub.url}/hub/api/users/carol", timeout=10).text
     assert can_use(hub, carol, "/user/alice/wakeable/")

@@ -1,0 +1,44 @@
+"""A person, in headless Chromium: alice shares her demo with carol and ticks "viewers may wake
+this app"; the app is stopped; carol opens it, presses Start, sees its progress, then the app.
+
+This hub waits 2 s before each start (tests/browser/conftest.py), as a slow pod would.
+"""
+
+import re
+
+from playwright.sync_api import expect
+
+from tests.browser.conftest import sign_in
+
+
+def test_carol_wakes_alices_stopped_app(browser, hub, output_dir):
+    alice_api = hub.login("alice")
+    hub.start_app(alice_api, "alice", "demo", {"path": "apps/demo/app.py"})
+    a = browser.new_context(viewport={"width": 1280, "height": 900})
+    c = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        alice, carol = a.new_page(), c.new_page()
+        sign_in(alice, hub, "alice")
+        alice.click("#share-demo")
+        alice.fill("#share-with", "carol")
+        alice.check("#share-wake")
+        alice.click("#share-submit")
+        expect(alice.locator("#share-list")).to_contain_text("user carol (may wake it)")
+        hub.stop_app(alice_api, "alice", "demo")
+
+        sign_in(carol, hub, "carol")
+        carol.goto(hub.url + "/user/alice/demo/")
+        expect(carol.locator("#shared-app-stopped")).to_have_text("alice’s app “demo” is not running")
+        carol.get_by_role("button", name="Start alice’s app").click()
+        expect(carol.locator("#wake-status")).to_have_text(re.compile(r"(Preparing to start|Validating|Starting|Waiting).*…"), timeout=30_000)
+        carol.screenshot(path=str(output_dir / "carol-wakes-app.png"))
+        consent = carol.locator("#authorize-open-app")
+        app = carol.get_by_role("heading", name="Sales demo")
+        expect(consent.or_(app).first).to_be_visible(timeout=60_000)
+        if consent.is_visible():
+            consent.click()
+        expect(app).to_be_visible(timeout=30_000)
+        assert re.match(r".*/user/alice/demo/", carol.url)
+    finally:
+        a.close()
+        c.close()
