@@ -113,8 +113,20 @@ class StreamlitLocalSpawner(StreamlitSpawnerMixin, LocalProcessSpawner):
         os.makedirs(self.home_dir, mode=0o750, exist_ok=True)
         return str(resolve_entry(self.home_dir, options.path or default_entry(self.name)))
 
+    log_max_bytes = Integer(
+        10 * 1024 * 1024, config=True,
+        help="An app's log is moved to <app>.log.1 at start once it is larger than this.")
+
+    def _rotate_log(self) -> None:
+        try:
+            if self.log_path.stat().st_size > self.log_max_bytes:
+                os.replace(self.log_path, self.log_path.with_name(self.log_path.name + ".1"))
+        except FileNotFoundError:
+            pass
+
     async def launch(self):
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._rotate_log()
         with open(self.log_path, "ab", buffering=0) as out:
             out.write(b"---- app server starting ----\n")
             self.popen_kwargs = {"stdout": out, "stderr": out, "stdin": subprocess.DEVNULL}
@@ -151,6 +163,25 @@ class StreamlitLocalSpawner(StreamlitSpawnerMixin, LocalProcessSpawner):
                 return
 
     stop_reason: str = ""
+    _watchdog = None
+
+    async def poll(self):
+        status = await super().poll()
+        if status is None and self._watchdog is None and self.pid and self.app_profile:
+            # A hub that restarted finds its apps running (load_state): watch their memory
+            # again, with the profile each was started with.
+            profile = self._profile_of_running_app()
+            if profile is not None and profile.mem_limit:
+                self.app_profile_spec = profile
+                self._watchdog = asyncio.ensure_future(self._watch_memory(profile))
+        return status
+
+    def _profile_of_running_app(self):
+        if not self.policy_file:
+            return None
+        from .policy import cached_policy
+
+        return cached_policy(self.policy_file).profiles.get(self.app_profile)
 
     async def stop(self, now=False):
         watchdog = getattr(self, "_watchdog", None)

@@ -19,6 +19,16 @@ DEMO = {"path": "apps/demo/app.py"}
 APPS = [f"app{i}" for i in range(10)]
 
 
+POLICY = """
+profiles:
+  small: {display_name: "Small", cpu_limit: 1, mem_limit: 2G}
+  tiny: {display_name: "Tiny", cpu_limit: 1, mem_limit: 300M}
+groups:
+  analysts: {profiles: [small, tiny], default_profile: small, max_running_apps: 20, max_apps: 60}
+defaults: {profiles: [], max_running_apps: 0, max_apps: 0}
+"""
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     if not have_proxy():
@@ -30,7 +40,7 @@ c.JupyterHub.cleanup_proxy = False
 c.Spawner.poll_interval = 1
 c.ConfigurableHTTPProxy.check_running_interval = 1
 """
-    h = Hub(tmp_path_factory.mktemp("faults"), extra_config=extra).start()
+    h = Hub(tmp_path_factory.mktemp("faults"), extra_config=extra, policy=POLICY).start()
     yield h
     try:
         alice = h.login("alice")
@@ -200,6 +210,15 @@ def test_owner_sees_why_an_app_died_and_others_do_not(hub):
     while alice.get(f"{hub.url}/hub/api/users/alice", timeout=10).json()["servers"].get("crashy"):
         assert time.monotonic() < deadline, "the crash was not noticed"
         time.sleep(0.2)
+    # A crashed app is not restarted behind anyone's back (no tight restart loop): it stays
+    # stopped until someone starts it, and the crash is in the audit trail.
+    time.sleep(3)
+    assert "crashy" not in app_pids(hub)
+    assert not alice.get(f"{hub.url}/hub/api/users/alice", timeout=10).json()["servers"].get("crashy")
+    stops = hub.api(hub.token("admin")).get(f"{hub.url}/services/audit/api/events",
+                                            params={"app": "crashy", "type": "app_stop"},
+                                            timeout=10).json()["events"]
+    assert [(e["reason"], e["extra"]["exit_status"]) for e in stops] == [("crash", 3)]
     url = f"{hub.url}/hub/api/streamlit/apps/alice/crashy/output"
     out = alice.get(url, timeout=10).json()
     assert out["running"] is False
@@ -212,3 +231,39 @@ def test_owner_sees_why_an_app_died_and_others_do_not(hub):
         r = hub.api(hub.token(who)).get(url, timeout=10)
         assert r.status_code == 404 and "KeyError" not in r.text
     assert requests.get(url, timeout=10).status_code in (403, 404)
+
+
+HUNGRY = """
+import os, time
+import streamlit as st
+st.title("hungry")
+flag = os.path.join(os.path.dirname(os.path.abspath(__file__)), "eat")
+if os.path.exists(flag):
+    hoard = bytearray(450 * 1024 * 1024)  # over the tiny profile's 300M
+    time.sleep(30)
+"""
+
+
+def test_memory_limit_still_holds_after_a_hub_restart(hub):
+    alice = hub.login("alice")
+    folder = hub.add_app("alice", "hungry", HUNGRY)
+    hub.start_app(alice, "alice", "hungry", {"path": "apps/hungry/app.py", "profile": "tiny"})
+    before = app_pids(hub)
+    hub.interrupt()
+    hub.start()  # the restarted hub must watch the running app's memory again
+    alice = hub.login("alice")
+    hub.open_app(alice, "alice", "hungry")
+    (folder / "eat").write_text("now")
+    try:
+        session(ws_url(hub.url, "/user/alice/hungry/"),
+                {"Cookie": hub.app_cookie_header(alice, "alice", "hungry")}, timeout=10)
+    except Exception:
+        pass  # killed under us, as designed
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and "hungry" in app_pids(hub):
+        time.sleep(0.2)
+    assert "hungry" not in app_pids(hub), "the app over its memory limit was not stopped"
+    out = alice.get(f"{hub.url}/hub/api/streamlit/apps/alice/hungry/output", timeout=10).json()
+    assert "300M limit of its profile 'tiny'" in (out["stop_reason"] or "") + "\n".join(out["lines"]), out
+    after = app_pids(hub)
+    assert {n: p for n, p in before.items() if n != "hungry"} == after  # only it died
