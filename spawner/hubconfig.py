@@ -116,10 +116,7 @@ def configure(c, environ=None) -> None:
     if mode == "local":
         configure_local(c, environ)
     elif mode == "kubernetes":
-        raise ConfigError(
-            "STREAMLIT_HUB_MODE=kubernetes is not available yet: the Kubernetes spawner is "
-            "still being built. Use STREAMLIT_HUB_MODE=local."
-        )
+        configure_kubernetes(c, environ)
     else:
         raise ConfigError(f"STREAMLIT_HUB_MODE={mode!r}: expected 'local' or 'kubernetes'")
     configure_common(c)
@@ -288,7 +285,8 @@ def _configured_list(section, name: str) -> list:
 
 
 def configure_audit(c, data_dir: Path, environ, *, readers: set[str] = frozenset(),
-                    reader_groups: set[str] = frozenset()) -> str | None:
+                    reader_groups: set[str] = frozenset(), host: str = "127.0.0.1",
+                    bind: str | None = None) -> str | None:
     """The hub-managed audit service (``/services/audit/``) and the hub's recorder.
 
     ``STREAMLIT_HUB_AUDIT=off`` turns both off. The store is sqlite (WAL) under the data dir
@@ -312,7 +310,9 @@ def configure_audit(c, data_dir: Path, environ, *, readers: set[str] = frozenset
         raise ConfigError(f"STREAMLIT_HUB_AUDIT_RETENTION_DAYS={retention!r}: expected a "
                           "number of days from 0 to 36500 (e.g. 365)") from None
     db_url = environ.get("STREAMLIT_HUB_AUDIT_DB_URL") or f"sqlite:///{data_dir / 'audit.sqlite'}"
-    url = f"http://127.0.0.1:{port}"
+    # ``host``: how the proxy and app servers reach the service (127.0.0.1 on one machine;
+    # the hub's Kubernetes Service name in a cluster); ``bind``: where it listens.
+    url = f"http://{host}:{port}"
     # The recorder in this process writes with the service's own token (a fresh one each
     # start; the hub keeps only its hash), which the service trusts for hub events.
     token = secrets.token_hex(32)
@@ -325,6 +325,7 @@ def configure_audit(c, data_dir: Path, environ, *, readers: set[str] = frozenset
         "environment": {
             "STREAMLIT_HUB_AUDIT_DB_URL": db_url,
             "STREAMLIT_HUB_AUDIT_RETENTION_DAYS": retention,
+            "STREAMLIT_HUB_AUDIT_BIND": bind or host,
         },
         "display": True,
         "info": {"description": "Who opened which app, which page, when"},
@@ -353,6 +354,43 @@ def configure_audit(c, data_dir: Path, environ, *, readers: set[str] = frozenset
     hub_recorder.install(c, spool_dir=str(data_dir / "audit-spool" / "hub"), url=ingest, token=token)
     c.StreamlitSpawnerMixin.audit_url = ingest
     return ingest
+
+
+def configure_kubernetes(c, environ) -> None:
+    """On Kubernetes, inside the z2jh hub pod (``hub.extraConfig`` calls ``configure(c)``).
+
+    The chart owns the hub's network, database, proxy and cookie secret; this adds what the
+    platform needs: the ``streamlit-kube`` spawner, sign-in (Google; ``demo`` for a trial
+    with ``STREAMLIT_HUB_DEMO_PASSWORD``), the group policy (a mounted ConfigMap), the audit
+    service (reached through the hub's Service, ``STREAMLIT_HUB_AUDIT_HOST``, default ``hub``)
+    and the idle culler. See helm-values/ and docs/deploy.md.
+    """
+    data_dir = Path(environ.get("STREAMLIT_HUB_DATA_DIR") or "/srv/jupyterhub")
+    c.JupyterHub.spawner_class = "streamlit-kube"
+    auth = environ.get("STREAMLIT_HUB_AUTH", "google")
+    readers, reader_groups = set(), set()
+    if auth == "google":
+        configure_google(c, environ)
+        reader_groups = _csv(environ, "GOOGLE_ADMIN_GROUPS")
+    elif auth == "demo":
+        password = _required(environ, "STREAMLIT_HUB_DEMO_PASSWORD",
+                             "the demo users' password (a trial only; use Google in production)")
+        c.JupyterHub.authenticator_class = "dummy"
+        c.DummyAuthenticator.password = password
+        c.Authenticator.allowed_users = set(demo.DEMO_USERS)
+        c.Authenticator.admin_users = set(demo.DEMO_ADMINS)
+        c.JupyterHub.load_groups = {g: {"users": list(u)} for g, u in demo.DEMO_GROUPS.items()}
+        readers = set(demo.DEMO_ADMINS)
+    else:
+        raise ConfigError(f"STREAMLIT_HUB_AUTH={auth!r}: expected 'google' or 'demo'")
+    policy_path = environ.get("STREAMLIT_HUB_POLICY") or "/usr/local/etc/streamlit-hub/policy.yaml"
+    if not Path(policy_path).is_file():
+        raise ConfigError(f"STREAMLIT_HUB_POLICY={policy_path!r}: no such file (mount the "
+                          "group policy ConfigMap there; see helm-values/values.yaml)")
+    policy = configure_policy(c, policy_path)
+    configure_culler(c, policy, environ)
+    configure_audit(c, data_dir, environ, readers=readers, reader_groups=reader_groups,
+                    host=environ.get("STREAMLIT_HUB_AUDIT_HOST", "hub"), bind="0.0.0.0")
 
 
 def load_extra_config(c, environ=None) -> None:

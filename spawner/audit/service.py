@@ -477,7 +477,8 @@ def main(argv=None) -> int:
         await IOLoop.current().run_in_executor(settings["audit_executor"], purge)
         PeriodicCallback(lambda: IOLoop.current().run_in_executor(
             settings["audit_executor"], purge), 3600 * 1000).start()
-        app.listen(url.port or 8082, url.hostname or "127.0.0.1", xheaders=True)
+        bind = os.environ.get("STREAMLIT_HUB_AUDIT_BIND") or url.hostname or "127.0.0.1"
+        app.listen(url.port or 8082, bind, xheaders=True)
         log.info("audit service on %s (store %s, retention %s days)", url.geturl(),
                  store.engine.url.render_as_string(hide_password=True), settings["retention_days"])
         await asyncio.Event().wait()

@@ -1,7 +1,9 @@
 import pytest
 from traitlets.config import Config
 
-from spawner.hubconfig import ConfigError, configure, load_extra_config
+from spawner.hubconfig import HUB_CONFIG_DIR, ConfigError, configure, load_extra_config
+
+REPO = HUB_CONFIG_DIR.parent
 
 
 def test_local_mode_binds_loopback_and_keeps_state_in_the_data_dir(tmp_path):
@@ -33,7 +35,7 @@ def test_generated_demo_password_is_kept_private_and_stable(tmp_path, capsys):
     ({"STREAMLIT_HUB_PORT": "80a"}, "STREAMLIT_HUB_PORT"),
     ({"STREAMLIT_HUB_PORT": "70000"}, "1 to 65535"),
     ({"STREAMLIT_HUB_MODE": "cloud"}, "expected 'local'"),
-    ({"STREAMLIT_HUB_MODE": "kubernetes"}, "not available yet"),
+    ({"STREAMLIT_HUB_MODE": "kubernetes", "STREAMLIT_HUB_AUTH": "ldap"}, "expected .google. or .demo."),
     ({"STREAMLIT_HUB_AUDIT": "yes"}, "STREAMLIT_HUB_AUDIT='yes': expected 'on' or 'off'"),
     ({"STREAMLIT_HUB_AUDIT_PORT": "x"}, "STREAMLIT_HUB_AUDIT_PORT"),
     ({"STREAMLIT_HUB_AUDIT_RETENTION_DAYS": "forever"}, "STREAMLIT_HUB_AUDIT_RETENTION_DAYS"),
@@ -176,3 +178,23 @@ def test_link_rules_come_from_the_owners_groups():
     assert link_problem(policy, ["data-scientists"], "bob", None) is None  # the 1-day default
     status, message = link_problem(policy, ["data-scientists"], "bob", 3 * 86400)
     assert status == 400 and "at most 2 days" in message and "172800" in message
+
+
+def test_kubernetes_mode_wires_the_kube_spawner_policy_audit_and_culler(tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text((REPO / "hub_config" / "policy.yaml").read_text())
+    c = Config()
+    configure(c, {"STREAMLIT_HUB_MODE": "kubernetes", "STREAMLIT_HUB_AUTH": "demo",
+                  "STREAMLIT_HUB_DEMO_PASSWORD": "trial", "STREAMLIT_HUB_POLICY": str(policy),
+                  "STREAMLIT_HUB_DATA_DIR": str(tmp_path / "srv")})
+    assert c.JupyterHub.spawner_class == "streamlit-kube"
+    services = {s["name"]: s for s in c.JupyterHub.services}
+    assert services["audit"]["url"] == "http://hub:8082"  # through the hub's Service
+    assert services["audit"]["environment"]["STREAMLIT_HUB_AUDIT_BIND"] == "0.0.0.0"
+    assert c.StreamlitSpawnerMixin.audit_url == "http://hub:8082/services/audit/api/events"
+    assert "idle-culler" in services
+    assert c.StreamlitSpawnerMixin.policy_file == str(policy)
+    with pytest.raises(ConfigError, match="mount the group policy ConfigMap"):
+        configure(Config(), {"STREAMLIT_HUB_MODE": "kubernetes", "STREAMLIT_HUB_AUTH": "demo",
+                             "STREAMLIT_HUB_DEMO_PASSWORD": "x",
+                             "STREAMLIT_HUB_POLICY": str(tmp_path / "missing.yaml")})

@@ -1,0 +1,35 @@
+"""schemathesis over the hub API extensions' OpenAPI document (quota, app status, app output),
+against the real hub: no 5xx, and every answer as documented. Run as alice, who owns the
+running app the document's examples name, so the 200 answers are exercised too."""
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis import checks as st_checks
+
+from tests.helpers.hub import REPO, running_hub
+
+pytestmark = pytest.mark.integration
+
+schema = schemathesis.openapi.from_path(REPO / "spawner" / "hub_api_openapi.json")
+CHECKS = [st_checks.not_a_server_error, st_checks.status_code_conformance,
+          st_checks.content_type_conformance, st_checks.response_schema_conformance]
+TRIED = {}
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    with running_hub(tmp_path_factory.mktemp("hubapi")) as h:
+        alice = h.login("alice")
+        h.start_app(alice, "alice", "demo", {"path": "apps/demo/app.py"})
+        h.alice_token = h.token("alice")
+        yield h
+    print("schemathesis cases per operation:", TRIED, "total", sum(TRIED.values()))
+
+
+@schema.parametrize()
+@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
+def test_hub_api_extensions_conform_to_their_openapi_document(case, hub):
+    TRIED[f"{case.method} {case.path}"] = TRIED.get(f"{case.method} {case.path}", 0) + 1
+    case.call_and_validate(base_url=f"{hub.url}/hub/api/streamlit",
+                           headers={"Authorization": f"token {hub.alice_token}"}, checks=CHECKS)
