@@ -24,7 +24,10 @@ from pathlib import Path
 from . import demo
 from .policy import PolicyError, load_policy
 
-HUB_CONFIG_DIR = Path(__file__).resolve().parent.parent / "hub_config"
+# hub_config/ (templates, the example policy, the culler's config): next to the package in a
+# checkout; an installed package (the hub image) names it with STREAMLIT_HUB_CONFIG_DIR.
+HUB_CONFIG_DIR = Path(os.environ.get("STREAMLIT_HUB_CONFIG_DIR")
+                      or Path(__file__).resolve().parent.parent / "hub_config")
 
 
 class ConfigError(ValueError):
