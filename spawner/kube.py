@@ -8,7 +8,12 @@ On top of the shared mixin, this adds only:
   no privilege escalation, every capability dropped, seccomp RuntimeDefault, read-only root
   filesystem with emptyDir scratch for /tmp;
 - labels and annotations naming the owner, app and profile (KubeSpawner's safe slugs);
-- one home PVC per user (not per app), mounted at ``home_mount``; deleting an app keeps it.
+- one home PVC per user (not per app), mounted at ``home_mount``; deleting an app keeps it;
+- app sources besides the home: ``git`` (an init container clones the repository at a pinned
+  commit into an emptyDir at ``/app``; hosts from the policy's ``sources.git_hosts``) and
+  ``image`` (a prebuilt app image; registries from ``sources.image_prefixes``);
+- the app's own secrets from a Kubernetes Secret named ``app-secrets-<owner>-<app>`` (if it
+  exists), by reference: never a literal in the pod.
 
 Entry paths are checked for shape here (the home is on a volume the hub does not mount); the
 app server refuses a missing file when it starts.
@@ -17,6 +22,7 @@ app server refuses a missing file when it starts.
 from __future__ import annotations
 
 import posixpath
+from urllib.parse import urlsplit
 
 from kubespawner import KubeSpawner
 from kubespawner.slugs import safe_slug
@@ -24,7 +30,7 @@ from traitlets import Unicode, default
 
 from .mixin import StreamlitSpawnerMixin
 from .names import EntryPathError, default_entry, entry_path_shape_problem
-from .policy import cached_policy, format_bytes, limits_for
+from .policy import Sources, cached_policy, format_bytes, limits_for
 
 LABEL_PREFIX = "streamlit-hub.io"
 
@@ -121,12 +127,71 @@ class StreamlitKubeSpawner(StreamlitSpawnerMixin, KubeSpawner):
     def app_homes(self):
         return []  # the home is on a PVC the hub does not mount: the form offers a path field
 
+    app_source: tuple | None = None  # ("git", repo, ref, git_image) / ("image", image) / None
+
+    def _sources(self) -> Sources:
+        return cached_policy(self.policy_file).sources if self.policy_file else Sources()
+
     def resolve_app_entry(self, options):
-        path = options.path or default_entry(self.name)
+        self.app_source = None
+        default = default_entry(self.name) if options.source == "home" else "app.py"
+        path = options.path or default
         problem = entry_path_shape_problem(path)
         if problem:
             raise EntryPathError(problem)
-        return posixpath.join(self.home_mount, path)
+        if options.source == "home":
+            return posixpath.join(self.home_mount, path)
+        sources = self._sources()
+        if options.source == "git":
+            host = urlsplit(options.repo).netloc.lower()
+            if host not in sources.git_hosts:
+                allowed = ", ".join(sources.git_hosts) or "none"
+                self.refuse(f"Apps may not be cloned from {host}: the group policy allows git "
+                            f"hosts {allowed}. Ask an admin to add it to sources.git_hosts.",
+                            reason="source", status=403)
+            self.app_source = ("git", options.repo, options.ref, sources.git_image)
+        else:
+            if not any(options.image.startswith(p) for p in sources.image_prefixes):
+                allowed = ", ".join(sources.image_prefixes) or "none"
+                self.refuse(f"The image {options.image} is not from a registry the group policy "
+                            f"allows ({allowed}). Ask an admin to add it to sources.image_prefixes.",
+                            reason="source", status=403)
+            self.app_source = ("image", options.image)
+        return posixpath.join("/app", path)
+
+    def app_secret_name(self) -> str:
+        """The Secret whose keys become the app's environment (optional: it may not exist)."""
+        return f"app-secrets-{safe_slug(self.user.name)}-{safe_slug(self.name or 'default')}"[:253]
+
+    def _source_overrides(self) -> dict:
+        """Trait values for this start's pod (set around KubeSpawner's manifest, then undone)."""
+        o: dict = {"extra_container_config": {
+            **(self.extra_container_config or {}),
+            "envFrom": [{"secretRef": {"name": self.app_secret_name(), "optional": True}}],
+        }}
+        if self.app_source and self.app_source[0] == "image":
+            o["image"] = self.app_source[1]
+        if self.app_source and self.app_source[0] == "git":
+            _, repo, ref, git_image = self.app_source
+            o["volumes"] = [*self.volumes, {"name": "app-source", "emptyDir": {"sizeLimit": "2Gi"}}]
+            o["volume_mounts"] = [*self.volume_mounts,
+                                  {"name": "app-source", "mountPath": "/app", "readOnly": True}]
+            o["init_containers"] = [*self.init_containers, {
+                "name": "git-clone",
+                "image": git_image,
+                # repo and ref come in through the environment, never into the shell text
+                "command": ["sh", "-c", 'git clone --quiet --no-checkout -- "$REPO" /app/src '
+                            '&& git -C /app/src checkout --quiet --detach "$REF" '
+                            '&& cp -a /app/src/. /app/ && rm -rf /app/src /app/.git'],
+                "env": [{"name": "REPO", "value": repo}, {"name": "REF", "value": ref},
+                        {"name": "HOME", "value": "/tmp"}],
+                "securityContext": restricted_container_security_context(self.uid, self.gid),
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                              "limits": {"cpu": "1", "memory": "512Mi"}},
+                "volumeMounts": [{"name": "app-source", "mountPath": "/app"},
+                                 {"name": "scratch", "mountPath": "/tmp"}],
+            }]
+        return o
 
     @default("uid")
     def _default_uid(self):
@@ -184,7 +249,15 @@ class StreamlitKubeSpawner(StreamlitSpawnerMixin, KubeSpawner):
         return env
 
     async def get_pod_manifest(self):
-        pod = await super().get_pod_manifest()
+        overrides = self._source_overrides()
+        saved = {k: getattr(self, k) for k in overrides}
+        for k, v in overrides.items():
+            setattr(self, k, v)
+        try:
+            pod = await super().get_pod_manifest()
+        finally:
+            for k, v in saved.items():
+                setattr(self, k, v)
         labels = {
             f"{LABEL_PREFIX}/owner": safe_slug(self.user.name),
             f"{LABEL_PREFIX}/app": safe_slug(self.name or "default"),
@@ -197,5 +270,6 @@ class StreamlitKubeSpawner(StreamlitSpawnerMixin, KubeSpawner):
             f"{LABEL_PREFIX}/owner": self.user.name,
             f"{LABEL_PREFIX}/app": self.name,
             f"{LABEL_PREFIX}/profile": self.app_profile or "",
+            f"{LABEL_PREFIX}/source": self.app_source[0] if self.app_source else "home",
         }
         return pod

@@ -19,7 +19,7 @@ from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import Float, Integer, Unicode, default
 
 from .mixin import StreamlitSpawnerMixin
-from .names import default_entry, resolve_entry
+from .names import EntryPathError, default_entry, resolve_entry
 from .policy import format_bytes
 
 
@@ -110,6 +110,10 @@ class StreamlitLocalSpawner(StreamlitSpawnerMixin, LocalProcessSpawner):
         return preexec
 
     def resolve_app_entry(self, options):
+        if options.source != "home":
+            raise EntryPathError(
+                f"Source \"{options.source}\" runs on Kubernetes only: this hub runs apps as "
+                "local processes from your home. Use source \"home\".")
         os.makedirs(self.home_dir, mode=0o750, exist_ok=True)
         return str(resolve_entry(self.home_dir, options.path or default_entry(self.name)))
 

@@ -5,19 +5,27 @@ options form, so both paths refuse the same things with the same words.
 
 Fields:
 
-- ``source``: where the app's code comes from. ``"home"`` (the analyst's home) today;
-  ``"git"`` and ``"image"`` arrive with the Kubernetes spawner.
-- ``path``: the entry file relative to the home; default ``apps/<app>/app.py``.
+- ``source``: where the app's code comes from: ``"home"`` (the analyst's home, default),
+  ``"git"`` (``repo`` cloned at ``ref``, a full commit SHA, by an init container) or
+  ``"image"`` (``image``, a prebuilt app image with a tag or digest). ``git`` and ``image``
+  run on Kubernetes only, from the hosts and registries the group policy's ``sources`` allow
+  (checked by the spawner: this module does not read the policy).
+- ``path``: the entry file: relative to the home (default ``apps/<app>/app.py``), to the
+  repository's root (default ``app.py``) or to ``/app`` in the image (default ``app.py``).
 - ``profile``: a machine-size slug; the group policy gives it meaning.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
+from urllib.parse import urlsplit
 
-KNOWN_FIELDS = ("source", "path", "profile")
-SOURCES = ("home",)
+KNOWN_FIELDS = ("source", "path", "profile", "repo", "ref", "image")
+SOURCES = ("home", "git", "image")
+_SHA = re.compile(r"[0-9a-f]{40}")
+_IMAGE = re.compile(r"[a-z0-9][a-z0-9._/:-]{0,254}(@sha256:[0-9a-f]{64})?")
 MAX_OPTIONS_BYTES = 4096
 MAX_PROFILE = 63
 
@@ -31,6 +39,9 @@ class AppOptions:
     source: str = "home"
     path: str | None = None
     profile: str | None = None
+    repo: str | None = None
+    ref: str | None = None
+    image: str | None = None
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -72,7 +83,47 @@ def parse_user_options(raw: object) -> AppOptions:
         profile = profile.strip() or None
         if profile is not None and len(profile) > MAX_PROFILE:
             raise OptionsError(f"'profile' is too long: at most {MAX_PROFILE} characters.")
-    return AppOptions(source=source, path=path, profile=profile)
+    repo, ref, image = raw.get("repo"), raw.get("ref"), raw.get("image")
+    for name, value, owner in (("repo", repo, "git"), ("ref", ref, "git"), ("image", image, "image")):
+        if value is not None and source != owner:
+            raise OptionsError(f"'{name}' applies to source \"{owner}\" only.")
+        if value is not None and not isinstance(value, str):
+            raise OptionsError(f"'{name}' must be a string.")
+    if source == "git":
+        repo = _git_repo(repo)
+        if not isinstance(ref, str) or not _SHA.fullmatch(ref):
+            raise OptionsError("'ref' must pin a commit: its full 40-character SHA "
+                               "(e.g. from `git rev-parse HEAD`), not a branch.")
+    if source == "image":
+        image = _image_ref(image)
+    return AppOptions(source=source, path=path, profile=profile, repo=repo, ref=ref, image=image)
+
+
+def _git_repo(repo) -> str:
+    if not repo:
+        raise OptionsError("Source \"git\" needs 'repo', e.g. \"https://github.com/example/sales-app.git\".")
+    if len(repo) > 500:
+        raise OptionsError("'repo' is too long: at most 500 characters.")
+    parts = urlsplit(repo)
+    if parts.scheme != "https" or not parts.hostname:
+        raise OptionsError("'repo' must be an https:// URL of a git repository.")
+    if parts.username or parts.password:
+        raise OptionsError("'repo' must not contain credentials: never put a token in a URL.")
+    if parts.query or parts.fragment:
+        raise OptionsError("'repo' must be a plain repository URL (no ?query or #fragment).")
+    return repo
+
+
+def _image_ref(image) -> str:
+    if not image:
+        raise OptionsError("Source \"image\" needs 'image', e.g. \"ghcr.io/example/apps/alice-sales:1a2b3c\".")
+    name = image.split("@", 1)[0]
+    if not _IMAGE.fullmatch(image) or (":" not in name.rsplit("/", 1)[-1] and "@" not in image):
+        raise OptionsError("'image' must be an image reference with a tag or a digest, "
+                           "e.g. \"ghcr.io/example/apps/alice-sales:1a2b3c\".")
+    if name.endswith(":latest"):
+        raise OptionsError("'image' must pin a version: use a tag other than 'latest', or a digest.")
+    return image
 
 
 def options_from_form_data(form: dict[str, list]) -> dict:

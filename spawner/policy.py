@@ -87,11 +87,21 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class Sources:
+    """Where apps' code may come from besides the analyst's home (Kubernetes only)."""
+
+    git_hosts: tuple[str, ...] = ()  # e.g. github.com: `git` apps clone from these only
+    image_prefixes: tuple[str, ...] = ()  # e.g. ghcr.io/example/apps/: `image` apps
+    git_image: str = "alpine/git:2.47.2"  # the init container that clones
+
+
+@dataclass(frozen=True)
 class Policy:
     profiles: dict[str, Profile]
     groups: dict[str, Rule]  # in file order
     defaults: Rule
     source: str = "<policy>"
+    sources: Sources = field(default_factory=Sources)
 
 
 class PolicyError(ValueError):
@@ -218,7 +228,7 @@ def _rule(ck: _Checker, key: str, raw, profiles: dict) -> Rule:
 def parse_policy(data, source: str = "<policy>") -> Policy:
     ck = _Checker(source)
     data = ck.mapping(data, "(top level)")
-    ck.unknown(data, {"profiles", "groups", "defaults"}, "(top level)")
+    ck.unknown(data, {"profiles", "groups", "defaults", "sources"}, "(top level)")
     profiles = {}
     for slug, raw in ck.mapping(data.get("profiles"), "profiles").items():
         profiles[slug] = _profile(ck, slug, raw)
@@ -228,7 +238,33 @@ def parse_policy(data, source: str = "<policy>") -> Policy:
             ck.fail(f"groups.{name}", "a group name must be a non-empty string")
         groups[name] = _rule(ck, f"groups.{name}", raw, profiles)
     defaults = _rule(ck, "defaults", data.get("defaults"), profiles)
-    return Policy(profiles=profiles, groups=groups, defaults=defaults, source=source)
+    return Policy(profiles=profiles, groups=groups, defaults=defaults, source=source,
+                  sources=_sources(ck, data.get("sources")))
+
+
+_HOST = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:[0-9]{1,5})?")
+_IMAGE_PREFIX = re.compile(r"[a-z0-9][a-z0-9._:/-]{0,254}/")
+
+
+def _sources(ck: _Checker, raw) -> Sources:
+    raw = ck.mapping(raw, "sources")
+    ck.unknown(raw, {"git_hosts", "image_prefixes", "git_image"}, "sources")
+
+    def strings(name, pattern, example):
+        values = raw.get(name) or []
+        if not isinstance(values, list):
+            ck.fail(f"sources.{name}", f"expected a list, e.g. [{example}]")
+        for v in values:
+            if not isinstance(v, str) or not pattern.fullmatch(v):
+                ck.fail(f"sources.{name}", f"{v!r} is not like {example}")
+        return tuple(values)
+
+    git_image = raw.get("git_image", Sources.git_image)
+    if not isinstance(git_image, str) or not git_image.strip() or ":" not in git_image.rsplit("/", 1)[-1]:
+        ck.fail("sources.git_image", f"expected an image with a tag, e.g. {Sources.git_image}")
+    return Sources(git_hosts=strings("git_hosts", _HOST, "github.com"),
+                   image_prefixes=strings("image_prefixes", _IMAGE_PREFIX, "ghcr.io/example/apps/"),
+                   git_image=git_image)
 
 
 def load_policy(path: str | os.PathLike) -> Policy:

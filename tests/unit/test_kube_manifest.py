@@ -40,7 +40,11 @@ groups:
   analysts: {profiles: [small], max_running_apps: 2, max_apps: 5}
   data-scientists: {profiles: [small, gpu], default_profile: small, max_running_apps: 4, max_apps: 10}
 defaults: {profiles: [], max_running_apps: 0, max_apps: 0}
+sources:
+  git_hosts: [github.com]
+  image_prefixes: [ghcr.io/example/apps/]
 """
+SHA = "0123456789abcdef0123456789abcdef01234567"
 
 ALLOWED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
                    "persistentVolumeClaim", "projected", "secret"}
@@ -206,3 +210,61 @@ def test_no_secret_is_a_literal_in_the_pod_but_the_hub_token(policy_file):
         w in e["name"] for w in ("SECRET", "PASSWORD", "CRYPT", "PRIVATE", "KEY"))]
     assert secretish == []
     assert not any("token" in a.lower() for a in pod["spec"]["containers"][0].get("args") or [])
+
+
+
+def _env(container) -> dict:
+    return {e["name"]: e.get("value") for e in container.get("env") or []}
+
+
+def test_git_source_clones_the_pinned_commit_in_a_restricted_init_container(policy_file):
+    sp, pod = build(policy_file, "alice", ["analysts"], {
+        "source": "git", "repo": "https://github.com/example/sales.git", "ref": SHA, "path": "dash/app.py"})
+    assert restricted_violations(pod) == []
+    (init,) = pod["spec"]["initContainers"]
+    assert init["name"] == "git-clone" and init["image"] == "alpine/git:2.47.2"
+    assert _env(init)["REPO"] == "https://github.com/example/sales.git" and _env(init)["REF"] == SHA
+    assert "https://github.com" not in " ".join(init["command"])  # data via env, not shell text
+    main = pod["spec"]["containers"][0]
+    assert {"name": "app-source", "mountPath": "/app", "readOnly": True} in main["volumeMounts"]
+    assert _env(main)["STREAMLIT_HUB_ENTRY"] == "/app/dash/app.py"
+    assert any(v["name"] == "app-source" and "emptyDir" in v for v in pod["spec"]["volumes"])
+    assert pod["metadata"]["annotations"]["streamlit-hub.io/source"] == "git"
+    # the traits are back as they were: the next start of this spawner has no init container
+    assert sp.init_containers == [] and not any(v["name"] == "app-source" for v in sp.volumes)
+
+
+def test_image_source_runs_the_apps_image(policy_file):
+    sp, pod = build(policy_file, "alice", ["analysts"], {
+        "source": "image", "image": "ghcr.io/example/apps/alice-sales:1a2b3c"})
+    assert restricted_violations(pod) == []
+    main = pod["spec"]["containers"][0]
+    assert main["image"] == "ghcr.io/example/apps/alice-sales:1a2b3c"
+    assert _env(main)["STREAMLIT_HUB_ENTRY"] == "/app/app.py"
+    assert sp.image != "ghcr.io/example/apps/alice-sales:1a2b3c"
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"source": "git", "repo": "https://gitlab.evil.example/x/y.git", "ref": SHA}, "may not be cloned from gitlab.evil.example"),
+    ({"source": "image", "image": "docker.io/evil/miner:1"}, "not from a registry the group policy allows"),
+])
+def test_sources_outside_the_policy_allow_lists_are_refused(policy_file, options, words):
+    with pytest.raises(SpawnException) as e:
+        build(policy_file, "alice", ["analysts"], options)
+    assert e.value.status_code == 403 and words in e.value.message
+
+
+def test_app_secrets_come_from_a_secret_by_name_never_as_literals(policy_file):
+    _, pod = build(policy_file, "alice", ["analysts"], {}, name="sales")
+    main = pod["spec"]["containers"][0]
+    assert main["envFrom"] == [{"secretRef": {"name": "app-secrets-alice-sales", "optional": True}}]
+
+
+def test_the_local_spawner_says_git_and_image_need_kubernetes():
+    from spawner.local import StreamlitLocalSpawner
+    from spawner.names import EntryPathError
+    from spawner.options import parse_user_options
+
+    opts = parse_user_options({"source": "image", "image": "ghcr.io/example/apps/x:1"})
+    with pytest.raises(EntryPathError, match="runs on Kubernetes only"):
+        StreamlitLocalSpawner.resolve_app_entry(SimpleNamespace(), opts)

@@ -1,3 +1,4 @@
+import re
 import textwrap
 
 import pytest
@@ -220,3 +221,21 @@ def test_cli_reports_an_invalid_file(tmp_path, capsys):
     bad.write_text(yaml.safe_dump({"groups": {"x": {"profiles": ["nope"]}}}))
     assert main(["check", str(bad)]) == 2
     assert "groups.x.profiles" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("sources, words", [
+    ({"git_hosts": "github.com"}, "sources.git_hosts: expected a list"),
+    ({"git_hosts": ["https://github.com"]}, "sources.git_hosts: 'https://github.com' is not like github.com"),
+    ({"image_prefixes": ["ghcr.io/example/apps"]}, "sources.image_prefixes"),
+    ({"git_image": "alpine/git"}, "sources.git_image: expected an image with a tag"),
+    ({"git_hostz": []}, "sources.git_hostz: unknown key"),
+])
+def test_bad_sources_name_the_key(sources, words):
+    data = {"profiles": {}, "groups": {}, "defaults": {"profiles": []}, "sources": sources}
+    with pytest.raises(PolicyError, match=re.escape(words)):
+        parse_policy(data, "p.yaml")
+
+
+def test_sources_default_to_none_allowed():
+    p = parse_policy({"profiles": {}, "groups": {}, "defaults": {"profiles": []}}, "p.yaml")
+    assert p.sources.git_hosts == () and p.sources.image_prefixes == ()
