@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -44,8 +45,9 @@ c.ConfigurableHTTPProxy.check_running_interval = 1
     yield h
     try:
         alice = h.login("alice")
-        for name in list(alice.get(f"{h.url}/hub/api/users/alice", timeout=10).json()["servers"]):
-            h.stop_app(alice, "alice", name)
+        names = list(alice.get(f"{h.url}/hub/api/users/alice", timeout=10).json()["servers"])
+        with ThreadPoolExecutor(8) as pool:  # stop them all at once, not one after another
+            list(pool.map(lambda name: h.stop_app(alice, "alice", name), names))
     finally:
         chp = h.proxy_pid()  # cleanup_proxy = False: the proxy is expected to outlive the hub
         left = h.stop()

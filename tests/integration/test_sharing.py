@@ -88,7 +88,9 @@ def can_use(hub, s, path=APP) -> bool:
         raise AssertionError("HTTP allowed but websocket refused")
 
 
-def test_not_shared_is_refused_http_and_ws(hub, alice):
+def test_not_shared_is_refused_http_and_ws(hub, alice, short_link):
+    # (short_link is made here, at the start, so its 60 s run out while the other tests run;
+    # test_expired_link_is_refused, last in this module, then waits only for what is left)
     bob = hub.login("bob")
     assert open_as(hub, bob).status_code == 403
     with pytest.raises(WebsocketRefused):
@@ -188,17 +190,6 @@ def test_revoked_viewer_is_refused_within_the_window_http_and_open_ws(hub, alice
         ws_for(hub, bob)
 
 
-def test_expired_link_is_refused(hub, alice, short_link):
-    code, expires_at = short_link
-    time.sleep(max(0.0, expires_at - time.monotonic()) + 1)
-    other = hub.login("carol")
-    alice.patch(f"{hub.url}/hub/api/shares/alice/demo", json={"user": "carol"}, timeout=10)
-    r = accept_link(hub, other, code["accept_url"])
-    assert r.status_code in (400, 403, 404), (r.status_code, r.url)
-    time.sleep(WINDOW + 0.5)
-    assert open_as(hub, other).status_code == 403
-
-
 def test_viewer_wakes_a_stopped_app_when_the_owner_allows_it(hub, alice):
     hub.start_app(alice, "alice", "wakeable", DEMO)
     r = alice.post(f"{hub.url}/hub/api/shares/alice/wakeable", timeout=10, json={
@@ -244,3 +235,14 @@ def test_viewer_wakes_a_stopped_app_when_the_owner_allows_it(hub, alice):
     assert "lines" not in st  # viewers never see the app's output
     assert "alice/wakeable" not in carol.get(f"{hub.url}/hub/api/users/carol", timeout=10).text
     assert can_use(hub, carol, "/user/alice/wakeable/")
+
+
+def test_expired_link_is_refused(hub, alice, short_link):
+    code, expires_at = short_link
+    time.sleep(max(0.0, expires_at - time.monotonic()) + 1)
+    other = hub.login("carol")
+    alice.patch(f"{hub.url}/hub/api/shares/alice/demo", json={"user": "carol"}, timeout=10)
+    r = accept_link(hub, other, code["accept_url"])
+    assert r.status_code in (400, 403, 404), (r.status_code, r.url)
+    time.sleep(WINDOW + 0.5)
+    assert open_as(hub, other).status_code == 403
