@@ -21,6 +21,7 @@ app server refuses a missing file when it starts.
 
 from __future__ import annotations
 
+import asyncio
 import posixpath
 from urllib.parse import urlsplit
 
@@ -126,6 +127,42 @@ class StreamlitKubeSpawner(StreamlitSpawnerMixin, KubeSpawner):
     # ---- what differs from a local process ------------------------------------------------
     def app_homes(self):
         return []  # the home is on a PVC the hub does not mount: the form offers a path field
+
+    # ---- progress: our steps with the pod's own events in between --------------------------
+    async def progress(self):
+        """The start's steps (validate, start, wait for the app) and, while the pod comes up,
+        its Kubernetes events as KubeSpawner reports them (scheduled, pulling, pulled,
+        started). Pod events sit between our 30 % and 60 % and the bar never moves back."""
+        queue: asyncio.Queue = asyncio.Queue()
+        done = object()
+
+        async def pump(gen, pod_events: bool):
+            try:
+                async for event in gen:
+                    await queue.put((pod_events, event))
+            finally:
+                await queue.put((pod_events, done))
+
+        tasks = [asyncio.ensure_future(pump(StreamlitSpawnerMixin.progress(self), False)),
+                 asyncio.ensure_future(pump(KubeSpawner.progress(self), True))]
+        finished, shown = 0, 0
+        try:
+            while finished < len(tasks):
+                pod_events, event = await queue.get()
+                if event is done:
+                    finished += 1
+                    continue
+                out = {"message": event.get("message", "")}
+                if "progress" in event:
+                    value = event["progress"]
+                    if pod_events:  # KubeSpawner's 0-90 % scale, squeezed into 30-60 %
+                        value = 30 + int(value * 30 / 90)
+                    shown = max(shown, int(value))
+                    out["progress"] = shown
+                yield out
+        finally:
+            for t in tasks:
+                t.cancel()
 
     app_source: tuple | None = None  # ("git", repo, ref, git_image) / ("image", image) / None
 

@@ -268,3 +268,68 @@ def test_the_local_spawner_says_git_and_image_need_kubernetes():
     opts = parse_user_options({"source": "image", "image": "ghcr.io/example/apps/x:1"})
     with pytest.raises(EntryPathError, match="runs on Kubernetes only"):
         StreamlitLocalSpawner.resolve_app_entry(SimpleNamespace(), opts)
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"profile": "gpu"},
+    {"source": "git", "repo": "https://github.com/example/sales.git", "ref": SHA},
+    {"source": "image", "image": "ghcr.io/example/apps/alice-sales:1a2b3c"},
+], ids=["home", "gpu-profile", "git", "image"])
+def test_every_generated_object_is_strictly_valid_kubernetes(policy_file, options):
+    from tests.helpers.k8s_models import problems
+
+    sp, pod = build(policy_file, "bob", ["data-scientists"], options)
+    assert problems(pod, "V1Pod") == []
+
+    async def pvc():
+        return ApiClient().sanitize_for_serialization(sp.get_pvc_manifest())
+
+    assert problems(asyncio.run(pvc()), "V1PersistentVolumeClaim") == []
+
+
+def test_the_strict_validator_rejects_unknown_and_mistyped_fields():
+    from tests.helpers.k8s_models import problems
+
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", "labelz": {}},
+           "spec": {"containers": [{"name": "c", "image": "i", "securityContext": {"runAsUser": "1000"},
+                                    "resources": {"limits": {"cpu": "1"}}, "imagePullPolicyy": "Never"}]}}
+    found = problems(pod, "V1Pod")
+    assert ".metadata.labelz: unknown field of V1ObjectMeta" in found
+    assert ".spec.containers[0].imagePullPolicyy: unknown field of V1Container" in found
+    assert ".spec.containers[0].securityContext.runAsUser: expected int, got str" in found
+
+
+def test_progress_shows_our_steps_with_the_pods_events_in_between(policy_file, monkeypatch):
+    from kubespawner import KubeSpawner
+
+    from spawner.mixin import StreamlitSpawnerMixin
+
+    async def pod_events(self):
+        for p, msg in ((30, "Successfully assigned default/jupyter-alice to node-1"),
+                       (50, 'Pulling image "ghcr.io/example/jupyterhub-streamlit-app:0.1.0"'),
+                       (63, "Started container notebook")):
+            await asyncio.sleep(0.01)
+            yield {"progress": p, "message": msg, "raw_event": {"type": "Normal"}}
+
+    async def our_steps(self):
+        yield {"progress": 10, "message": "Validating the app and its options"}
+        yield {"progress": 30, "message": "Starting Streamlit for demo"}
+        await asyncio.sleep(0.1)
+        yield {"progress": 60, "message": "Waiting for the app to answer"}
+        yield {"progress": 100, "message": "App is ready"}
+
+    monkeypatch.setattr(KubeSpawner, "progress", pod_events)
+    monkeypatch.setattr(StreamlitSpawnerMixin, "progress", our_steps)
+    sp = make(policy_file, "alice", ["analysts"])
+
+    async def collect():
+        return [e async for e in sp.progress()]
+
+    events = asyncio.run(collect())
+    messages = [e["message"] for e in events]
+    assert messages.index("Starting Streamlit for demo") < messages.index(
+        'Pulling image "ghcr.io/example/jupyterhub-streamlit-app:0.1.0"') < messages.index("Waiting for the app to answer")
+    bars = [e["progress"] for e in events]
+    assert bars == sorted(bars) and bars[-1] == 100 and all(30 <= b <= 60 for b, m in zip(bars, messages) if "container" in m)
+    assert all("raw_event" not in e for e in events)
