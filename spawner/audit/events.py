@@ -9,6 +9,7 @@ Invariants:
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -84,6 +85,12 @@ def parse_time(value) -> datetime:
 def parse_event(raw: object) -> Event:
     if not isinstance(raw, dict):
         raise EventError("(event): expected a JSON object")
+    try:
+        size = len(json.dumps(raw, separators=(",", ":"), default=str))
+    except (TypeError, ValueError):
+        raise EventError("(event): not plain JSON") from None
+    if size > MAX_EVENT_BYTES:
+        raise EventError(f"(event): {size} bytes, larger than {MAX_EVENT_BYTES}; keep events small")
     ident = raw.get("id")
     if not isinstance(ident, str) or not _ID.fullmatch(ident):
         raise EventError("id: expected 8-64 of A-Z a-z 0-9 _ . : - (a UUID is fine)")

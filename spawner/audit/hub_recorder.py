@@ -69,6 +69,22 @@ def _groups(user) -> list[str]:
         return []
 
 
+def _profile_of(handler, owner: str, app: str) -> str | None:
+    try:
+        user = handler.find_user(owner)
+        if user is None:
+            return None
+        spawner = user.spawners.get(app)  # gone once stopped: then the database's record
+        profile = getattr(spawner, "app_profile", None)
+        if not profile and app in user.orm_spawners:
+            orm_spawner = user.orm_spawners[app]
+            profile = ((orm_spawner.state or {}).get("app_profile")
+                       or (orm_spawner.user_options or {}).get("profile"))
+        return profile if isinstance(profile, str) else None
+    except Exception:  # noqa: BLE001 - a missing profile must not lose the event
+        return None
+
+
 def _json_body(request) -> dict:
     try:
         body = json.loads(request.body or b"{}")
@@ -112,7 +128,7 @@ class HubAuditRecorder:
             actor, kind, admin = actor_of(handler)
             self.record("app_stop", owner=owner, app=app, actor=actor,
                         reason=reason_for(actor, kind, admin, owner),
-                        client=request.remote_ip)
+                        profile=_profile_of(handler, owner, app), client=request.remote_ip)
             return
         m = _SHARES.search(path) or _CODES.search(path)
         if m and method in ("POST", "PATCH", "DELETE"):

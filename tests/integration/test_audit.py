@@ -131,7 +131,7 @@ def test_the_trail_of_one_app(hub):
     assert {e["session"] for e in by_type["page_view"]} == {s_start["session"]} == {s_end["session"]}
     assert s_end["duration_s"] > 0
     (stop,) = by_type["app_stop"]
-    assert (stop["actor"], stop["reason"]) == ("admin", "admin")
+    assert (stop["actor"], stop["reason"], stop["profile"]) == ("admin", "admin", "small")
 
     # Who may read: alice her own apps' trail; carol (owns nothing here) none of it.
     r = alice.get(hub.url + "/services/audit/api/events", timeout=10)

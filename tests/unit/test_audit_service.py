@@ -188,3 +188,14 @@ def test_metrics_count_page_views_by_app_and_need_a_scope(service):
     assert "streamlit_hub_audit_delivery_lag_seconds_count 2.0" in text
     assert service("GET", "metrics", "alice-token")[0] == 403
     assert service("GET", "metrics", None)[0] == 401
+
+
+def test_oversized_events_and_batches_are_refused_and_the_rest_kept(service):
+    good = _page_view(owner="alice", app="demo")
+    huge = {**_page_view(owner="alice", app="demo"), "extra": {"blob": "x" * 20000}}
+    code, body = service("POST", "api/events", "hub-token", {"events": [good, huge]})
+    assert code == 200 and json.loads(body)["stored"] == 1
+    (rejected,) = json.loads(body)["rejected"]
+    assert rejected["index"] == 1 and "larger than 8192" in rejected["message"]
+    code, body = service("POST", "api/events", "hub-token", {"events": [good] * 5001})
+    assert code == 413 and "At most 5000 events" in json.loads(body)["message"]
