@@ -347,6 +347,18 @@ def main(argv=None) -> int:
          "viewers": viewers_out, "audit": audit_out},
         indent=1))
     (out / f"{stamp:%Y-%m-%d}.md").write_text(md + "\n")
+    from bench.plot import latency_svg
+
+    (out / f"{stamp:%Y-%m-%d}.svg").write_text(latency_svg([
+        ("Spawn: start -> first HTML", "s", {"via the hub": spawn["hub_html"],
+                                             "bare streamlit run": spawn["bare_html"]}),
+        ("GET /_stcore/health, one keep-alive connection", "ms",
+         {"via the hub": health["hub"], "CHP -> Streamlit, NODELAY fixed": health["chp_limit"]}),
+        ("Websocket rerun -> script_finished", "ms",
+         {"via the hub": viewers_out["ws_hub"], "same app direct": viewers_out["ws_direct"]}),
+        ("Page-switch rerun, audit on vs off", "ms",
+         {"audit on": audit_out["latency"]["on"], "audit off": audit_out["latency"]["off"]}),
+    ], caption=f"make bench, {stamp:%Y-%m-%d %H:%M} UTC, {machine}"))
     print(md)
     left = left + audit_out["latency"]["left_behind"]
     if left:
