@@ -11,6 +11,10 @@ median and spread; absolute times alone mean little on a shared, noisy machine.
 - memory: RSS of one app server idle and after one session, vs bare ``streamlit run``.
 - audit: ingest events/s of the audit service; page-switch rerun latency with audit on vs off
   (``bench/audit.py``).
+- many apps: 200 named servers across 100 users started in bursts through the REST API, with
+  the hub API's p95 while they run vs with none (``bench/many_apps.py``).
+
+It also writes ``<date>.svg``, the latency distributions as box plots (``bench/plot.py``).
 
 Options: ``--rounds N`` (spawn/memory rounds, default 5), ``--requests N`` (health requests per
 target per round, default 200), ``--out DIR`` (default bench-results/).
@@ -275,6 +279,9 @@ def main(argv=None) -> int:
             audit_out = audit_bench.run(hub, Path(tmp), args.rounds)
         finally:
             left = hub.stop()
+        from bench import many_apps
+
+        many_out = many_apps.run(Path(tmp) / "many")  # its own hub: 200 apps, 100 users
     s = {k: summary(v) for k, v in spawn.items()}
     h = {k: summary(v) for k, v in health.items()}
     rows = [
@@ -332,6 +339,7 @@ def main(argv=None) -> int:
                  f"{s['hub_rss_session']['min']:.1f}–{s['hub_rss_session']['max']:.1f} | "
                  f"{s['bare_rss_session']['median']:.1f} (bare streamlit run) | {extra2:+.1f} MB | info |")
     table += audit_bench.table(audit_out)
+    table += many_apps.table(many_out)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     stamp = dt.datetime.now(dt.timezone.utc)
     md = "\n".join([f"# Benchmarks {stamp:%Y-%m-%d %H:%M} UTC", "",
@@ -344,7 +352,7 @@ def main(argv=None) -> int:
         {"time": stamp.isoformat(), "machine": machine, "args": vars(args), "rows": result_rows,
          "spawn": spawn, "health_ms": {k: v for k, v in health.items()},
          "rss_mb": {k: spawn[k] for k in spawn if "rss" in k}, "policy_decision": policy_rows,
-         "viewers": viewers_out, "audit": audit_out},
+         "viewers": viewers_out, "audit": audit_out, "many_apps": many_out},
         indent=1))
     (out / f"{stamp:%Y-%m-%d}.md").write_text(md + "\n")
     from bench.plot import latency_svg
@@ -360,7 +368,7 @@ def main(argv=None) -> int:
          {"audit on": audit_out["latency"]["on"], "audit off": audit_out["latency"]["off"]}),
     ], caption=f"make bench, {stamp:%Y-%m-%d %H:%M} UTC, {machine}"))
     print(md)
-    left = left + audit_out["latency"]["left_behind"]
+    left = left + audit_out["latency"]["left_behind"] + many_out["left_behind"]
     if left:
         print(f"WARNING: processes left behind: {left}", file=sys.stderr)
         return 1
