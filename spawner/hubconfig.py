@@ -393,7 +393,8 @@ def configure_kubernetes(c, environ) -> None:
     policy = configure_policy(c, policy_path)
     configure_culler(c, policy, environ)
     configure_audit(c, data_dir, environ, readers=readers, reader_groups=reader_groups,
-                    host=environ.get("STREAMLIT_HUB_AUDIT_HOST", "hub"), bind="0.0.0.0")
+                    host=environ.get("STREAMLIT_HUB_AUDIT_HOST", "hub"),
+                    bind=environ.get("STREAMLIT_HUB_AUDIT_BIND", "0.0.0.0"))
 
 
 def load_extra_config(c, environ=None) -> None:
