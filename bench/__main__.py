@@ -11,6 +11,8 @@ median and spread; absolute times alone mean little on a shared, noisy machine.
 - memory: RSS of one app server idle and after one session, vs bare ``streamlit run``.
 - audit: ingest events/s of the audit service; page-switch rerun latency with audit on vs off
   (``bench/audit.py``).
+- the usual alternative: CHP -> jupyter-server-proxy standalone -> Streamlit, from a bench-only
+  venv (``bench/jsp_reference.py``): health, req/s, websocket, RSS of its process tree.
 - many apps: 200 named servers across 100 users started in bursts through the REST API, with
   the hub API's p95 while they run vs with none (``bench/many_apps.py``).
 
@@ -282,6 +284,10 @@ def main(argv=None) -> int:
         from bench import many_apps
 
         many_out = many_apps.run(Path(tmp) / "many")  # its own hub: 200 apps, 100 users
+        from bench import jsp_reference
+
+        jsp = jsp_reference.run(Path(tmp) / "jsp", lambda h: h.home("alice") / "apps" / "demo" / "app.py",
+                                args.rounds, args.requests)
     s = {k: summary(v) for k, v in spawn.items()}
     h = {k: summary(v) for k, v in health.items()}
     rows = [
@@ -338,6 +344,24 @@ def main(argv=None) -> int:
     table.append(f"| RSS after one session (MB) | {s['hub_rss_session']['median']:.1f} | "
                  f"{s['hub_rss_session']['min']:.1f}–{s['hub_rss_session']['max']:.1f} | "
                  f"{s['bare_rss_session']['median']:.1f} (bare streamlit run) | {extra2:+.1f} MB | info |")
+    js = {k: summary(jsp[k]) for k in ("health", "rps", "ws")}
+    for label, mine, ref, higher in (
+        ("health p50 via hub vs CHP -> jupyter-server-proxy -> Streamlit (ms)", h["hub"], js["health"], False),
+        ("req/s, 10 connections, via hub vs via jupyter-server-proxy", v["rps_hub"], js["rps"], True),
+        ("websocket rerun via hub vs via jupyter-server-proxy (ms)", v["ws_hub"], js["ws"], False),
+    ):
+        ratio = mine["median"] / ref["median"]
+        table.append(f"| {label} | {mine['median']:.1f} | {mine['min']:.1f}–{mine['max']:.1f} / "
+                     f"{mine['p99']:.1f} | {ref['median']:.1f} (jupyter-server-proxy {jsp_reference.JSP_VERSION}) | "
+                     f"{ratio:.2f}× | info ({'higher' if higher else 'lower'} is better) |")
+    table.append(f"| RSS idle, app server vs jupyter-server-proxy + Streamlit (MB) | "
+                 f"{s['hub_rss_idle']['median']:.1f} | | {jsp['rss_idle_mb']:.1f} (its process tree) | "
+                 f"{s['hub_rss_idle']['median'] - jsp['rss_idle_mb']:+.1f} MB | info |")
+    table.append(f"| RSS after one session, vs jupyter-server-proxy + Streamlit (MB) | "
+                 f"{s['hub_rss_session']['median']:.1f} | | {jsp['rss_session_mb']:.1f} | "
+                 f"{s['hub_rss_session']['median'] - jsp['rss_session_mb']:+.1f} MB | info |")
+    if jsp["rps_errors"]:
+        table.append(f"| jupyter-server-proxy req/s runs: failed requests | {len(jsp['rps_errors'])} | | | | info |")
     table += audit_bench.table(audit_out)
     table += many_apps.table(many_out)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
@@ -352,7 +376,8 @@ def main(argv=None) -> int:
         {"time": stamp.isoformat(), "machine": machine, "args": vars(args), "rows": result_rows,
          "spawn": spawn, "health_ms": {k: v for k, v in health.items()},
          "rss_mb": {k: spawn[k] for k in spawn if "rss" in k}, "policy_decision": policy_rows,
-         "viewers": viewers_out, "audit": audit_out, "many_apps": many_out},
+         "viewers": viewers_out, "audit": audit_out, "many_apps": many_out,
+         "jupyter_server_proxy": jsp},
         indent=1))
     (out / f"{stamp:%Y-%m-%d}.md").write_text(md + "\n")
     from bench.plot import latency_svg
@@ -361,14 +386,16 @@ def main(argv=None) -> int:
         ("Spawn: start -> first HTML", "s", {"via the hub": spawn["hub_html"],
                                              "bare streamlit run": spawn["bare_html"]}),
         ("GET /_stcore/health, one keep-alive connection", "ms",
-         {"via the hub": health["hub"], "CHP -> Streamlit, NODELAY fixed": health["chp_limit"]}),
+         {"via the hub": health["hub"], "CHP -> Streamlit, NODELAY fixed": health["chp_limit"],
+          "CHP -> jupyter-server-proxy -> Streamlit": jsp["health"]}),
         ("Websocket rerun -> script_finished", "ms",
-         {"via the hub": viewers_out["ws_hub"], "same app direct": viewers_out["ws_direct"]}),
+         {"via the hub": viewers_out["ws_hub"], "same app direct": viewers_out["ws_direct"],
+          "via jupyter-server-proxy": jsp["ws"]}),
         ("Page-switch rerun, audit on vs off", "ms",
          {"audit on": audit_out["latency"]["on"], "audit off": audit_out["latency"]["off"]}),
     ], caption=f"make bench, {stamp:%Y-%m-%d %H:%M} UTC, {machine}"))
     print(md)
-    left = left + audit_out["latency"]["left_behind"] + many_out["left_behind"]
+    left = left + audit_out["latency"]["left_behind"] + many_out["left_behind"] + jsp["left_behind"]
     if left:
         print(f"WARNING: processes left behind: {left}", file=sys.stderr)
         return 1
