@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import html
 
-WIDTH = 760
+WIDTH = 900
 ROW = 26
-PAD_LEFT = 230
+PAD_LEFT = 330
 PAD_RIGHT = 30
 COLORS = ("#2f6fb0", "#c0504d", "#4f9a4f", "#8064a2")
 

@@ -169,7 +169,8 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
 
     async def stop(self, now=False):
         self._audit_stopping = True
-        self._progress_events = []  # the next start's progress starts from nothing
+        self._progress_reset()  # the next start's progress starts from nothing
+        self._progress_done = True
         try:
             return await super().stop(now=now)
         finally:
