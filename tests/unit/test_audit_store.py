@@ -78,9 +78,8 @@ def test_retention_purges_only_old_events(store):
     assert [e["id"] for e in store.query()[0]] == ["ev-00000002"]
 
 
-def test_sqlite_runs_in_wal_mode(store):
-    if store.engine.dialect.name != "sqlite":
-        pytest.skip("a sqlite setting")
+def test_sqlite_runs_in_wal_mode(tmp_path):
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.sqlite'}")
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 
