@@ -183,7 +183,7 @@ def timed_gets(host: str, port: int, path: str, headers: dict, n: int) -> list[f
             resp = conn.getresponse()
             body = resp.read()
             times.append((time.perf_counter() - t0) * 1000)
-            ok = body == b"ok" if path.endswith("/_stcore/health") else b"<!doctype html" in body[:200].lower()
+            ok = body == b"ok" if path.endswith("/_stcore/health") else b"<!doctype html>" in body[:4096].lower()
             if resp.status != 200 or not ok:
                 raise RuntimeError(f"GET {path}: {resp.status} {body[:80]!r}")
     finally:
