@@ -395,6 +395,8 @@ def main(argv=None) -> int:
         ("GET /_stcore/health, one keep-alive connection", "ms",
          {"via the hub": health["hub"], "CHP -> Streamlit, NODELAY fixed": health["chp_limit"],
           "CHP -> jupyter-server-proxy -> Streamlit": jsp["health"]}),
+        ("GET index page, one keep-alive connection", "ms",
+         {"via the hub": health["hub_index"], "CHP -> Streamlit, NODELAY fixed": health["chp_limit_index"]}),
         ("Websocket rerun -> script_finished", "ms",
          {"via the hub": viewers_out["ws_hub"], "same app direct": viewers_out["ws_direct"],
           "via jupyter-server-proxy": jsp["ws"]}),
