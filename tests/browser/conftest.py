@@ -48,3 +48,20 @@ def sign_in(page, hub, user: str):
     page.fill("#password_input", hub.password)
     page.click("#login_submit")
     page.wait_for_url(re.compile(r".*/hub/home"))
+
+
+def consent_then_app(page, heading: str = "Sales demo"):
+    """Wait for the consent page or the app (whichever comes), continue past consent if shown,
+    and require the app's heading.
+
+    Checking for the consent page right after a click races the navigation; wait for one of
+    the two instead.
+    """
+    from playwright.sync_api import expect
+
+    consent = page.locator("#authorize-open-app")
+    app = page.get_by_role("heading", name=heading)
+    expect(consent.or_(app).first).to_be_visible(timeout=60_000)
+    if consent.is_visible():
+        consent.click()
+    expect(app).to_be_visible(timeout=30_000)

@@ -10,7 +10,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import sign_in
+from tests.browser.conftest import consent_then_app, sign_in
 from tests.helpers.hub import running_hub
 
 WINDOW = 2.0
@@ -23,19 +23,6 @@ def hub(tmp_path_factory):
         alice = h.login("alice")
         h.start_app(alice, "alice", "demo", {"path": "apps/demo/app.py"})
         yield h
-
-
-def consent_then_app(page):
-    """Wait for the consent page or the app (whichever comes), continue past consent if shown.
-
-    Checking ``count()`` right after a click races the navigation; wait for one of the two.
-    """
-    consent = page.locator("#authorize-open-app")
-    app = page.get_by_role("heading", name="Sales demo")
-    expect(consent.or_(app).first).to_be_visible(timeout=30_000)
-    if consent.is_visible():
-        consent.click()
-    expect(app).to_be_visible(timeout=30_000)
 
 
 def test_share_open_revoke_and_link_from_the_hub_page(browser, hub, output_dir):

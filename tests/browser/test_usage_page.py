@@ -6,7 +6,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import sign_in
+from tests.browser.conftest import consent_then_app, sign_in
 from tests.helpers.hub import running_hub
 
 
@@ -27,12 +27,7 @@ def test_carols_page_views_appear_on_alices_usage_page(browser, hub, output_dir)
         carol, alice = c.new_page(), a.new_page()
         sign_in(carol, hub, "carol")
         carol.goto(hub.url + "/user/alice/demo/")
-        consent = carol.locator("#authorize-open-app")
-        app = carol.get_by_role("heading", name="Sales demo")
-        expect(consent.or_(app).first).to_be_visible(timeout=30_000)
-        if consent.is_visible():
-            consent.click()
-        expect(app).to_be_visible(timeout=30_000)
+        consent_then_app(carol)
         carol.get_by_role("link", name=re.compile("Details")).first.click()
         expect(carol).to_have_url(re.compile(r".*/user/alice/demo/Details"), timeout=30_000)
 

@@ -8,7 +8,7 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import sign_in
+from tests.browser.conftest import consent_then_app, sign_in
 
 
 def test_carol_wakes_alices_stopped_app(browser, hub, output_dir):
@@ -32,12 +32,7 @@ def test_carol_wakes_alices_stopped_app(browser, hub, output_dir):
         carol.get_by_role("button", name="Start alice’s app").click()
         expect(carol.locator("#wake-status")).to_have_text(re.compile(r"(Preparing to start|Validating|Starting|Waiting).*…"), timeout=30_000)
         carol.screenshot(path=str(output_dir / "carol-wakes-app.png"))
-        consent = carol.locator("#authorize-open-app")
-        app = carol.get_by_role("heading", name="Sales demo")
-        expect(consent.or_(app).first).to_be_visible(timeout=60_000)
-        if consent.is_visible():
-            consent.click()
-        expect(app).to_be_visible(timeout=30_000)
+        consent_then_app(carol)
         assert re.match(r".*/user/alice/demo/", carol.url)
     finally:
         a.close()
