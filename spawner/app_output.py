@@ -21,14 +21,22 @@ from jupyterhub.apihandlers import APIHandler
 from tornado import web
 
 
-class AppOutputAPIHandler(APIHandler):
-    async def get(self, user_name: str, app: str):
-        if self.current_user is None or not self.has_scope(f"read:servers!server={user_name}/{app}"):
-            raise web.HTTPError(404, "No such app, or it is not yours.")
+class _AppAPIHandler(APIHandler):
+    def app_spawner(self, user_name: str, app: str, scopes: tuple[str, ...], refusal: str):
+        """The app's spawner, if the caller holds one of ``scopes`` on it; else a 404 that
+        does not even confirm the app exists."""
+        target = f"{user_name}/{app}"
+        if self.current_user is None or not any(self.has_scope(f"{s}!server={target}") for s in scopes):
+            raise web.HTTPError(404, refusal)
         user = self.find_user(user_name)
         if user is None or app not in user.orm_spawners:
-            raise web.HTTPError(404, "No such app, or it is not yours.")
-        spawner = user.spawners[app]
+            raise web.HTTPError(404, refusal)
+        return user.spawners[app]
+
+
+class AppOutputAPIHandler(_AppAPIHandler):
+    async def get(self, user_name: str, app: str):
+        spawner = self.app_spawner(user_name, app, ("read:servers",), "No such app, or it is not yours.")
         tail = getattr(spawner, "app_failure_details", None)
         lines = tail().splitlines() if callable(tail) else []
         status = await spawner.poll() if spawner.active else getattr(spawner, "last_exit", None)
@@ -44,16 +52,10 @@ class AppOutputAPIHandler(APIHandler):
         }))
 
 
-class AppStatusAPIHandler(APIHandler):
+class AppStatusAPIHandler(_AppAPIHandler):
     async def get(self, user_name: str, app: str):
-        target = f"{user_name}/{app}"
-        if self.current_user is None or not (self.has_scope(f"start:servers!server={target}")
-                                             or self.has_scope(f"read:servers!server={target}")):
-            raise web.HTTPError(404, "No such app, or you may not start it.")
-        user = self.find_user(user_name)
-        if user is None or app not in user.orm_spawners:
-            raise web.HTTPError(404, "No such app, or you may not start it.")
-        spawner = user.spawners[app]
+        spawner = self.app_spawner(user_name, app, ("start:servers", "read:servers"),
+                                   "No such app, or you may not start it.")
         events = getattr(spawner, "_progress_events", None) or []
         last = events[-1] if events else {}
         if spawner.pending == "spawn" and not events:

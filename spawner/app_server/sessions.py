@@ -23,6 +23,9 @@ import logging
 import time
 import uuid
 
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
 from ..audit.client import new_event
 
 log = logging.getLogger("streamlit_hub.audit")
@@ -91,8 +94,6 @@ class StreamSession:
     def client_frame(self, data: bytes | None) -> None:
         if not data:
             return
-        from streamlit.proto.BackMsg_pb2 import BackMsg
-
         try:
             msg = BackMsg.FromString(data)
         except Exception:  # noqa: BLE001 - not ours to judge; Streamlit will
@@ -104,8 +105,6 @@ class StreamSession:
         if self._watch <= 0 or not data:
             return
         self._watch -= 1
-        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
-
         try:
             msg = ForwardMsg.FromString(data)
         except Exception:  # noqa: BLE001

@@ -166,8 +166,6 @@ class AuditSender:
         self.timeout = timeout
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
-        self.sent = 0
-        self.failures = 0
 
     def emit(self, event: dict) -> None:
         self.spool.append(event)
@@ -207,7 +205,6 @@ class AuditSender:
                 await self.send_ready()
                 backoff = 0.5
             except Exception as e:  # noqa: BLE001 - any failure is retried, never fatal
-                self.failures += 1
                 log.warning("audit service unreachable (%s); %d segment(s) kept on disk, "
                             "retrying in %.1f s", e, len(self.spool.ready()), backoff)
                 await asyncio.sleep(backoff * (0.75 + random.random() / 2))
@@ -220,7 +217,6 @@ class AuditSender:
             for i in range(0, len(events), self.batch):
                 await self._post(events[i:i + self.batch])
             self.spool.done(path)
-            self.sent += len(events)
 
     async def _post(self, events: list[dict]) -> None:
         req = HTTPRequest(self.url, method="POST", body=json.dumps({"events": events}),

@@ -158,6 +158,13 @@ class Metrics:
                              buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, float("inf")),
                              registry=self.registry)
 
+    def totals(self) -> dict:
+        """Counts since the service started (``/api/stats``), read from the counters above."""
+        def total(metric) -> int:
+            return int(sum(s.value for m in metric.collect() for s in m.samples
+                           if s.name.endswith("_total")))
+        return {"received": total(self.received), "stored": total(self.stored)}
+
     def observe(self, good, new_ids, rejected: int) -> None:
         now = datetime.now(timezone.utc)
         for e in good:
@@ -245,8 +252,6 @@ class EventsHandler(_Base):
             return
         new_ids = await self.db(self.store.add_new, good)
         stored = len(new_ids)
-        self.settings["counters"]["received"] += len(good)
-        self.settings["counters"]["stored"] += stored
         emit_json_lines([e for e in {e.id: e for e in good}.values() if e.id in new_ids],
                         self.settings["event_stream"])
         self.settings["metrics"].observe(good, new_ids, len(rejected))
@@ -333,7 +338,7 @@ class EventsHandler(_Base):
 
 class StatsHandler(_Base):
     def get(self):
-        self.finish(dict(self.settings["counters"]))
+        self.finish(self.settings["metrics"].totals())
 
 
 class OpenAPIHandler(_Base):
@@ -436,8 +441,7 @@ def make_app(env=None, *, hub_auth=None, event_stream=None) -> tuple[web.Applica
                                   thread_name_prefix="audit-db")
     settings = dict(audit_store=store, hub_auth=hub_auth, audit_executor=executor,
                     trusted=trusted, prefix=prefix, retention_days=retention,
-                    event_stream=event_stream, metrics=Metrics(),
-                    counters={"received": 0, "stored": 0})
+                    event_stream=event_stream, metrics=Metrics())
     app = web.Application([
         (prefix + "api/health", HealthHandler),
         (prefix + "api/events", EventsHandler),

@@ -5,16 +5,14 @@ running app the document's examples name, so the 200 answers are exercised too."
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis import checks as st_checks
 
 from tests.helpers.hub import REPO, running_hub
+from tests.helpers.openapi_checks import CHECKS, Tried
 
 pytestmark = pytest.mark.integration
 
 schema = schemathesis.openapi.from_path(REPO / "spawner" / "hub_api_openapi.json")
-CHECKS = [st_checks.not_a_server_error, st_checks.status_code_conformance,
-          st_checks.content_type_conformance, st_checks.response_schema_conformance]
-TRIED = {}
+TRIED = Tried()
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +22,12 @@ def hub(tmp_path_factory):
         h.start_app(alice, "alice", "demo", {"path": "apps/demo/app.py"})
         h.alice_token = h.token("alice")
         yield h
-    print("schemathesis cases per operation:", TRIED, "total", sum(TRIED.values()))
+    print(TRIED.report())
 
 
 @schema.parametrize()
 @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
 def test_hub_api_extensions_conform_to_their_openapi_document(case, hub):
-    TRIED[f"{case.method} {case.path}"] = TRIED.get(f"{case.method} {case.path}", 0) + 1
+    TRIED.add(case)
     case.call_and_validate(base_url=f"{hub.url}/hub/api/streamlit",
                            headers={"Authorization": f"token {hub.alice_token}"}, checks=CHECKS)
