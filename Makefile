@@ -5,17 +5,29 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# App servers run in an environment of their own (only the [app] extra), built from the
+# system's Python so that the per-analyst app accounts can read it (a Python under /root
+# cannot be): see "Security model" in the README.
+APP_PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo $(PYTHON))
+APP_VENV ?= .venv-app
 CHP := node_modules/.bin/configurable-http-proxy
 STAMP := $(VENV)/.installed
+APP_STAMP := $(APP_VENV)/.installed
 
 .PHONY: install run test test-fast bench soak clean
 
-install: $(STAMP) $(CHP)
+install: $(STAMP) $(APP_STAMP) $(CHP)
 
 $(STAMP): setup.cfg constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade 'pip>=24'
 	$(PY) -m pip install -q -c constraints.txt -e '.[hub,app,test]'
+	touch $@
+
+$(APP_STAMP): setup.cfg constraints.txt pyproject.toml
+	test -x $(APP_VENV)/bin/python || $(APP_PYTHON) -m venv $(APP_VENV)
+	$(APP_VENV)/bin/python -m pip install -q --upgrade 'pip>=24'
+	$(APP_VENV)/bin/python -m pip install -q -c constraints.txt -e '.[app]'
 	touch $@
 
 $(CHP): package.json package-lock.json
@@ -39,4 +51,4 @@ soak: install
 	$(PY) -m bench.soak
 
 clean:
-	rm -rf $(VENV) node_modules .hub-data test-output
+	rm -rf $(VENV) $(APP_VENV) node_modules .hub-data test-output

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import requests
 
+from tests.helpers import localhost_names
 from tests.helpers.hub import REPO, Hub, free_port
 from tests.helpers.procs import processes_mentioning
 from tests.helpers.streamlit_ws import session, ws_url
@@ -145,7 +146,7 @@ def bench_spawn_and_memory(hub, alice, entry, rounds):
 
         # the same app through the hub
         name = f"bench{i}"
-        app_url = f"{hub.url}/user/alice/{name}/"
+        app_url = f"{hub.app_origin('alice')}/user/alice/{name}/"
 
         def hub_html():
             r = alice.get(app_url, timeout=5)
@@ -156,7 +157,7 @@ def bench_spawn_and_memory(hub, alice, entry, rounds):
                        json={"path": "apps/demo/app.py"}, timeout=60)
         assert r.status_code in (201, 202), r.text
         t_html = wait_for_html(hub_html, time.monotonic() + 60)
-        res = session(ws_url(hub.url, f"/user/alice/{name}/"),
+        res = session(ws_url(hub.app_origin("alice"), f"/user/alice/{name}/"),
                       {"Cookie": hub.app_cookie_header(alice, "alice", name)})
         t_render = time.perf_counter()
         assert res["finished"] == 1
@@ -201,6 +202,7 @@ def started_app(hub, alice, name: str) -> tuple[str, str]:
 def bench_health(hub, alice, entry, rounds, n):
     name = "benchhealth"
     prefix, cookie = started_app(hub, alice, name)
+    app_host = hub.app_host("alice")
     plain_port = free_port()
     results = {"hub": [], "chp_limit": [], "bare_unfixed_direct": [], "hub_index": [],
                "chp_limit_index": []}
@@ -208,11 +210,12 @@ def bench_health(hub, alice, entry, rounds, n):
         wait_for_html(lambda: requests.get(f"http://127.0.0.1:{plain_port}/_stcore/health",
                                            timeout=2).text == "ok", time.monotonic() + 60)
         targets = {
-            "hub": (hub.port, prefix + "_stcore/health", {"Cookie": cookie}),
+            # through the proxy to the app's own host (alice.localhost), as a browser asks
+            "hub": (hub.port, prefix + "_stcore/health", {"Cookie": cookie, "Host": app_host}),
             "chp_limit": (chp_port, prefix + "_stcore/health", {}),
             "bare_unfixed_direct": (plain_port, "/_stcore/health", {}),
             # the app's index page (Streamlit's HTML shell), the other request every visit makes
-            "hub_index": (hub.port, prefix, {"Cookie": cookie}),
+            "hub_index": (hub.port, prefix, {"Cookie": cookie, "Host": app_host}),
             "chp_limit_index": (chp_port, prefix, {}),
         }
         for name_, (port, path, headers) in targets.items():
@@ -235,17 +238,18 @@ def bench_viewers(hub, alice, entry, rounds, n):
     out = {"ws_hub": [], "ws_direct": [], "rps_hub": [], "rps_limit": []}
     with limit_stack(entry, prefix) as (chp_port, direct_port):
         for _ in range(rounds):
-            out["ws_hub"] += viewers.ws_rerun_times(ws_url(hub.url, prefix), cookie, 11)
+            out["ws_hub"] += viewers.ws_rerun_times(ws_url(hub.app_origin("alice"), prefix), cookie, 11)
             out["ws_direct"] += viewers.ws_rerun_times(
                 f"ws://127.0.0.1:{direct_port}{prefix}_stcore/stream", {}, 11)
-            rps, errors = viewers.concurrent_gets(hub.port, prefix + "_stcore/health", cookie, 10, n // 2)
+            rps, errors = viewers.concurrent_gets(hub.port, prefix + "_stcore/health",
+                                                  {**cookie, "Host": hub.app_host("alice")}, 10, n // 2)
             out["rps_hub"].append(rps)
             out.setdefault("rps_hub_errors", []).extend(errors)
             rps, errors = viewers.concurrent_gets(chp_port, prefix + "_stcore/health", {}, 10, n // 2)
             out["rps_limit"].append(rps)
             out.setdefault("rps_limit_errors", []).extend(errors)
-    one_times, _ = viewers.many_viewers(ws_url(hub.url, prefix), cookie, sessions=1)
-    many_times, many_errors = viewers.many_viewers(ws_url(hub.url, prefix), cookie, sessions=100)
+    one_times, _ = viewers.many_viewers(ws_url(hub.app_origin("alice"), prefix), cookie, sessions=1)
+    many_times, many_errors = viewers.many_viewers(ws_url(hub.app_origin("alice"), prefix), cookie, sessions=100)
     out["one_viewer_rerun"] = one_times
     out["hundred_viewers_rerun"] = many_times
     out["hundred_viewers_errors"] = many_errors
@@ -254,6 +258,7 @@ def bench_viewers(hub, alice, entry, rounds, n):
 
 
 def main(argv=None) -> int:
+    localhost_names.install()  # apps live on <analyst>.localhost
     ap = argparse.ArgumentParser(prog="python -m bench")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--requests", type=int, default=200)

@@ -76,7 +76,7 @@ def page_switch_times(hub, alice, name: str, reruns: int) -> list[float]:
     prefix = f"/user/alice/{name}/"
     headers = {"Cookie": hub.app_cookie_header(alice, "alice", name)}
     pages = ["", "Details"] * (reruns // 2 + 1)
-    result = asyncio.run(run_session(ws_url(hub.url, prefix), headers, pages=pages[:reruns + 1],
+    result = asyncio.run(run_session(ws_url(hub.app_origin("alice"), prefix), headers, pages=pages[:reruns + 1],
                                      timeout=60))
     return [t * 1000 for t in result["times"][1:]]  # the first run imports the app's modules
 
@@ -128,6 +128,9 @@ def table(result: dict) -> list[str]:
 
 
 def main() -> int:
+    from tests.helpers import localhost_names
+
+    localhost_names.install()  # apps live on <analyst>.localhost
     with tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:
         hub = Hub(Path(tmp) / "on").start()
         try:

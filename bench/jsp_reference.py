@@ -137,7 +137,7 @@ def run(workdir: Path, entry_of, rounds: int, n: int) -> dict:
             rps, errors = viewers.concurrent_gets(hub.port, prefix + "_stcore/health", cookie, 10, n // 2)
             out["rps"].append(rps)
             out["rps_errors"] += errors
-            out["ws"] += viewers.ws_rerun_times(ws_url(hub.url, prefix), cookie, 11)
+            out["ws"] += viewers.ws_rerun_times(ws_url(hub.app_origin("alice"), prefix), cookie, 11)
         out["rss_session_mb"] = tree_rss_mb(pid)
         hub.stop_app(alice, "alice", "jsp", remove=True)
     finally:

@@ -138,6 +138,9 @@ def table(r: dict) -> list[str]:
 
 
 def main(argv=None) -> int:
+    from tests.helpers import localhost_names
+
+    localhost_names.install()  # apps live on <analyst>.localhost
     ap = argparse.ArgumentParser(prog="python -m bench.many_apps")
     ap.add_argument("--users", type=int, default=100)
     ap.add_argument("--per-user", type=int, default=2)

@@ -71,8 +71,8 @@ async def run(hub, alice, names, viewers, seconds, every):
     tasks = []
     for i in range(viewers):
         n = names[i % len(names)]
-        tasks.append(viewer(ws_url(hub.url, f"/user/alice/{n}/"),
-                            f"{hub.url}/user/alice/{n}/_stcore/health",
+        tasks.append(viewer(ws_url(hub.app_origin("alice"), f"/user/alice/{n}/"),
+                            f"{hub.app_origin('alice')}/user/alice/{n}/_stcore/health",
                             cookies[n], deadline, every, stats))
     rss = {"start": {n: rss_mb(app_pid(hub, n)) for n in names}}
 
@@ -86,6 +86,9 @@ async def run(hub, alice, names, viewers, seconds, every):
 
 
 def main(argv=None) -> int:
+    from tests.helpers import localhost_names
+
+    localhost_names.install()  # apps live on <analyst>.localhost
     ap = argparse.ArgumentParser(prog="python -m bench.soak")
     ap.add_argument("--viewers", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=300)

@@ -158,7 +158,10 @@ def configure_policy(c, path: str) -> None:
     from .sharing import policy_authenticator
 
     current = c.JupyterHub.authenticator_class if "authenticator_class" in c.JupyterHub else "dummy"
-    c.JupyterHub.authenticator_class = policy_authenticator(_resolve_authenticator(current), path)
+    from .hub_host import hub_host_only
+
+    c.JupyterHub.authenticator_class = hub_host_only(
+        policy_authenticator(_resolve_authenticator(current), path))
     c.JupyterHub.named_server_limit_per_user = make_named_server_limit(path)
     # JupyterHub marks extra_handlers deprecated (3.1) but serves them; these two move into
     # the platform's hub-managed service when the audit service lands.
@@ -167,7 +170,8 @@ def configure_policy(c, path: str) -> None:
         (r"/api/streamlit/apps/([^/]+)/([^/]+)/output", AppOutputAPIHandler),
         (r"/api/streamlit/apps/([^/]+)/([^/]+)/status", AppStatusAPIHandler),
     ]
-    c.JupyterHub.template_vars = {"streamlit_quota": make_template_quota(path),
+    c.JupyterHub.template_vars = {**_configured_dict(c.JupyterHub, "template_vars"),
+                                  "streamlit_quota": make_template_quota(path),
                                   "streamlit_me": template_viewer}
     return policy
 
@@ -238,13 +242,147 @@ def configure_common(c) -> None:
     c.Spawner.http_timeout = 60
 
 
+APP_ORIGINS = ("per-user", "shared")
+
+
+def configure_app_origins(c, environ, public_url: str) -> bool:
+    """Serve apps from their own origin, away from the hub's (``STREAMLIT_HUB_APP_ORIGINS``).
+
+    ``per-user`` (default): JupyterHub's ``subdomain_host``: the hub stays on the public
+    URL's host and each analyst's apps are served from ``<analyst>.<that host>`` (the hub's
+    ``idna`` subdomain hook), so the hub's login cookie never reaches app code and the
+    browser's same-origin policy keeps an app's JavaScript away from the hub's API. Needs a
+    host name (not an IP address) with a wildcard DNS record; ``localhost`` works on one
+    machine, since browsers send every ``*.localhost`` name to loopback.
+
+    ``shared``: apps share the hub's origin. Any app's JavaScript can then act as whoever
+    views it (an admin too); the hub says so in its log and on every admin's home page.
+    Returns True when apps have their own origins.
+    """
+    import ipaddress
+    from urllib.parse import urlparse
+
+    mode = environ.get("STREAMLIT_HUB_APP_ORIGINS", "per-user")
+    if mode not in APP_ORIGINS:
+        raise ConfigError(f"STREAMLIT_HUB_APP_ORIGINS={mode!r}: expected 'per-user' (each "
+                          "analyst's apps on their own host, the default) or 'shared'")
+    parsed = urlparse(public_url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.path not in ("", "/"):
+        raise ConfigError(f"STREAMLIT_HUB_PUBLIC_URL={public_url!r}: expected the hub's public "
+                          "address with no path, e.g. https://apps.example.com")
+    if mode == "shared":
+        import logging
+
+        logging.getLogger("JupyterHub").warning(
+            "STREAMLIT_HUB_APP_ORIGINS=shared: apps are served from the hub's own origin, so "
+            "JavaScript in any app can use the hub as whoever views it (admins included). "
+            "Use per-user app hosts (the default) wherever a wildcard DNS name is possible.")
+        c.JupyterHub.template_vars = {**_configured_dict(c.JupyterHub, "template_vars"),
+                                      "streamlit_shared_origin": True}
+        return False
+    try:
+        ipaddress.ip_address(parsed.hostname)
+    except ValueError:
+        pass
+    else:
+        raise ConfigError(
+            f"STREAMLIT_HUB_PUBLIC_URL={public_url!r}: apps get hosts of their own under the "
+            "hub's host name (alice.<host>), which an IP address cannot have. Use a name "
+            "(http://localhost:PORT on one machine) or set STREAMLIT_HUB_APP_ORIGINS=shared.")
+    c.JupyterHub.subdomain_host = f"{parsed.scheme}://{parsed.netloc}"
+    c.JupyterHub.subdomain_hook = subdomain_for
+    if parsed.scheme == "https":
+        # "__Host-" cookies cannot be set or overwritten from a sibling host (an app's), so
+        # app code cannot plant a login or XSRF cookie for the hub (browsers need HTTPS).
+        c.JupyterHub.cookie_host_prefix_enabled = True
+    return True
+
+
+def subdomain_for(name: str, domain: str, kind: str) -> str:
+    """JupyterHub's ``subdomain_hook``: users' apps on ``<user>.<domain>``, services at home.
+
+    Users get JupyterHub's own ``idna`` names (valid and collision-free for any user name).
+    The platform's services (the audit service and its usage page) are the hub's own code,
+    not an analyst's, so they stay on the hub's host, where ``/services/audit/`` keeps its
+    address; every user host has a label before ``domain``, so none can equal it.
+    """
+    from jupyterhub.utils import subdomain_hook_idna
+
+    if kind == "service":
+        return domain
+    return subdomain_hook_idna(name, domain, kind)
+
+
+def _configured_dict(section, name: str) -> dict:
+    value = section.get(name) if name in section else None
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def secure_data_dir(data_dir: Path, private_umask: bool = True) -> None:
+    """The data dir holds the hub's secrets; app accounts may only pass through it.
+
+    Everything this process (the hub, the proxy, the audit service it starts) creates from
+    now on is private (umask 077): the database, its WAL files, the cookie secret, the audit
+    store, the logs. The folder itself is ``711`` so app accounts reach their own home and
+    spool below ``homes/`` and ``logs/``; what is already there loses every bit for others.
+    """
+    if private_umask:  # the hub process itself (not a test building a config)
+        os.umask(0o077)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o711)
+    for entry in data_dir.iterdir():
+        if entry.name in ("homes", "logs") or entry.is_symlink():
+            continue
+        os.chmod(entry, 0o700 if entry.is_dir() else 0o600)
+
+
+def configure_app_accounts(c, environ) -> None:
+    """Which Unix user local apps run as (``STREAMLIT_HUB_APP_ACCOUNTS``, see spawner/local.py).
+
+    With per-user accounts the app environment must be reachable by them: checked here, so a
+    checkout in a private folder stops the hub with the folder named, not every app start.
+    Apps that run as the hub's user are trusted code: said in the log and on the home page.
+    """
+    import logging
+
+    from .local import APP_ACCOUNTS, apps_run_as_hub_user, default_app_python
+    from .unix_users import blocked_for_others
+
+    mode = environ.get("STREAMLIT_HUB_APP_ACCOUNTS", "auto")
+    if mode not in APP_ACCOUNTS:
+        raise ConfigError(f"STREAMLIT_HUB_APP_ACCOUNTS={mode!r}: expected 'auto' (per-user "
+                          "accounts when the hub runs as root), 'per-user' or 'hub'")
+    if mode == "per-user" and os.geteuid() != 0:
+        raise ConfigError("STREAMLIT_HUB_APP_ACCOUNTS='per-user': the hub must run as root to "
+                          "create and switch to one system account per analyst")
+    if apps_run_as_hub_user(mode):
+        logging.getLogger("JupyterHub").warning(
+            "Local apps run as the hub's own Unix user (%s): their code can read the hub's "
+            "database, cookie secret and every other app's files. Only for a one-person demo: "
+            "run the hub as root (a service) for one account per analyst.",
+            "STREAMLIT_HUB_APP_ACCOUNTS=hub" if mode == "hub" else "the hub is not root")
+        c.JupyterHub.template_vars = {**_configured_dict(c.JupyterHub, "template_vars"),
+                                      "streamlit_apps_trusted": True}
+        return
+    python = default_app_python()
+    blocked = blocked_for_others(python)
+    if blocked:
+        raise ConfigError(
+            f"the app environment ({python}) cannot be reached by the per-analyst app accounts: "
+            f"{blocked} is closed to other users. Build it with `make install` in a folder "
+            "others may pass through (chmod o+x on the folders above it), point "
+            "STREAMLIT_HUB_APP_PYTHON at one, or set STREAMLIT_HUB_APP_ACCOUNTS=hub (trusted apps).")
+
+
 def configure_local(c, environ) -> None:
     data_dir = Path(environ.get("STREAMLIT_HUB_DATA_DIR") or ".hub-data").resolve()
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    secure_data_dir(data_dir, private_umask=environ is os.environ)
+    configure_app_accounts(c, environ)
     port = _port(environ, "STREAMLIT_HUB_PORT", 8000)
 
     c.JupyterHub.ip = "127.0.0.1"
     c.JupyterHub.port = port
+    configure_app_origins(c, environ, environ.get("STREAMLIT_HUB_PUBLIC_URL") or f"http://localhost:{port}")
     c.JupyterHub.hub_ip = "127.0.0.1"
     c.JupyterHub.db_url = f"sqlite:///{data_dir / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(data_dir / "jupyterhub_cookie_secret")
@@ -390,6 +528,16 @@ def configure_kubernetes(c, environ) -> None:
     if not Path(policy_path).is_file():
         raise ConfigError(f"STREAMLIT_HUB_POLICY={policy_path!r}: no such file (mount the "
                           "group policy ConfigMap there; see helm-values/values.yaml)")
+    public_url = environ.get("STREAMLIT_HUB_PUBLIC_URL", "")
+    if public_url or environ.get("STREAMLIT_HUB_APP_ORIGINS", "per-user") != "shared":
+        if not public_url:
+            raise ConfigError(
+                "STREAMLIT_HUB_PUBLIC_URL is not set: the hub's public URL (e.g. "
+                "https://apps.example.com); apps are served from <analyst>.apps.example.com, "
+                "which needs a wildcard DNS record and certificate (docs/deploy.md)")
+        configure_app_origins(c, environ, public_url)
+    else:
+        configure_app_origins(c, environ, "https://hub.invalid")
     policy = configure_policy(c, policy_path)
     configure_culler(c, policy, environ)
     configure_audit(c, data_dir, environ, readers=readers, reader_groups=reader_groups,

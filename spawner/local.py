@@ -3,7 +3,12 @@
 For one machine with no cluster (the embedded default, demos, tests). It adds to the shared
 mixin only what is local: a home directory per user under ``homes_root``, the app's output in
 a log file under ``logs_root``, and signals sent to the app's whole process group.
-It does not isolate users from each other (same Unix user); use ``streamlit-kube`` for that.
+When the hub runs as root (a service, CI), each analyst's apps run as a system account of
+their own (``spawner/unix_users.py``): no login shell, no password, a private home, and no way
+into the hub's data dir or the environment of the hub's processes. When the hub is not root (a
+laptop demo), apps run as the hub's own user: they are trusted, and the hub says so at start-up
+and on every home page. The app's hub API token reaches it through an inherited pipe, never its
+environment, so it is not in ``/proc/<pid>/environ``.
 """
 
 from __future__ import annotations
@@ -12,15 +17,35 @@ import asyncio
 import os
 import signal
 import subprocess
+import sys
 from collections import deque
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner
-from traitlets import Float, Integer, Unicode, default
+from traitlets import Float, Integer, Unicode, default, validate
 
 from .mixin import StreamlitSpawnerMixin
 from .names import EntryPathError, default_entry, resolve_entry
 from .policy import format_bytes
+from . import unix_users
+
+APP_ACCOUNTS = ("auto", "per-user", "hub")
+TOKEN_FD_VARIABLE = "STREAMLIT_HUB_API_TOKEN_FD"
+_TOKEN_VARIABLES = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN")
+
+
+def default_app_python() -> str:
+    """``STREAMLIT_HUB_APP_PYTHON``, else the checkout's ``.venv-app``, else this Python."""
+    given = os.environ.get("STREAMLIT_HUB_APP_PYTHON")
+    if given:
+        return given
+    app_env = Path(__file__).resolve().parent.parent / ".venv-app" / "bin" / "python"
+    return str(app_env) if app_env.exists() else sys.executable
+
+
+def apps_run_as_hub_user(mode: str) -> bool:
+    """True when local apps would run as the hub's own Unix user (trusted code)."""
+    return mode == "hub" or (mode == "auto" and os.geteuid() != 0)
 
 
 def tree_rss(pid: int) -> int:
@@ -67,9 +92,62 @@ class StreamlitLocalSpawner(StreamlitSpawnerMixin, LocalProcessSpawner):
         """,
     )
 
+    app_accounts = Unicode(
+        help="""Which Unix user local apps run as.
+
+        ``per-user``: each analyst's apps run as a system account of their own
+        (``<app_account_prefix><name>``, created on first start; needs the hub to run as
+        root). ``hub``: as the hub's own user, so app code can read everything the hub can:
+        only for a one-person demo. ``auto`` (default): ``per-user`` when the hub runs as root,
+        else ``hub``, with a warning in the log and on the home page.
+        Default from ``STREAMLIT_HUB_APP_ACCOUNTS``.
+        """,
+    ).tag(config=True)
+
+    @default("app_accounts")
+    def _default_app_accounts(self):
+        return os.environ.get("STREAMLIT_HUB_APP_ACCOUNTS", "auto")
+
+    @validate("app_accounts")
+    def _validate_app_accounts(self, proposal):
+        value = proposal["value"]
+        if value not in APP_ACCOUNTS:
+            raise ValueError(f"app_accounts={value!r}: expected one of {', '.join(APP_ACCOUNTS)}")
+        if value == "per-user" and os.geteuid() != 0:
+            raise ValueError("app_accounts='per-user' needs the hub to run as root (it creates "
+                             "and switches to one system account per analyst)")
+        return value
+
+    app_account_prefix = Unicode(
+        "sthub-", config=True,
+        help="Prefix of the system accounts local apps run as (per-user accounts).")
+
+    app_python = Unicode(
+        help="""Python of the app environment that runs app servers (local mode).
+
+        Separate from the hub's environment: it holds only what an app server needs (the
+        ``[app]`` extra), and must be readable by the app accounts (``make install`` builds
+        ``.venv-app`` from the system's Python for that). Default from
+        ``STREAMLIT_HUB_APP_PYTHON``, else ``.venv-app/bin/python`` next to the package if
+        it exists, else the hub's own Python.
+        """,
+    ).tag(config=True)
+
+    @default("app_python")
+    def _default_app_python(self):
+        return default_app_python()
+
     @default("cmd")
     def _default_cmd(self):
-        return list(self.app_command)
+        if self.app_command != [sys.executable, "-m", "spawner.app_server"]:
+            return list(self.app_command)  # configured: as given
+        return [self.app_python, "-m", "spawner.app_server"]
+
+    def per_user_accounts(self) -> bool:
+        return not apps_run_as_hub_user(self.app_accounts)
+
+    _account: "unix_users.Account | None" = None
+    _token_for_pipe: str | None = None
 
     @default("ip")
     def _default_ip(self):
@@ -96,18 +174,50 @@ class StreamlitLocalSpawner(StreamlitSpawnerMixin, LocalProcessSpawner):
         return str(Path(self.logs_root) / self.user.name / "audit-spool" / (self.name or "default"))
 
     def user_env(self, env):
-        env["USER"] = self.user.name
+        env["USER"] = self._account.name if self._account else self.user.name
         env["HOME"] = self.home_dir
         env["SHELL"] = "/bin/sh"
         return env
 
+    def get_env(self):
+        env = super().get_env()
+        # The token goes through a pipe (see launch), never the environment.
+        token = None
+        for name in _TOKEN_VARIABLES:
+            token = env.pop(name, None) or token
+        self._token_for_pipe = token
+        return env
+
     def make_preexec_fn(self, name):
         home = self.home_dir
+        account = self._account
 
         def preexec():  # runs in the child between fork and exec: no logging here
+            if account is not None:
+                os.setgroups([])
+                os.setgid(account.gid)
+                os.setuid(account.uid)
             os.chdir(home)
 
         return preexec
+
+    async def _prepare_account(self) -> None:
+        """Per-user accounts: the analyst's account, private home and spool; else nothing."""
+        if not self.per_user_accounts():
+            self._account = None
+            return
+        name = unix_users.account_name(self.user.name, self.app_account_prefix)
+        try:
+            account = await unix_users.ensure_account(name, self.home_dir)
+        except unix_users.AccountError as e:
+            self.refuse(f"The app {self.name} cannot start: {e}. Ask an admin.",
+                        reason="app_account", status=500)
+        for folder in (Path(self.homes_root), Path(self.logs_root), self.log_path.parent,
+                       self.log_path.parent / "audit-spool"):
+            unix_users.traversable(folder)
+        unix_users.prepare_home(Path(self.home_dir), account)
+        unix_users.prepare_private_dir(Path(self.audit_spool_dir()), account)
+        self._account = account
 
     def resolve_app_entry(self, options):
         if options.source != "home":
@@ -130,14 +240,31 @@ class StreamlitLocalSpawner(StreamlitSpawnerMixin, LocalProcessSpawner):
 
     async def launch(self):
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        await self._prepare_account()
         self._rotate_log()
+        read_end, write_end = os.pipe()
         with open(self.log_path, "ab", buffering=0) as out:
             out.write(b"---- app server starting ----\n")
-            self.popen_kwargs = {"stdout": out, "stderr": out, "stdin": subprocess.DEVNULL}
+            self.popen_kwargs = {"stdout": out, "stderr": out, "stdin": subprocess.DEVNULL,
+                                 "pass_fds": (read_end,)}
+            self.environment = {**self.environment, TOKEN_FD_VARIABLE: str(read_end)}
             try:
-                url = await super().launch()
+                # get_env (inside the base start) takes the token out of the environment;
+                # it is written to the pipe once the child holds the read end.
+                try:
+                    url = await super().launch()
+                except subprocess.SubprocessError as e:
+                    # the preexec step (switch to the app account, enter the home) failed
+                    self.refuse(f"The app {self.name} could not start as "
+                                f"{self._account.name if self._account else 'the hub user'} in "
+                                f"{self.home_dir}: {e}. Ask an admin to check the hub's log.",
+                                reason="app_account", status=500)
+                os.write(write_end, (self._token_for_pipe or "").encode())
             finally:
                 self.popen_kwargs = {}
+                self._token_for_pipe = None
+                os.close(write_end)
+                os.close(read_end)
         profile = getattr(self, "app_profile_spec", None)
         if profile is not None and profile.mem_limit:
             self._watchdog = asyncio.ensure_future(self._watch_memory(profile))

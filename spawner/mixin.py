@@ -16,16 +16,22 @@ from __future__ import annotations
 
 import asyncio
 import html
+import os
 import sys
 import time
 
 from jupyterhub.spawner import SpawnException
-from traitlets import Float, List, Unicode, default
+from traitlets import Float, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
+from .client_address import configured_networks, parse_networks
 from .policy import Profile, cached_policy, decide_start
 from .names import EntryPathError, app_name_problem, default_entry, list_apps
 from .options import AppOptions, OptionsError, options_from_form_data, parse_user_options
+
+
+# The confirmation form's field: "start again with the stored options".
+RESTART_FIELD = "streamlit-restart"
 
 
 class StreamlitSpawnerMixin(LoggingConfigurable):
@@ -94,6 +100,38 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
         help="Seconds to wait for a started app server to answer HTTP before giving up.",
     )
 
+    trusted_proxies = List(
+        Unicode(),
+        config=True,
+        help="""Proxies whose X-Forwarded-For the audit trail believes: addresses or networks (CIDR).
+
+        The ``client`` of an audit event, at the hub and in every app server (given to them as
+        ``STREAMLIT_HUB_TRUSTED_PROXIES``), is the address the outermost trusted proxy saw:
+        from the TCP peer, X-Forwarded-For is walked from the right while the hop is listed
+        here. X-Real-Ip is never read. Loopback counts only as the direct peer (the proxy on
+        this machine), so a local client cannot pose as a proxy.
+
+        Default: ``STREAMLIT_HUB_TRUSTED_PROXIES`` (commas or spaces between entries), else
+        loopback (``127.0.0.0/8``, ``::1``): the hub's own proxy on one machine. On Kubernetes
+        list the proxy pods' network and, with an ingress controller in front, its network
+        too (docs/deploy.md). An empty list trusts no proxy: the TCP peer is the client.
+        """,
+    )
+
+    @default("trusted_proxies")
+    def _default_trusted_proxies(self):
+        try:
+            return [str(n) for n in configured_networks(os.environ)]
+        except ValueError as e:
+            raise TraitError(str(e)) from None
+
+    @validate("trusted_proxies")
+    def _valid_trusted_proxies(self, proposal):
+        try:
+            return [str(n) for n in parse_networks(proposal.value)]
+        except ValueError as e:
+            raise TraitError(f"{self.__class__.__name__}.trusted_proxies: {e}") from None
+
     # ---- options --------------------------------------------------------------------
     @default("options_form")
     def _default_options_form(self):
@@ -106,7 +144,32 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
         return lambda spawner, user_options: spawner.validated_options()
 
     def options_from_form(self, formdata):
+        if formdata.get(RESTART_FIELD) and self._stored_options_still_good():
+            # The confirmation form of a restart: run again with the options it last had.
+            return dict(self.orm_spawner.user_options)
         return options_from_form_data(formdata)
+
+    def options_from_query(self, query_data):
+        # ``GET /hub/spawn/<user>/<app>?path=...`` would start an app from a link; a start
+        # changes state, so only a page of the hub's own origin may ask for it that way.
+        if not self._request_is_same_origin():
+            raise SpawnException("Starting an app takes a press of its Start button.",
+                                 reason="cross_site", status_code=400)
+        return options_from_form_data(query_data)
+
+    def _request_is_same_origin(self) -> bool:
+        """Did the request now being handled come from the hub's own pages (or the address bar)?
+
+        Browsers say so in ``Sec-Fetch-Site``: ``same-origin`` (a hub page's link) or
+        ``none`` (typed, a bookmark). A link on another site, or in an app (apps are served
+        from other hosts of the same site), says ``cross-site`` / ``same-site``; a client
+        that sends nothing gets the confirmation form too.
+        """
+        handler = getattr(self, "handler", None)
+        request = getattr(handler, "request", None)
+        if request is None or request.method != "GET":
+            return True  # a POST carries the hub's XSRF token; no request: not a web start
+        return request.headers.get("Sec-Fetch-Site", "") in ("same-origin", "none")
 
     def app_homes(self) -> list[str]:  # pragma: no cover - overridden
         return []
@@ -225,8 +288,16 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
     def _render_options_form(self, spawner=None) -> str:
         if self._stored_options_still_good():
             # A restart (by its owner, or a viewer allowed to wake it) reuses the options it
-            # last ran with; no form. If those no longer work, the form is back.
-            return ""
+            # last ran with; no form. If those no longer work, the form is back. A GET from
+            # anywhere but the hub's own pages (a link on another site, or in an app) gets a
+            # one-button confirmation instead: starting is never a side effect of a link.
+            if self._request_is_same_origin():
+                return ""
+            options = self.orm_spawner.user_options or {}
+            what = html.escape(str(options.get("path") or default_entry(self.name or "")))
+            return (f'<input type="hidden" name="{RESTART_FIELD}" value="1">'
+                    f'<p id="streamlit-restart">Start the app <strong>{html.escape(self.name or "")}'
+                    f"</strong> again with its last settings (<code>{what}</code>)?</p>")
         apps = sorted({a for home in self.app_homes() for a in list_apps(home)})
         name = self.name or ""
         esc = html.escape
@@ -352,6 +423,7 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
         env["STREAMLIT_HUB_AUTH_CACHE_SECONDS"] = str(self.auth_cache_seconds)
         env["STREAMLIT_HUB_ACTIVITY_INTERVAL"] = str(self.activity_interval)
         env["PYTHONUNBUFFERED"] = "1"
+        env["STREAMLIT_HUB_TRUSTED_PROXIES"] = ",".join(self.trusted_proxies)
         entry = getattr(self, "app_entry", None)
         if entry:
             env["STREAMLIT_HUB_ENTRY"] = str(entry)

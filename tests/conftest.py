@@ -11,6 +11,11 @@ settings.register_profile("project", deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("project")
 
+from tests.helpers import localhost_names  # noqa: E402
+
+# Apps live on *.localhost hosts (one per analyst): resolve them to loopback in this process.
+localhost_names.install()
+
 REPO = Path(__file__).resolve().parents[1]
 OUTPUT = Path(os.environ.get("TEST_OUTPUT_DIR", REPO / "test-output"))
 
@@ -37,7 +42,7 @@ from tests.helpers.hub import have_proxy  # noqa: E402,F401  (kept importable fr
 def pytest_collection_modifyitems(config, items):
     for item in items:
         path = str(item.fspath)
-        if "/integration/" in path:
+        if "/integration/" in path or "/security/" in path:
             item.add_marker(pytest.mark.integration)
         if "/browser/" in path:
             item.add_marker(pytest.mark.browser)

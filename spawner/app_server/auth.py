@@ -12,7 +12,13 @@ Invariants (each has a test that attacks it):
    whatever the client sent under ``X-Hub-*`` is dropped first.
 4. A cross-origin websocket is refused here, independently of Streamlit's own origin check.
 5. A verdict about a token is reused for at most ``auth_cache_seconds`` (default 30 s): that
-   bounds how long a revoked share keeps working.
+   bounds how long a revoked share keeps working, a group share included (a verdict that
+   rests on the app's share list expires with that list's age, not after it).
+6. Only credentials minted for this app are accepted. A token's own scopes must grant access
+   to this app; the one exception, a member of a group this app is shared with (JupyterHub
+   6.1.1 leaves group shares out of token scopes), holds only for tokens this app server
+   obtained itself through its own OAuth client, i.e. after the hub's authorize step, which
+   the hub records. A token another app's client was given is refused here.
 
 The OAuth flow is the hub's own (authorization code with PKCE, the server's API token as the
 client secret), spoken directly so the app server does not import ``jupyterhub`` (see
@@ -31,7 +37,7 @@ import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 from .activity import ActivityTracker
 from .hub_client import HubClient, HubUnavailable
@@ -76,6 +82,20 @@ class _Bounded(OrderedDict):
         self.move_to_end(key)
         while len(self) > self.limit:
             self.popitem(last=False)
+
+
+def _token_key(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def groups_header_value(groups) -> str:
+    """``X-Hub-Groups``: the viewer's groups, comma-separated, each name percent-encoded.
+
+    A group name may hold a comma (``viewers,admins``) or any Unicode; encoded, every name
+    stays one item and the header stays ASCII. Names of letters, digits and ``-_.~`` are
+    unchanged; an app decodes the others with ``urllib.parse.unquote``.
+    """
+    return ",".join(quote(g, safe="") for g in groups)
 
 
 def _parse_cookies(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
@@ -126,6 +146,8 @@ class HubAuthMiddleware:
         self._sessions: _Bounded = _Bounded(_MAX_SESSIONS)  # sid -> [token, last_used]
         self._verdicts: _Bounded = _Bounded(_MAX_SESSIONS)  # sha256(token) -> Viewer
         self._invalid: _Bounded = _Bounded(_MAX_SESSIONS)  # sha256(token) -> when refused
+        # sha256 of tokens this server got from the hub for its own OAuth client (invariant 6)
+        self._minted: _Bounded = _Bounded(_MAX_SESSIONS)
         self._inflight: dict[str, asyncio.Future] = {}
         self._logins: _Bounded = _Bounded(_MAX_PENDING_LOGINS)  # state -> (next, verifier, t)
         self._pass_cookies = set(settings.pass_cookies)
@@ -209,7 +231,7 @@ class HubAuthMiddleware:
         return viewer, token
 
     async def _verdict(self, token: str) -> Viewer | None:
-        key = hashlib.sha256(token.encode()).hexdigest()
+        key = _token_key(token)
         refused_at = self._invalid.get(key)
         if refused_at is not None and time.monotonic() - refused_at < self.s.auth_cache_seconds:
             return None  # a token the hub just rejected is not sent to it again yet
@@ -218,7 +240,7 @@ class HubAuthMiddleware:
             return cached
         pending = self._inflight.get(key)
         if pending is None:
-            pending = asyncio.ensure_future(self._lookup(token))
+            pending = asyncio.ensure_future(self._lookup(token, minted_here=key in self._minted))
             self._inflight[key] = pending
             pending.add_done_callback(lambda _f, k=key: self._inflight.pop(k, None))
         try:
@@ -235,35 +257,43 @@ class HubAuthMiddleware:
             self._verdicts.put(key, viewer)
         return viewer
 
-    async def _lookup(self, token: str) -> Viewer | None:
+    async def _lookup(self, token: str, minted_here: bool) -> Viewer | None:
+        checked_at = time.monotonic()
         model = await self.hub.identify(token)
         if model is None or not model.get("name"):
             return None
         allowed = grants_access(model.get("scopes") or [], self.s.access_scopes)
         groups = tuple(sorted(g for g in model.get("groups") or [] if isinstance(g, str)))
-        if not allowed and groups:
+        if not allowed and groups and minted_here:
             # JupyterHub 6.1.1 drops group-share scopes from OAuth and API tokens (its
             # get_scopes_for adds the owner's user shares but not their groups' shares), so
             # a member of a shared group is admitted by the hub's authorize page but their
             # token carries no access scope. Ask the hub which groups this app is shared with.
-            allowed = bool(set(groups) & await self._shared_groups())
+            # Only for a token this server's own OAuth client obtained (so the hub's
+            # authorize step, and its audit event, came first): a token issued to another
+            # app's client must not open this one (invariant 6).
+            shared, fetched_at = await self._shared_groups()
+            allowed = bool(set(groups) & shared)
+            # The verdict is as old as the share list it rests on (invariant 5).
+            checked_at = min(checked_at, fetched_at)
         if not allowed:
             log.info("%s holds no access scope for this app (access scopes held: %s)",
                      model["name"], sorted(x for x in model.get("scopes") or [] if x.startswith("access:")))
-        return Viewer(model["name"], groups, allowed, time.monotonic())
+        return Viewer(model["name"], groups, allowed, checked_at)
 
-    async def _shared_groups(self) -> frozenset[str]:
-        """Groups this app is shared with (for access), cached like verdicts."""
+    async def _shared_groups(self) -> tuple[frozenset[str], float]:
+        """Groups this app is shared with (for access) and when the hub said so; cached."""
         cached = getattr(self, "_groups_cache", None)
         if cached is not None and time.monotonic() - cached[1] < self.s.auth_cache_seconds:
-            return cached[0]
+            return cached
+        fetched_at = time.monotonic()
         items = await self.hub.server_shares(self.s.owner, self.s.server_name) or []
         groups = frozenset(
             item["group"]["name"] for item in items
             if item.get("group") and grants_access(item.get("scopes") or [], self.s.access_scopes)
         )
-        self._groups_cache = (groups, time.monotonic())
-        return groups
+        self._groups_cache = (groups, fetched_at)
+        return self._groups_cache
 
     # ---- what Streamlit receives -------------------------------------------------------
     def _scrubbed_headers(self, headers, cookies, viewer: Viewer):
@@ -279,7 +309,7 @@ class HubAuthMiddleware:
         if passed:
             kept.append((b"cookie", "; ".join(passed).encode("latin-1")))
         kept.append((USER_HEADER.lower().encode(), viewer.name.encode("utf-8")))
-        kept.append((GROUPS_HEADER.lower().encode(), ",".join(viewer.groups).encode("utf-8")))
+        kept.append((GROUPS_HEADER.lower().encode(), groups_header_value(viewer.groups).encode("ascii")))
         return kept
 
     async def _serve_websocket(self, scope, receive, send, token, viewer):
@@ -362,7 +392,7 @@ class HubAuthMiddleware:
         url = self.s.authorize_url + "?" + urlencode(
             {
                 "client_id": self.s.client_id,
-                "redirect_uri": self.s.callback_path,
+                "redirect_uri": self.s.callback_url,
                 "response_type": "code",
                 "state": state,
                 "code_challenge": challenge,
@@ -397,8 +427,10 @@ class HubAuthMiddleware:
         try:
             token = await self.hub.token_for_code(
                 code=code, client_id=self.s.client_id,
-                redirect_uri=self.s.callback_path, code_verifier=verifier,
+                redirect_uri=self.s.callback_url, code_verifier=verifier,
             )
+            if token:
+                self._minted.put(_token_key(token), True)
             viewer = await self._verdict(token) if token else None
         except HubUnavailable:
             await self._refuse(scope, send, 503, "The hub is not answering",

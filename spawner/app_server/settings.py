@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
+from ..client_address import DEFAULT_TRUSTED_PROXIES, Network, configured_networks, parse_networks
+
 
 class SettingsError(RuntimeError):
     """The app server cannot start: a required variable is missing or malformed."""
@@ -24,6 +26,7 @@ class Settings:
     client_id: str
     prefix: str  # /user/alice/demo/
     callback_path: str  # /user/alice/demo/oauth_callback
+    callback_url: str  # what the hub registered: http://alice.localhost:8000/user/alice/demo/oauth_callback
     authorize_url: str  # [host]/hub/api/oauth2/authorize
     hub_url: str  # [host]/hub/ : for links in pages
     access_scopes: frozenset[str]
@@ -40,6 +43,8 @@ class Settings:
     profile: str = ""
     audit_url: str = ""  # the audit service's ingest API; empty: audit off
     audit_spool: str = ""  # where events wait on disk until the service has them
+    # proxies whose X-Forwarded-For entries the audit trail believes (the hub's setting)
+    trusted_proxies: tuple[Network, ...] = parse_networks(DEFAULT_TRUSTED_PROXIES)
 
 
 def _required(env: dict, name: str) -> str:
@@ -62,10 +67,44 @@ def _float(env: dict, name: str, default: float, low: float, high: float) -> flo
     return value
 
 
+def _networks(env: dict) -> tuple[Network, ...]:
+    try:
+        return configured_networks(env)
+    except ValueError as e:
+        raise SettingsError(str(e)) from None
+
+
+TOKEN_FD_VARIABLE = "STREAMLIT_HUB_API_TOKEN_FD"
+
+
+def _api_token(env: dict) -> str:
+    """The server's API token: from the pipe the local spawner passes (``STREAMLIT_HUB_API_TOKEN_FD``,
+    read once to its end and closed, so it is never in ``/proc/<pid>/environ``), else from
+    ``JUPYTERHUB_API_TOKEN`` (Kubernetes passes it by reference from a Secret)."""
+    raw_fd = env.get(TOKEN_FD_VARIABLE, "")
+    if not raw_fd:
+        return _required(env, "JUPYTERHUB_API_TOKEN")
+    if not raw_fd.isdigit():
+        raise SettingsError(f"{TOKEN_FD_VARIABLE}={raw_fd!r} is not a file descriptor")
+    chunks = []
+    try:
+        with os.fdopen(int(raw_fd), "rb", closefd=True) as pipe:
+            while chunk := pipe.read(4096):
+                chunks.append(chunk)
+                if sum(map(len, chunks)) > 4096:
+                    raise SettingsError(f"{TOKEN_FD_VARIABLE}: more than a token came through")
+    except OSError as e:
+        raise SettingsError(f"{TOKEN_FD_VARIABLE}={raw_fd}: cannot read the token ({e})") from None
+    token = b"".join(chunks).decode("ascii", "replace").strip()
+    if not token:
+        raise SettingsError(f"{TOKEN_FD_VARIABLE}: the hub sent no token")
+    return token
+
+
 def from_environ(env: dict | None = None, *, scrub: bool = True) -> Settings:
     env = os.environ if env is None else env
     api_url = _required(env, "JUPYTERHUB_API_URL").rstrip("/")
-    token = _required(env, "JUPYTERHUB_API_TOKEN")
+    token = _api_token(env)
     prefix = _required(env, "JUPYTERHUB_SERVICE_PREFIX")
     if not prefix.endswith("/"):
         prefix += "/"
@@ -81,14 +120,16 @@ def from_environ(env: dict | None = None, *, scrub: bool = True) -> Settings:
         base += "/"
     bind = urlparse(_required(env, "JUPYTERHUB_SERVICE_URL"))
     public = env.get("JUPYTERHUB_PUBLIC_URL", "")
+    # Absolute when apps have hosts of their own (subdomain_host); the hub compares the
+    # redirect_uri of a sign-in with it character for character.
+    callback = env.get("JUPYTERHUB_OAUTH_CALLBACK_URL") or prefix + "oauth_callback"
     settings = Settings(
         api_url=api_url,
         api_token=token,
         client_id=_required(env, "JUPYTERHUB_CLIENT_ID"),
         prefix=prefix,
-        callback_path=urlparse(
-            env.get("JUPYTERHUB_OAUTH_CALLBACK_URL") or prefix + "oauth_callback"
-        ).path,
+        callback_path=urlparse(callback).path,
+        callback_url=callback,
         authorize_url=f"{host}{base}hub/api/oauth2/authorize",
         hub_url=f"{host}{base}hub/",
         access_scopes=scopes,
@@ -104,6 +145,7 @@ def from_environ(env: dict | None = None, *, scrub: bool = True) -> Settings:
         profile=env.get("STREAMLIT_HUB_PROFILE", ""),
         audit_url=env.get("STREAMLIT_HUB_AUDIT_URL", ""),
         audit_spool=env.get("STREAMLIT_HUB_AUDIT_SPOOL", ""),
+        trusted_proxies=_networks(env),  # STREAMLIT_HUB_TRUSTED_PROXIES
         pass_cookies=tuple(
             c.strip() for c in env.get("STREAMLIT_HUB_PASS_COOKIES", "").split(",") if c.strip()
         ),
@@ -116,4 +158,5 @@ def from_environ(env: dict | None = None, *, scrub: bool = True) -> Settings:
         # handed it through os.environ (nor any child process it starts).
         os.environ.pop("JUPYTERHUB_API_TOKEN", None)
         os.environ.pop("JPY_API_TOKEN", None)
+        os.environ.pop(TOKEN_FD_VARIABLE, None)
     return settings

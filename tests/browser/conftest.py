@@ -1,33 +1,13 @@
-import os
-import shutil
-
 import pytest
 
+from tests.helpers.chromium import launched_chromium
 from tests.helpers.hub import running_hub
-
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run",
-               "--disable-quic"]
-
-
-def chromium_path():
-    return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
 def browser():
-    exe = chromium_path()
-    if not exe:
-        message = "Debian's chromium is not installed (apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(message)  # CI installs it: never let browser tests vanish silently
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, args=LAUNCH_ARGS, headless=True)
+    with launched_chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -51,7 +51,7 @@ def test_share_open_revoke_and_link_from_the_hub_page(browser, hub, output_dir):
         alice.get_by_role("button", name="Revoke carol").click()
         expect(alice.locator("#share-status")).to_have_text("Access removed.")
         time.sleep(WINDOW + 0.5)
-        carol.goto(hub.url + "/user/alice/demo/")
+        carol.goto(hub.app_url("alice", "demo"))  # the app's own address, as in her open tab
         expect(carol.get_by_text("belongs to alice", exact=False).first).to_be_visible()
 
         alice.click("#link-create")

@@ -7,6 +7,7 @@ test needs. ``stop()`` sends SIGINT like Ctrl-C and checks that nothing it start
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
 import shutil
@@ -14,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from contextlib import contextmanager
@@ -57,6 +59,43 @@ def running_hub(workdir: Path, **kwargs):
     assert left == [], f"processes left behind after Ctrl-C: {left}"
 
 
+def _cookie_domain_matches(domain: str, host: str) -> bool:
+    domain = domain.lstrip(".")
+    return host == domain or host.endswith("." + domain) or domain in ("", "localhost.local")
+
+
+def browser_like_cookies(s: requests.Session) -> requests.Session:
+    """After a sign-in: send the hub's cookies back as a browser would, with its XSRF token.
+
+    Python's cookie jar files cookies of the bare host "localhost" under "localhost.local"
+    and so never sends the hub's ``Domain=localhost`` session-id cookie back to it (a browser
+    does; the hub's XSRF check depends on it): copy it there.
+    """
+    for c in list(s.cookies):
+        if c.domain == ".localhost":
+            s.cookies.set(c.name, c.value, domain="localhost.local", path=c.path)
+    s.headers["X-XSRFToken"] = s.cookies.get("_xsrf", path="/hub/") or ""
+    return s
+
+
+def let_app_accounts_pass(path: Path) -> None:
+    """Add ``o+x`` (pass through, not list) to ``path`` and the folders above it.
+
+    Run as root, the hub runs each analyst's apps as an account of its own, which must reach
+    the app environment in this checkout and the hub's data dir under pytest's private
+    temporary folder (mode 700). Test set-up only.
+    """
+    if os.geteuid() != 0:
+        return
+    for p in [*reversed(Path(path).absolute().parents), Path(path).absolute()]:
+        try:
+            mode = p.stat().st_mode
+            if not mode & 0o001:
+                os.chmod(p, (mode & 0o7777) | 0o001)
+        except OSError:
+            pass
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -68,11 +107,19 @@ class Hub:
                  policy: str | None = PERMISSIVE_POLICY):
         self.workdir = Path(workdir)
         self.data_dir = self.workdir / "data"
+        if os.geteuid() == 0:
+            # App accounts must pass through the folders above their homes; pytest keeps its
+            # temporary folders private (700, reset by every pytest run), so the data dir
+            # lives in a folder of its own under /tmp, removed when this process exits.
+            self.data_dir = Path(tempfile.mkdtemp(prefix="sthub-test-data-")) / "data"
+            atexit.register(shutil.rmtree, self.data_dir.parent, True)
         self.port = free_port()
         self.hub_port = free_port()
         self.proxy_api_port = free_port()
         self.audit_port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        # The hub's own host; each analyst's apps are on <analyst>.localhost (subdomain_host).
+        self.host = "localhost"
+        self.url = f"http://localhost:{self.port}"
         self.password = secrets.token_urlsafe(9)
         self.extra_config = extra_config
         self.extra_env = env or {}
@@ -83,6 +130,8 @@ class Hub:
     # ---- life cycle ---------------------------------------------------------------
     def start(self, timeout: float = 60.0) -> "Hub":
         self.workdir.mkdir(parents=True, exist_ok=True)
+        let_app_accounts_pass(self.data_dir.parent)
+        let_app_accounts_pass(REPO / ".venv-app")
         extra = self.workdir / "extra_config.py"
         extra.write_text(
             textwrap.dedent(
@@ -187,7 +236,7 @@ class Hub:
         r.raise_for_status()
         if "/hub/login" in r.url:
             raise AssertionError(f"login as {user} failed")
-        s.headers["X-XSRFToken"] = s.cookies.get("_xsrf", path="/hub/") or ""
+        browser_like_cookies(s)
         s.hub_user = user
         return s
 
@@ -211,7 +260,19 @@ class Hub:
         folder = self.home(user) / "apps" / name
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "app.py").write_text(textwrap.dedent(source))
+        self.hand_over(user, folder)
         return folder
+
+    def hand_over(self, user: str, path: Path) -> None:
+        """What the analyst writes is theirs: once the home belongs to the analyst's app
+        account (after their first start, when the hub runs as root), so does ``path``."""
+        home = self.home(user).stat()
+        if home.st_uid == os.geteuid():
+            return  # not handed over yet: the hub does it, tree and all, at the first start
+        for p in [path.parent, path, *path.rglob("*")] if path.is_dir() else [path]:
+            if p == self.home(user) or self.home(user) not in p.parents:
+                continue
+            os.lchown(p, home.st_uid, home.st_gid)
 
     def wait_ready(self, session: requests.Session, user: str, app: str, timeout=60.0) -> dict:
         deadline = time.monotonic() + timeout
@@ -243,12 +304,35 @@ class Hub:
             time.sleep(0.1)
         raise AssertionError(f"{user}/{app} did not stop")
 
+    def app_host(self, user: str) -> str:
+        """The host every app of ``user`` is served from (host:port).
+
+        ``TEST_APPS_ON_HUB_HOST=1`` puts apps back on the hub's own host, as before per-user
+        hosts existed: only for running the attack suite against an older checkout.
+        """
+        if os.environ.get("TEST_APPS_ON_HUB_HOST") == "1":
+            return f"{self.host}:{self.port}"
+        return f"{user}.{self.host}:{self.port}"
+
+    def app_origin(self, user: str) -> str:
+        """scheme://host:port of ``user``'s apps."""
+        return f"http://{self.app_host(user)}"
+
+    def app_url(self, user: str, app: str, path: str = "") -> str:
+        """The app's own URL, on its owner's host (what the hub redirects to)."""
+        return f"http://{self.app_host(user)}/user/{user}/{app}/{path}"
+
+    def app_ws_url(self, user: str, app: str, path: str = "_stcore/stream") -> str:
+        return self.app_url(user, app, path).replace("http://", "ws://", 1)
+
     def open_app(self, session: requests.Session, user: str, app: str, path: str = ""):
         """GET the app through the proxy, following the OAuth dance; returns the response."""
-        return session.get(f"{self.url}/user/{user}/{app}/{path}", timeout=30)
+        return session.get(self.app_url(user, app, path), timeout=30)
 
     def app_cookie_header(self, session: requests.Session, user: str, app: str) -> str:
         """Every cookie the browser would send to the app's prefix, as one Cookie header."""
         prefix = f"/user/{user}/{app}/"
-        pairs = [f"{c.name}={c.value}" for c in session.cookies if prefix.startswith(c.path)]
+        host = f"{user}.{self.host}"
+        pairs = [f"{c.name}={c.value}" for c in session.cookies
+                 if prefix.startswith(c.path) and _cookie_domain_matches(c.domain, host)]
         return "; ".join(pairs)

@@ -42,11 +42,11 @@ def probe(hub, alice):
 def test_owner_gets_app_html_through_the_proxy_after_hub_oauth(hub, alice, demo):
     r = hub.open_app(alice, "alice", "demo")
     assert r.status_code == 200
-    assert r.url == hub.url + demo
+    assert r.url == hub.app_origin("alice") + demo
     assert '<div id="root">' in r.text
     visited = [h.url for h in r.history]
     assert any("/hub/api/oauth2/authorize" in u for u in visited), visited
-    assert any(u.startswith(hub.url + demo + "oauth_callback") for u in visited), visited
+    assert any(u.startswith(hub.app_origin("alice") + demo + "oauth_callback") for u in visited), visited
 
 
 def test_browser_holds_only_a_random_session_id_not_a_token(hub, alice, demo):
@@ -62,33 +62,33 @@ def test_browser_holds_only_a_random_session_id_not_a_token(hub, alice, demo):
 
 def test_websocket_session_runs_the_script(hub, alice, demo):
     hub.open_app(alice, "alice", "demo")
-    result = session(ws_url(hub.url, demo),
+    result = session(ws_url(hub.app_origin("alice"), demo),
                      {"Cookie": hub.app_cookie_header(alice, "alice", "demo")})
     assert result["finished"] == 1
     assert any("Sales demo" in t for t in result["texts"])
 
 
 def test_anonymous_browser_is_sent_to_the_hub_login(hub, demo):
-    r = requests.get(hub.url + demo, timeout=30)
+    r = requests.get(hub.app_origin("alice") + demo, timeout=30)
     assert r.status_code == 200
     assert r.url.startswith(hub.url + "/hub/login")
 
 
 def test_anonymous_websocket_is_refused(hub, demo):
     with pytest.raises(WebsocketRefused):
-        session(ws_url(hub.url, demo))
+        session(ws_url(hub.app_origin("alice"), demo))
 
 
 def test_anonymous_non_get_is_refused_with_401(hub, demo):
-    r = requests.post(hub.url + demo + "_stcore/upload_file/x/y", data=b"x", timeout=10)
+    r = requests.post(hub.app_origin("alice") + demo + "_stcore/upload_file/x/y", data=b"x", timeout=10)
     assert r.status_code == 401
     assert "Sign in" in r.json()["message"]
 
 
 def test_forged_session_cookie_is_refused(hub, demo):
     with pytest.raises(WebsocketRefused):
-        session(ws_url(hub.url, demo), {"Cookie": "streamlit-hub-session=forged"})
-    r = requests.get(hub.url + demo, cookies={"streamlit-hub-session": "forged"},
+        session(ws_url(hub.app_origin("alice"), demo), {"Cookie": "streamlit-hub-session=forged"})
+    r = requests.get(hub.app_origin("alice") + demo, cookies={"streamlit-hub-session": "forged"},
                      allow_redirects=False, timeout=10)
     assert r.status_code == 302 and "/hub/api/oauth2/authorize" in r.headers["location"]
 
@@ -105,26 +105,26 @@ def test_other_signed_in_user_is_refused_at_the_hub(hub, demo):
 
 def test_other_user_token_is_refused_by_the_app_server_http_and_ws(hub, demo):
     token = hub.token("carol")
-    r = requests.get(hub.url + demo, headers={"Authorization": f"token {token}",
+    r = requests.get(hub.app_origin("alice") + demo, headers={"Authorization": f"token {token}",
                                               "Accept": "text/html"}, timeout=10)
     assert r.status_code == 403
     assert "belongs to alice" in r.text and "carol" in r.text
     with pytest.raises(WebsocketRefused):
-        session(ws_url(hub.url, demo), {"Authorization": f"token {token}"})
+        session(ws_url(hub.app_origin("alice"), demo), {"Authorization": f"token {token}"})
 
 
 def test_owner_token_is_accepted_http_and_ws(hub, demo):
     token = hub.token("alice")
-    r = requests.get(hub.url + demo + "_stcore/health",
+    r = requests.get(hub.app_origin("alice") + demo + "_stcore/health",
                      headers={"Authorization": f"token {token}"}, timeout=10)
     assert (r.status_code, r.text) == (200, "ok")
-    assert session(ws_url(hub.url, demo), {"Authorization": f"token {token}"})["finished"] == 1
+    assert session(ws_url(hub.app_origin("alice"), demo), {"Authorization": f"token {token}"})["finished"] == 1
 
 
 def test_cross_origin_websocket_is_refused_even_for_the_owner(hub, alice, demo):
     hub.open_app(alice, "alice", "demo")
     with pytest.raises(WebsocketRefused):
-        session(ws_url(hub.url, demo), {"Cookie": hub.app_cookie_header(alice, "alice", "demo")},
+        session(ws_url(hub.app_origin("alice"), demo), {"Cookie": hub.app_cookie_header(alice, "alice", "demo")},
                 origin="http://evil.example")
 
 
@@ -135,7 +135,7 @@ def test_app_sees_verified_identity_and_no_hub_secrets(hub, alice, probe):
     token = hub.token("alice")
     out = probe / "probe-out.json"
     out.unlink(missing_ok=True)
-    result = session(ws_url(hub.url, "/user/alice/probe/"), {
+    result = session(ws_url(hub.app_origin("alice"), "/user/alice/probe/"), {
         "Cookie": cookie + "; _streamlit_xsrf=kept",
         "X-Hub-User": "mallory",
         "X-Hub-Groups": "admins",
@@ -214,7 +214,7 @@ def test_activity_is_posted_only_when_a_viewer_uses_the_app(hub, alice):
     time.sleep(3.0)  # three activity intervals with nobody there
     assert last_activity() == started
     hub.open_app(alice, "alice", "quiet")
-    session(ws_url(hub.url, "/user/alice/quiet/"),
+    session(ws_url(hub.app_origin("alice"), "/user/alice/quiet/"),
             {"Cookie": hub.app_cookie_header(alice, "alice", "quiet")})
     deadline = time.monotonic() + 10
     while last_activity() == started and time.monotonic() < deadline:
@@ -259,9 +259,9 @@ def _audit_service_pid(hub) -> int:
 
 def test_secrets_stay_out_of_app_env_cmdline_logs_and_pages(hub, alice, demo):
     viewer_token = hub.token("alice")
-    r = requests.get(hub.url + demo, headers={"Authorization": f"token {viewer_token}"}, timeout=10)
+    r = requests.get(hub.app_origin("alice") + demo, headers={"Authorization": f"token {viewer_token}"}, timeout=10)
     assert r.status_code == 200
-    served = r.text + requests.get(hub.url + demo + "_stcore/health",
+    served = r.text + requests.get(hub.app_origin("alice") + demo + "_stcore/health",
                                    headers={"Authorization": f"token {viewer_token}"}, timeout=10).text
     proxy_env = _environ(hub.proxy_pid())  # the hub hands its proxy token to CHP by env
     hub_secrets = {
@@ -277,15 +277,12 @@ def test_secrets_stay_out_of_app_env_cmdline_logs_and_pages(hub, alice, demo):
     checked = 0
     for pid in hub.app_processes():
         env = _environ(pid)
-        own_token = env["JUPYTERHUB_API_TOKEN"]  # its own scoped token may live in its env...
+        # its own scoped token reaches it through a pipe: not in its environment either
+        assert "JUPYTERHUB_API_TOKEN" not in env and "JPY_API_TOKEN" not in env, sorted(env)
         cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
         for what, secret in hub_secrets.items():
             assert secret not in json.dumps(env), f"{what} in an app server's environment"
             assert secret not in cmdline, f"{what} on an app server's command line"
-        # ...but never on its command line, in a log, or in what it serves
-        assert own_token not in cmdline
-        assert own_token not in logs, "an app server's token was written to a log"
-        assert own_token not in served
         checked += 1
     assert checked >= 1
     for what, secret in hub_secrets.items():
@@ -298,7 +295,9 @@ def test_restart_skips_the_form_unless_the_stored_options_went_bad(hub, alice):
     folder = hub.add_app("alice", "again", "import streamlit as st\nst.title('again')\n")
     hub.start_app(alice, "alice", "again", {"path": "apps/again/app.py"})
     hub.stop_app(alice, "alice", "again")
-    r = alice.get(f"{hub.url}/hub/spawn/alice/again", timeout=60)  # no form: it just starts
+    # no form: it just starts (a link on the hub's own home page: the browser says same-origin)
+    r = alice.get(f"{hub.url}/hub/spawn/alice/again", headers={"Sec-Fetch-Site": "same-origin"},
+                  timeout=60)
     assert 'name="path"' not in r.text
     hub.wait_ready(alice, "alice", "again")
     hub.stop_app(alice, "alice", "again")

@@ -75,12 +75,28 @@ def wait_for(hub, predicate, timeout=30.0, **filters):
         time.sleep(0.3)
 
 
+# An app's code can always reach its own server's token (it shares the app server's
+# process); this app hands it to the test, as a hostile app would to its author.
+TOKEN_THIEF = """
+import gc, pathlib
+import streamlit as st
+from spawner.app_server.settings import Settings
+token = next(o.api_token for o in gc.get_objects() if isinstance(o, Settings))
+pathlib.Path("server-token.txt").write_text(token)
+st.write("tiny")
+"""
+
+
 def app_token(hub, user, app) -> str:
-    for pid in hub.app_processes():
-        env = dict(e.split(b"=", 1) for e in open(f"/proc/{pid}/environ", "rb").read().split(b"\0") if b"=" in e)
-        if env.get(b"JUPYTERHUB_SERVER_NAME") == app.encode() and env.get(b"JUPYTERHUB_USER") == user.encode():
-            return env[b"JUPYTERHUB_API_TOKEN"].decode()
-    raise AssertionError(f"no app server for {user}/{app}")
+    """The app server's own hub API token, as its code finds it in memory (not in
+    /proc/<pid>/environ: it arrives through a pipe). The app must run TOKEN_THIEF."""
+    session_ = hub.login(user)
+    out = hub.home(user) / "apps" / app / "server-token.txt"
+    out.unlink(missing_ok=True)
+    hub.open_app(session_, user, app)
+    session(ws_url(hub.app_origin(user), f"/user/{user}/{app}/"),
+            {"Cookie": hub.app_cookie_header(session_, user, app)})
+    return out.read_text().strip()
 
 
 def audit_service_pid(hub) -> int:
@@ -100,7 +116,7 @@ def test_the_trail_of_one_app(hub):
         form = {"_xsrf": carol.cookies.get("_xsrf", path="/hub/"), "scopes": "read:users:groups!user"}
         r = carol.post(r.url, data=form, timeout=30)
     assert r.status_code == 200 and "/user/alice/tiny/" in r.url
-    out = session(ws_url(hub.url, "/user/alice/tiny/"),
+    out = session(ws_url(hub.app_origin("alice"), "/user/alice/tiny/"),
                   {"Cookie": hub.app_cookie_header(carol, "alice", "tiny"), "User-Agent": "audit-test/1"},
                   pages=["", "Other", "Other", ""])
     assert out["finished"] == 4
@@ -144,7 +160,8 @@ def test_the_trail_of_one_app(hub):
 
 def test_an_app_server_token_cannot_forge_events(hub):
     alice = hub.login("alice")
-    hub.start_app(alice, "alice", "forge", {"path": "apps/tiny/app.py"})
+    hub.add_app("alice", "forge", TOKEN_THIEF)
+    hub.start_app(alice, "alice", "forge", {"path": "apps/forge/app.py"})
     token = app_token(hub, "alice", "forge")
     ingest = f"http://127.0.0.1:{hub.audit_port}/services/audit/api/events"
     api = hub.api(token)
@@ -172,7 +189,7 @@ def test_outage_of_30s_then_a_kill_loses_no_page_view(hub):
     alice = hub.login("alice")
     hub.start_app(alice, "alice", "load", {"path": "apps/tiny/app.py"})
     hub.open_app(alice, "alice", "load")
-    url = ws_url(hub.url, "/user/alice/load/")
+    url = ws_url(hub.app_origin("alice"), "/user/alice/load/")
     headers = {"Cookie": hub.app_cookie_header(alice, "alice", "load")}
 
     async def views(sessions, per_session):
@@ -211,7 +228,7 @@ def test_usage_page_signs_in_with_the_hub_and_shows_only_what_the_reader_may_see
     alice = hub.login("alice")
     hub.start_app(alice, "alice", "tiny", {"path": "apps/tiny/app.py"})
     hub.open_app(alice, "alice", "tiny")
-    session(ws_url(hub.url, "/user/alice/tiny/"), {"Cookie": hub.app_cookie_header(alice, "alice", "tiny")})
+    session(ws_url(hub.app_origin("alice"), "/user/alice/tiny/"), {"Cookie": hub.app_cookie_header(alice, "alice", "tiny")})
     wait_for(hub, lambda ev: ev, owner="alice", app="tiny", type="page_view")
     admin = hub.login("admin")
     page = admin.get(hub.url + "/services/audit/", timeout=30)
@@ -237,7 +254,7 @@ def test_the_service_keeps_its_trail_in_postgresql(tmp_path, postgres):
         alice = h.login("alice")
         h.start_app(alice, "alice", "demo", {"path": "apps/demo/app.py"})
         h.open_app(alice, "alice", "demo")
-        out = session(ws_url(h.url, "/user/alice/demo/"),
+        out = session(ws_url(h.app_origin("alice"), "/user/alice/demo/"),
                       {"Cookie": h.app_cookie_header(alice, "alice", "demo")}, pages=["", "Details"])
         assert out["finished"] == 2
         found = wait_for(h, lambda ev: len(ev) >= 2, app="demo", type="page_view")
@@ -247,4 +264,4 @@ def test_the_service_keeps_its_trail_in_postgresql(tmp_path, postgres):
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
         rows = conn.execute("SELECT type, count(*) FROM audit_events GROUP BY type").fetchall()
     assert dict(rows)["page_view"] == 2 and dict(rows)["authorize"] >= 1
-    assert not (tmp_path / "data" / "audit.sqlite").exists()
+    assert not (h.data_dir / "audit.sqlite").exists()

@@ -57,7 +57,7 @@ def test_an_unused_app_is_culled_and_a_read_one_is_not(tmp_path):
         hub.start_app(alice, "alice", "read", {"path": "apps/idle/app.py"})
         started = time.monotonic()
         hub.open_app(alice, "alice", "read")
-        reader = Reader(ws_url(hub.url, "/user/alice/read/"),
+        reader = Reader(ws_url(hub.app_origin("alice"), "/user/alice/read/"),
                         {"Cookie": hub.app_cookie_header(alice, "alice", "read")})
         reader.start()
         assert reader.opened.wait(30)

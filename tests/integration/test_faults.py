@@ -75,7 +75,7 @@ def test_hub_restart_keeps_apps_serving_and_resumes_them(hub):
     # A viewer goes from page to page on app0 all through the restart; every page view must
     # reach the audit trail exactly once (the app server spools while the hub and its audit
     # service are down, and resends).
-    reader = PageViews(ws_url(hub.url, "/user/alice/app0/"), cookies["app0"])
+    reader = PageViews(ws_url(hub.app_origin("alice"), "/user/alice/app0/"), cookies["app0"])
     reader.start()
     time.sleep(2)
 
@@ -84,9 +84,9 @@ def test_hub_restart_keeps_apps_serving_and_resumes_them(hub):
     # while the hub is down, viewers keep using their apps through the proxy
     extra_views = 0
     for name, cookie in cookies.items():
-        assert session(ws_url(hub.url, f"/user/alice/{name}/"), {"Cookie": cookie})["finished"] == 1
+        assert session(ws_url(hub.app_origin("alice"), f"/user/alice/{name}/"), {"Cookie": cookie})["finished"] == 1
         extra_views += name == "app0"
-        r = requests.get(f"{hub.url}/user/alice/{name}/_stcore/health", headers={"Cookie": cookie},
+        r = requests.get(f"{hub.app_origin('alice')}/user/alice/{name}/_stcore/health", headers={"Cookie": cookie},
                          timeout=10)
         assert (r.status_code, r.text) == (200, "ok")
     served_while_down = time.monotonic() - down
@@ -104,7 +104,7 @@ def test_hub_restart_keeps_apps_serving_and_resumes_them(hub):
     after = app_pids(hub)
     assert after == before, "apps were restarted or duplicated"
     assert hub.open_app(alice, "alice", "app9").status_code == 200
-    after_restart = PageViews(ws_url(hub.url, "/user/alice/app0/"), cookies["app0"])
+    after_restart = PageViews(ws_url(hub.app_origin("alice"), "/user/alice/app0/"), cookies["app0"])
     after_restart.start()
     time.sleep(3)
     after_restart.stop.set()
@@ -152,7 +152,7 @@ def test_proxy_killed_is_restarted_and_routes_restored(hub):
     hub.start_app(alice, "alice", "survivor", DEMO)
     hub.open_app(alice, "alice", "survivor")
     cookie = hub.app_cookie_header(alice, "alice", "survivor")
-    url = f"{hub.url}/user/alice/survivor/_stcore/health"
+    url = f"{hub.app_origin('alice')}/user/alice/survivor/_stcore/health"
     chp = hub.proxy_pid()
     assert chp and b"configurable-http-proxy" in open(f"/proc/{chp}/cmdline", "rb").read()
     os.kill(chp, signal.SIGKILL)
@@ -204,7 +204,7 @@ def test_owner_sees_why_an_app_died_and_others_do_not(hub):
     hub.start_app(alice, "alice", "crashy")
     hub.open_app(alice, "alice", "crashy")
     try:
-        session(ws_url(hub.url, "/user/alice/crashy/"),
+        session(ws_url(hub.app_origin("alice"), "/user/alice/crashy/"),
                 {"Cookie": hub.app_cookie_header(alice, "alice", "crashy")}, timeout=10)
     except Exception:
         pass  # the app exits under us, as designed
@@ -257,7 +257,7 @@ def test_memory_limit_still_holds_after_a_hub_restart(hub):
     hub.open_app(alice, "alice", "hungry")
     (folder / "eat").write_text("now")
     try:
-        session(ws_url(hub.url, "/user/alice/hungry/"),
+        session(ws_url(hub.app_origin("alice"), "/user/alice/hungry/"),
                 {"Cookie": hub.app_cookie_header(alice, "alice", "hungry")}, timeout=10)
     except Exception:
         pass  # killed under us, as designed

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.conftest import have_proxy
-from tests.helpers.hub import Hub
+from tests.helpers.hub import browser_like_cookies, Hub
 from tests.helpers.oauth_provider import OAuthProviderDouble
 
 POLICY = """
@@ -71,8 +71,7 @@ def google_login(hub) -> requests.Session:
     s = requests.Session()
     r = s.get(hub.url + "/hub/oauth_login", timeout=30)
     assert r.status_code == 200 and r.url.endswith("/hub/home"), (r.status_code, r.url)
-    s.headers["X-XSRFToken"] = s.cookies.get("_xsrf", path="/hub/") or ""
-    return s
+    return browser_like_cookies(s)
 
 
 def test_google_login_fills_hub_groups_and_the_policy_follows(google):

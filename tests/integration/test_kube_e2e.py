@@ -66,6 +66,7 @@ def test_an_app_runs_as_a_pod_through_the_real_hub_and_proxy(tmp_path, double):
            "KUBECONFIG": double["kubeconfig"], "STREAMLIT_HUB_AUDIT_HOST": "127.0.0.1",
            "STREAMLIT_HUB_AUDIT_BIND": "127.0.0.1"}
     hub = Hub(tmp_path / "h", env=env, policy=POLICY)
+    env["STREAMLIT_HUB_PUBLIC_URL"] = hub.url  # each analyst's apps on <analyst>.localhost
     hub.extra_config = textwrap.dedent(f"""
         import os, sys
         from pathlib import Path
@@ -100,7 +101,7 @@ def test_an_app_runs_as_a_pod_through_the_real_hub_and_proxy(tmp_path, double):
         assert {"Scheduled", "Pulled", "Started"} <= reasons
         page = hub.open_app(alice, "alice", "demo")
         assert page.status_code == 200 and "/user/alice/demo/" in page.url
-        out = session(ws_url(hub.url, "/user/alice/demo/"),
+        out = session(ws_url(hub.app_origin("alice"), "/user/alice/demo/"),
                       {"Cookie": hub.app_cookie_header(alice, "alice", "demo")})
         assert out["finished"] == 1 and any("Sales demo" in t for t in out["texts"])
         # over the quota (one running app for analysts): refused before any pod is made

@@ -171,7 +171,7 @@ def test_an_app_over_its_memory_limit_is_stopped_and_nothing_else(hub, alice, cl
     hub.start_app(alice, "alice", "hog", {"profile": "small"})
     hub.open_app(alice, "alice", "hog")
     try:
-        session(ws_url(hub.url, "/user/alice/hog/"),
+        session(ws_url(hub.app_origin("alice"), "/user/alice/hog/"),
                 {"Cookie": hub.app_cookie_header(alice, "alice", "hog")}, timeout=20)
     except (WebsocketRefused, Exception):
         pass  # the app may die while we talk to it

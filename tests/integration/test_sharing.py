@@ -51,7 +51,7 @@ def short_link(hub, alice):
 
 def open_as(hub, s, path=APP):
     """Open an app like a browser: follow the OAuth dance, say yes on the consent page once."""
-    r = s.get(hub.url + path, timeout=30)
+    r = s.get(hub.app_origin("alice") + path, timeout=30)
     if r.status_code == 200 and 'id="authorize-open-app"' in r.text:
         fields = dict(re.findall(r'name="(_xsrf)" value="([^"]*)"', r.text))
         scopes = re.findall(r'name="scopes" value="([^"]*)"', r.text)
@@ -70,16 +70,17 @@ def accept_link(hub, s, accept_url):
 
 
 def ws_for(hub, s, path=APP, **kw):
-    return session(ws_url(hub.url, path), {"Cookie": cookie_for(s, path)}, **kw)
+    return session(ws_url(hub.app_origin("alice"), path), {"Cookie": cookie_for(s, path)}, **kw)
 
 
 def cookie_for(s, path):
-    return "; ".join(f"{c.name}={c.value}" for c in s.cookies if path.startswith(c.path))
+    return "; ".join(f"{c.name}={c.value}" for c in s.cookies
+                     if path.startswith(c.path) and c.domain.endswith("localhost"))
 
 
 def can_use(hub, s, path=APP) -> bool:
     r = open_as(hub, s, path)
-    if r.status_code != 200 or r.url != hub.url + path:
+    if r.status_code != 200 or r.url != hub.app_origin("alice") + path:
         print("cannot use:", r.status_code, r.url, r.text[:300])
         return False
     try:
@@ -96,30 +97,30 @@ def test_not_shared_is_refused_http_and_ws(hub, alice, short_link):
     with pytest.raises(WebsocketRefused):
         ws_for(hub, bob)
     token = hub.token("bob")
-    assert requests.get(hub.url + APP, headers={"Authorization": f"token {token}"},
+    assert requests.get(hub.app_origin("alice") + APP, headers={"Authorization": f"token {token}"},
                         timeout=10).status_code == 403
     with pytest.raises(WebsocketRefused):
-        session(ws_url(hub.url, APP), {"Authorization": f"token {token}"})
+        session(ws_url(hub.app_origin("alice"), APP), {"Authorization": f"token {token}"})
 
 
 def test_anonymous_is_refused_http_and_ws(hub, alice):
-    r = requests.get(hub.url + APP, timeout=10)
+    r = requests.get(hub.app_origin("alice") + APP, timeout=10)
     assert r.url.startswith(hub.url + "/hub/login")
     with pytest.raises(WebsocketRefused):
-        session(ws_url(hub.url, APP))
+        session(ws_url(hub.app_origin("alice"), APP))
 
 
 def test_shared_user_sees_plain_words_once_then_uses_the_app(hub, alice):
     r = alice.post(f"{hub.url}/hub/api/shares/alice/demo", json={"user": "carol"}, timeout=10)
     assert r.status_code == 200, r.text
     carol = hub.login("carol")
-    first = carol.get(hub.url + APP, timeout=30)
+    first = carol.get(hub.app_origin("alice") + APP, timeout=30)
     page = first.content.decode("utf-8")
     assert "Open alice’s app “demo”?" in page
     assert "cannot act on your behalf" in page
     assert can_use(hub, carol)
-    again = carol.get(hub.url + APP, timeout=30)  # no second question
-    assert again.url == hub.url + APP and 'id="authorize-open-app"' not in again.text
+    again = carol.get(hub.app_origin("alice") + APP, timeout=30)  # no second question
+    assert again.url == hub.app_origin("alice") + APP and 'id="authorize-open-app"' not in again.text
 
 
 def test_member_of_a_shared_group_uses_the_app(hub, alice):
@@ -129,7 +130,7 @@ def test_member_of_a_shared_group_uses_the_app(hub, alice):
     bob = hub.login("bob")  # bob is in data-scientists
     assert can_use(hub, bob, "/user/alice/grouped/")
     carol_token = hub.token("carol")  # carol is not in that group
-    assert requests.get(hub.url + "/user/alice/grouped/",
+    assert requests.get(hub.app_origin("alice") + "/user/alice/grouped/",
                         headers={"Authorization": f"token {carol_token}"}, timeout=10).status_code == 403
 
 
@@ -158,7 +159,7 @@ def test_revoked_viewer_is_refused_within_the_window_http_and_open_ws(hub, alice
     async def scenario():
         from streamlit.proto.BackMsg_pb2 import BackMsg
 
-        ws = await websockets.connect(ws_url(hub.url, APP), subprotocols=["streamlit"],
+        ws = await websockets.connect(ws_url(hub.app_origin("alice"), APP), subprotocols=["streamlit"],
                                       additional_headers={"Cookie": cookie})
         rerun = BackMsg()
         rerun.rerun_script.query_string = ""
@@ -184,8 +185,8 @@ def test_revoked_viewer_is_refused_within_the_window_http_and_open_ws(hub, alice
     closed_after = asyncio.run(scenario())
     print(f"open websocket closed {closed_after:.2f} s after the revocation (window {WINDOW} s)")
     assert closed_after is not None and closed_after <= WINDOW + 1.5
-    r = bob.get(hub.url + APP, timeout=30)
-    assert r.status_code == 403 or r.url != hub.url + APP
+    r = bob.get(hub.app_origin("alice") + APP, timeout=30)
+    assert r.status_code == 403 or r.url != hub.app_origin("alice") + APP
     with pytest.raises(WebsocketRefused):
         ws_for(hub, bob)
 
@@ -203,7 +204,7 @@ def test_viewer_wakes_a_stopped_app_when_the_owner_allows_it(hub, alice):
     carol = hub.login("carol")
 
     # not allowed to wake: told whose app it is and whom to ask, no spinner, no start button
-    page = carol.get(hub.url + "/user/alice/asleep/", timeout=30)
+    page = carol.get(hub.app_origin("alice") + "/user/alice/asleep/", timeout=30)
     text = page.content.decode()
     assert page.status_code == 424
     assert "alice’s app “asleep” is not running" in text and 'id="ask-owner"' in text
@@ -215,12 +216,12 @@ def test_viewer_wakes_a_stopped_app_when_the_owner_allows_it(hub, alice):
 
     # allowed (start:servers only, not `servers`): the page's button starts it through the
     # REST API and follows the status API, as its script does; then the app
-    page = carol.get(hub.url + "/user/alice/wakeable/", timeout=30)
+    page = carol.get(hub.app_origin("alice") + "/user/alice/wakeable/", timeout=30)
     text = page.content.decode()
     assert page.status_code == 424 and 'id="wake-app"' in text
     start = re.search(r'data-start="([^"]+)"', text).group(1)
     status = re.search(r'data-status="([^"]+)"', text).group(1)
-    assert re.search(r'data-app="([^"]+)"', text).group(1) == "/user/alice/wakeable/"
+    assert re.search(r'data-app="([^"]+)"', text).group(1) == hub.app_url("alice", "wakeable")
     r = carol.post(hub.url + start, json={}, timeout=60)  # no options: it reuses the last ones
     assert r.status_code in (201, 202), (r.status_code, r.text[:300])
     seen, deadline = [], time.monotonic() + 60

@@ -1,7 +1,7 @@
 import pytest
 from traitlets.config import Config
 
-from spawner.hubconfig import HUB_CONFIG_DIR, ConfigError, configure, load_extra_config
+from spawner.hubconfig import configure_app_origins, HUB_CONFIG_DIR, ConfigError, configure, load_extra_config
 
 REPO = HUB_CONFIG_DIR.parent
 
@@ -186,8 +186,11 @@ def test_kubernetes_mode_wires_the_kube_spawner_policy_audit_and_culler(tmp_path
     c = Config()
     configure(c, {"STREAMLIT_HUB_MODE": "kubernetes", "STREAMLIT_HUB_AUTH": "demo",
                   "STREAMLIT_HUB_DEMO_PASSWORD": "trial", "STREAMLIT_HUB_POLICY": str(policy),
-                  "STREAMLIT_HUB_DATA_DIR": str(tmp_path / "srv")})
+                  "STREAMLIT_HUB_DATA_DIR": str(tmp_path / "srv"),
+                  "STREAMLIT_HUB_PUBLIC_URL": "https://apps.example.com"})
     assert c.JupyterHub.spawner_class == "streamlit-kube"
+    # each analyst's apps on their own host: alice.apps.example.com
+    assert c.JupyterHub.subdomain_host == "https://apps.example.com"
     services = {s["name"]: s for s in c.JupyterHub.services}
     assert services["audit"]["url"] == "http://hub:8082"  # through the hub's Service
     assert services["audit"]["environment"]["STREAMLIT_HUB_AUDIT_BIND"] == "0.0.0.0"
@@ -198,3 +201,82 @@ def test_kubernetes_mode_wires_the_kube_spawner_policy_audit_and_culler(tmp_path
         configure(Config(), {"STREAMLIT_HUB_MODE": "kubernetes", "STREAMLIT_HUB_AUTH": "demo",
                              "STREAMLIT_HUB_DEMO_PASSWORD": "x",
                              "STREAMLIT_HUB_POLICY": str(tmp_path / "missing.yaml")})
+
+
+def test_apps_get_hosts_of_their_own_by_default(tmp_path):
+    from spawner.hubconfig import subdomain_for
+
+    c = Config()
+    configure_app_origins(c, {}, "http://localhost:8000")
+    assert c.JupyterHub.subdomain_host == "http://localhost:8000"
+    assert subdomain_for("alice", "localhost", "user") == "alice.localhost"
+    assert subdomain_for("audit", "localhost", "service") == "localhost"  # the hub's own code
+
+
+@pytest.mark.parametrize("env, url, expected", [
+    ({}, "http://127.0.0.1:8000", "an IP address cannot have"),
+    ({}, "http://localhost:8000/hub", "with no path"),
+    ({"STREAMLIT_HUB_APP_ORIGINS": "subdomain"}, "http://localhost:8000", "STREAMLIT_HUB_APP_ORIGINS"),
+])
+def test_app_origin_settings_that_cannot_work_stop_the_hub(env, url, expected):
+    with pytest.raises(ConfigError, match=expected):
+        configure_app_origins(Config(), env, url)
+
+
+def test_shared_origins_are_said_on_the_admin_page():
+    c = Config()
+    assert configure_app_origins(c, {"STREAMLIT_HUB_APP_ORIGINS": "shared"}, "http://127.0.0.1:8000") is False
+    assert "subdomain_host" not in c.JupyterHub
+    assert c.JupyterHub.template_vars["streamlit_shared_origin"] is True
+
+
+def test_kubernetes_mode_needs_the_public_url_for_app_hosts(tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text((REPO / "hub_config" / "policy.yaml").read_text())
+    with pytest.raises(ConfigError, match="STREAMLIT_HUB_PUBLIC_URL is not set"):
+        configure(Config(), {"STREAMLIT_HUB_MODE": "kubernetes", "STREAMLIT_HUB_AUTH": "demo",
+                             "STREAMLIT_HUB_DEMO_PASSWORD": "x", "STREAMLIT_HUB_POLICY": str(policy)})
+
+
+def test_the_login_form_answers_only_on_the_hubs_host():
+    from spawner.hub_host import on_hub_host
+
+    assert on_hub_host("localhost:8000", "localhost")
+    assert on_hub_host("apps.example.com", "apps.example.com")
+    assert not on_hub_host("alice.localhost:8000", "localhost")
+    assert not on_hub_host("apps.example.com.evil.test", "apps.example.com")
+
+
+def test_apps_running_as_the_hub_user_are_said_to_be_trusted(caplog):
+    from spawner.hubconfig import configure_app_accounts
+
+    c = Config()
+    with caplog.at_level("WARNING"):
+        configure_app_accounts(c, {"STREAMLIT_HUB_APP_ACCOUNTS": "hub"})
+    assert c.JupyterHub.template_vars["streamlit_apps_trusted"] is True
+    assert "run as the hub's own Unix user" in caplog.text
+
+
+@pytest.mark.parametrize("value, expected", [("everyone", "expected 'auto'"),
+                                             ("", "expected 'auto'")])
+def test_a_bad_app_accounts_setting_stops_the_hub(value, expected):
+    from spawner.hubconfig import configure_app_accounts
+
+    with pytest.raises(ConfigError, match=expected):
+        configure_app_accounts(Config(), {"STREAMLIT_HUB_APP_ACCOUNTS": value})
+
+
+def test_an_app_environment_closed_to_app_accounts_stops_the_hub(tmp_path, monkeypatch):
+    import os
+
+    from spawner.hubconfig import configure_app_accounts
+
+    if os.geteuid() != 0:
+        pytest.skip("per-user accounts need root")
+    private = tmp_path / "private"
+    (private / "bin").mkdir(parents=True)
+    (private / "bin" / "python").write_text("")
+    os.chmod(private, 0o700)
+    monkeypatch.setenv("STREAMLIT_HUB_APP_PYTHON", str(private / "bin" / "python"))
+    with pytest.raises(ConfigError, match="is closed to other users.*STREAMLIT_HUB_APP_ACCOUNTS=hub"):
+        configure_app_accounts(Config(), {})
