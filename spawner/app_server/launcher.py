@@ -148,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         settings.owner, settings.server_name, settings.bind_host, settings.bind_port, entry.name,
     )
     server = uvicorn.Server(
-        uvicorn.Config(app, host=settings.bind_host, port=settings.bind_port, **_uvicorn_kwargs())
+        uvicorn.Config(app, host=settings.bind_host, port=settings.bind_port,
+                       # the peer stays the peer: uvicorn would otherwise put a client's own
+                       # X-Forwarded-For entry in scope["client"] (spawner.client_address)
+                       **{**_uvicorn_kwargs(), "proxy_headers": False})
     )
     try:
         server.run(sockets=[sock])

@@ -14,7 +14,10 @@ Invariants:
 - ``page_view`` when a run starts on a page other than the session's current one (a rerun of
   the same page, e.g. a widget change, is not a new view);
 - parsing is bounded: only client frames, and the first few server frames after each rerun
-  request, are decoded; a frame that does not parse is ignored, never fatal.
+  request, are decoded; a frame that does not parse is ignored, never fatal;
+- ``client`` is the address the outermost trusted proxy saw (``spawner.client_address``, with
+  the hub's ``trusted_proxies``), the one the hub records for the same viewer's sign-in;
+  never ``X-Real-Ip`` nor an ``X-Forwarded-For`` entry the viewer chose.
 """
 
 from __future__ import annotations
@@ -27,22 +30,26 @@ from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 from ..audit.client import new_event
+from ..client_address import DEFAULT_TRUSTED_PROXIES, parse_networks
+from ..client_address import client_address as _client_address
 
 log = logging.getLogger("streamlit_hub.audit")
 
 # new_session comes first or nearly; a multipage app's navigation message (the page names)
 # follows within the first frames of the run.
 _FRAMES_AFTER_RERUN = 32
+_LOCAL_PROXY = parse_networks(DEFAULT_TRUSTED_PROXIES)
 
 
-def client_address(scope) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key == b"x-forwarded-for":
-            first = value.decode("latin-1").split(",")[0].strip()
-            if first:
-                return first[:64]
+def client_address(scope, trusted=None) -> str | None:
+    """The viewer's address as the outermost trusted proxy saw it (``spawner.client_address``):
+    from the TCP peer (``scope["client"]``: the launcher turns uvicorn's proxy-headers rewrite
+    off) through ``X-Forwarded-For``; never ``X-Real-Ip`` nor a client-chosen entry."""
     client = scope.get("client")
-    return client[0][:64] if client else None
+    peer = client[0] if client else None
+    forwarded = [value.decode("latin-1") for key, value in scope.get("headers", [])
+                 if key == b"x-forwarded-for"]
+    return _client_address(peer, forwarded, _LOCAL_PROXY if trusted is None else trusted)
 
 
 def _header(scope, name: bytes) -> str | None:
@@ -81,7 +88,8 @@ class StreamSession:
         self.id = uuid.uuid4().hex
         self.started = time.monotonic()
         self.common = {"viewer": viewer.name, "viewer_groups": list(viewer.groups),
-                       "session": self.id, "client": client_address(scope),
+                       "session": self.id,
+                       "client": client_address(scope, getattr(audit.s, "trusted_proxies", None)),
                        "user_agent": _header(scope, b"user-agent")}
         self.page: str | None = None
         self.pages: dict[str, str] = {}

@@ -15,14 +15,23 @@ delivered to the audit service with backoff.
 
 The hook is tornado's ``log_function`` (``JupyterHub.tornado_settings``): it runs once per
 finished request, after JupyterHub's own request log line, and never changes a response.
+
+Every event's ``client`` is the address the outermost trusted proxy saw
+(``spawner.client_address``): the TCP peer, walked through ``X-Forwarded-For`` with the
+spawners' ``trusted_proxies`` (the list app servers get), so the hub and the app server name
+the same address for one visit. Tornado's ``remote_ip`` is never used: JupyterHub runs
+tornado with ``xheaders``, which takes a client's ``X-Real-Ip`` as is.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import socket
 
+from ..client_address import client_address, configured_networks, parse_networks
 from .client import AuditSender, AuditSpool, new_event
 
 log = logging.getLogger("streamlit_hub.audit.hub")
@@ -93,9 +102,59 @@ def _json_body(request) -> dict:
     return body if isinstance(body, dict) else {}
 
 
+def _peer(request) -> str | None:
+    """The TCP peer's address, as the socket saw it (before tornado applied any header)."""
+    context = getattr(getattr(request, "connection", None), "context", None)
+    address = getattr(context, "address", None)
+    if getattr(context, "address_family", None) in (socket.AF_INET, socket.AF_INET6) \
+            and isinstance(address, tuple) and address:
+        return address[0]
+    return None  # a Unix socket: no address to record
+
+
+def configured_trusted_proxies(config, spawner_class) -> tuple:
+    """The spawners' ``trusted_proxies`` under the hub's configuration: set on
+    ``StreamlitSpawnerMixin`` or on any class of the spawner's, else its default (the
+    ``STREAMLIT_HUB_TRUSTED_PROXIES`` environment variable, else loopback)."""
+    from traitlets.config import Config
+
+    from ..mixin import StreamlitSpawnerMixin
+
+    sections = ["StreamlitSpawnerMixin"]
+    if isinstance(spawner_class, type) and issubclass(spawner_class, StreamlitSpawnerMixin):
+        sections = spawner_class.section_names()  # least specific first, as traitlets merges
+    value = None
+    for name in sections:
+        if config is not None and name in config and "trusted_proxies" in config[name]:
+            value = config[name]["trusted_proxies"]
+    mine = Config()
+    if value is not None:
+        mine.StreamlitSpawnerMixin.trusted_proxies = value
+    return parse_networks(StreamlitSpawnerMixin(config=mine).trusted_proxies)
+
+
 class HubAuditRecorder:
-    def __init__(self, spool_dir: str, url: str, token: str):
+    def __init__(self, spool_dir: str, url: str, token: str, trusted_proxies=None):
         self.sender = AuditSender(AuditSpool(spool_dir), url, token)
+        # None: the spawners' setting, read from the hub's config at the first request
+        self._trusted = None if trusted_proxies is None else parse_networks(trusted_proxies)
+
+    def trusted_proxies(self, handler) -> tuple:
+        if self._trusted is None:
+            settings = getattr(handler, "settings", None) or {}
+            try:
+                self._trusted = configured_trusted_proxies(settings.get("config"),
+                                                           settings.get("spawner_class"))
+            except Exception:  # noqa: BLE001 - a bad list also stops every spawn, saying why
+                log.exception("trusted_proxies unreadable: recording TCP peers only")
+                self._trusted = ()
+        return self._trusted
+
+    def client(self, handler) -> str | None:
+        """The address the outermost trusted proxy saw for this request."""
+        request = handler.request
+        return client_address(_peer(request), request.headers.get_list("X-Forwarded-For"),
+                              self.trusted_proxies(handler))
 
     def record(self, kind: str, **fields) -> None:
         try:
@@ -128,7 +187,7 @@ class HubAuditRecorder:
             actor, kind, admin = actor_of(handler)
             self.record("app_stop", owner=owner, app=app, actor=actor,
                         reason=reason_for(actor, kind, admin, owner),
-                        profile=_profile_of(handler, owner, app), client=request.remote_ip)
+                        profile=_profile_of(handler, owner, app), client=self.client(handler))
             return
         m = _SHARES.search(path) or _CODES.search(path)
         if m and method in ("POST", "PATCH", "DELETE"):
@@ -142,7 +201,7 @@ class HubAuditRecorder:
                     extra["expires_in"] = body["expires_in"]
             kind = "share_granted" if method == "POST" else "share_revoked"
             self.record(kind, owner=owner, app=app, actor=actor, extra=extra,
-                        client=request.remote_ip)
+                        client=self.client(handler))
             return
         if _ACCEPT.search(path) and method == "POST":
             self._accepted(handler)
@@ -173,7 +232,7 @@ class HubAuditRecorder:
         self.record("authorize", owner=spawner.user.name, app=spawner.name, viewer=user.name,
                     viewer_groups=_groups(user), outcome=outcome,
                     profile=profile if isinstance(profile, str) else None,
-                    client=handler.request.remote_ip,
+                    client=self.client(handler),
                     user_agent=(handler.request.headers.get("User-Agent") or "")[:512] or None)
 
     def _accepted(self, handler) -> None:
@@ -188,13 +247,19 @@ class HubAuditRecorder:
         if spawner is None or user is None:
             return
         self.record("share_granted", owner=spawner.user.name, app=spawner.name, actor=user.name,
-                    extra={"user": user.name, "via": "link"}, client=handler.request.remote_ip)
+                    extra={"user": user.name, "via": "link"}, client=self.client(handler))
 
 
-def install(c, *, spool_dir: str, url: str, token: str) -> HubAuditRecorder:
-    """Create the hub's recorder and hook it into the hub's request log."""
+def install(c, *, spool_dir: str, url: str, token: str, trusted_proxies=None) -> HubAuditRecorder:
+    """Create the hub's recorder and hook it into the hub's request log.
+
+    ``trusted_proxies``: None (the spawners' ``trusted_proxies``, read at the first request,
+    once the whole configuration is loaded). A bad ``STREAMLIT_HUB_TRUSTED_PROXIES`` stops
+    the hub here, at start-up, naming the variable.
+    """
     global _recorder
-    _recorder = HubAuditRecorder(spool_dir, url, token)
+    configured_networks(os.environ)  # raises ValueError naming the variable
+    _recorder = HubAuditRecorder(spool_dir, url, token, trusted_proxies)
     # update(), not assignment: keep tornado_settings set elsewhere in the config
     c.JupyterHub.tornado_settings.update({"log_function": _recorder.log_function})
     return _recorder
