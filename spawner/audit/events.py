@@ -5,11 +5,16 @@ Invariants:
 - ``parse_event`` returns a normalised ``Event`` or raises ``EventError`` naming the field;
   it never lets through an unknown type, a non-UTC or unparsable time, or an oversized field.
 - ``Event.id`` is chosen by the sender (a UUID), so a resent event is recognisably the same.
+- An event holds only plain, strict JSON: no ``NaN`` or ``Infinity`` (Python's json module
+  reads and writes them, strict readers of the export do not; ``1e999`` reads as infinity),
+  no integer beyond 2**53 (I-JSON; one of 400 digits overflows a float), and nothing nested
+  deeper than ``MAX_DEPTH``. ``check_plain_json`` names the field.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -18,6 +23,7 @@ SCHEMA_VERSION = 1
 TYPES = ("authorize", "session_start", "page_view", "session_end", "app_start", "app_stop",
          "share_granted", "share_revoked")
 MAX_EVENT_BYTES = 8192
+MAX_DEPTH = 16  # the event object is depth 1; ``extra`` may nest objects inside it
 _ID = re.compile(r"[A-Za-z0-9_.:-]{8,64}")
 _LIMITS = {"viewer": 255, "actor": 255, "owner": 255, "app": 64, "profile": 63, "page": 255, "client": 64,
            "user_agent": 512, "outcome": 32, "reason": 255, "session": 64}
@@ -55,6 +61,36 @@ class Event:
         return {k: v for k, v in d.items() if v not in (None, {}, [])}
 
 
+def _path(parent: str, key) -> str:
+    if isinstance(key, int):
+        return f"{parent}[{key}]"
+    return f"{parent}.{key}" if parent else str(key)
+
+
+def check_plain_json(value, *, where: str = "", max_depth: int = MAX_DEPTH) -> None:
+    """Raise ``EventError`` naming the field if ``value`` holds a non-finite number (``NaN``,
+    ``Infinity``; ``1e999`` parses to infinity), an integer beyond 2**53, or nests
+    deeper than ``max_depth`` (an object or list is one level). Iterative, so no depth of
+    input can exhaust the stack."""
+    stack = [(where, value, 1)]
+    while stack:
+        path, v, depth = stack.pop()
+        name = path or "(event)"
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                raise EventError(f"{name}: {v!r} is not a finite number; JSON has no NaN or "
+                                 "Infinity, send a finite number or leave the field out")
+        elif isinstance(v, int) and not isinstance(v, bool):
+            if abs(v) > 2 ** 53:
+                raise EventError(f"{name}: a number larger than 2**53 is not read the same by "
+                                 "every JSON reader; send a smaller number or a string")
+        elif isinstance(v, (dict, list)):
+            if depth > max_depth:
+                raise EventError(f"{name}: nested more than {max_depth} levels deep")
+            items = v.items() if isinstance(v, dict) else enumerate(v)
+            stack.extend((_path(path, k), item, depth + 1) for k, item in items)
+
+
 def _text(raw: dict, name: str, required: bool = False) -> str | None:
     value = raw.get(name)
     if value is None:
@@ -87,15 +123,18 @@ def parse_event(raw: object) -> Event:
         raise EventError("(event): expected a JSON object")
     try:
         size = len(json.dumps(raw, separators=(",", ":"), default=str))
+    except RecursionError:
+        raise EventError(f"(event): nested more than {MAX_DEPTH} levels deep") from None
     except (TypeError, ValueError):
         raise EventError("(event): not plain JSON") from None
     if size > MAX_EVENT_BYTES:
         raise EventError(f"(event): {size} bytes, larger than {MAX_EVENT_BYTES}; keep events small")
+    check_plain_json(raw)  # after the size check: it walks at most MAX_EVENT_BYTES of JSON
     ident = raw.get("id")
     if not isinstance(ident, str) or not _ID.fullmatch(ident):
         raise EventError("id: expected 8-64 of A-Z a-z 0-9 _ . : - (a UUID is fine)")
     kind = raw.get("type")
-    if kind not in TYPES:
+    if not isinstance(kind, str) or kind not in TYPES:
         raise EventError(f"type: expected one of {', '.join(TYPES)}")
     groups = raw.get("viewer_groups") or []
     if not isinstance(groups, list) or not all(isinstance(g, str) and 0 < len(g) <= 255 for g in groups) \

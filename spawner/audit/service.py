@@ -13,7 +13,13 @@ Who may write what (the caller is identified by the hub from its token, never by
   ``app_stop`` and the share events come only from here, so an app cannot forge them.
 
 Who may read: holders of the ``custom:audit:read`` scope (the ``audit-reader`` role; admins
-in the default config) read everything; any other user reads the events of their own apps.
+in the default config) read everything; an app server's own token reads only its own app's
+events; any other user token reads the events of its user's apps; a service without the
+scope reads nothing.
+
+Bodies: any shape or depth of JSON gets a 4xx, never a 500; a non-finite number (``NaN``,
+``Infinity``, ``1e999``) anywhere in an event is refused naming the field (strict JSON
+readers of the export could not read it back).
 
 Environment (the hub sets the ``JUPYTERHUB_*`` ones for a managed service):
 ``STREAMLIT_HUB_AUDIT_DB_URL`` (SQLAlchemy URL, default sqlite in the working directory),
@@ -81,6 +87,45 @@ def app_of_token(model: dict) -> tuple[str, str] | None:
         return None
     owner, app = next(iter(servers))
     return (owner, app) if owner == model.get("name") else None
+
+
+def token_reach(model: dict) -> tuple[set[str], tuple[str, str] | None] | None:
+    """What a token may read: None for everything (``custom:audit:read``); else (owners,
+    app): the events of those owners' apps, narrowed to one ``(owner, app)`` for an app
+    server's own token (it must not read the rest of its owner's trail)."""
+    if READ_SCOPE in (model.get("scopes") or []):
+        return None
+    if model.get("kind", "user") != "user":
+        return set(), None
+    own_app = app_of_token(model)
+    if own_app is not None:
+        return {own_app[0]}, own_app
+    return {model["name"]}, None
+
+
+def _narrow(reach, args: dict) -> tuple[set[str] | None, dict] | None:
+    """(owners, filters) for the store, with the token's reach applied to the asked filters;
+    None when the asked filters and the reach cannot overlap (the answer is empty)."""
+    if reach is None:
+        return None, args
+    owners, own_app = reach
+    if own_app is None:
+        return owners, args
+    owner, app = own_app
+    if args.get("owner", owner) != owner or args.get("app", app) != app:
+        return None
+    return owners, {**args, "owner": owner, "app": app}
+
+
+def _parse_body(raw: bytes):
+    """The JSON body, or HTTP 400 for anything that is not JSON, however deep or odd."""
+    try:
+        return json.loads(raw or b"null")
+    except RecursionError:
+        raise web.HTTPError(400, "Body nests too deeply; send {\"events\": [ … ]} with "
+                            "plain events.") from None
+    except ValueError:
+        raise web.HTTPError(400, "Body is not JSON; send {\"events\": [ … ]}.") from None
 
 
 def _csv_cell(value) -> str:
@@ -215,24 +260,24 @@ class EventsHandler(_Base):
                                 "the hub may.")
         if len(self.request.body) > MAX_BODY:
             raise web.HTTPError(413, f"Body over {MAX_BODY} bytes; send smaller batches.")
-        try:
-            body = json.loads(self.request.body or b"null")
-        except ValueError:
-            raise web.HTTPError(400, "Body is not JSON; send {\"events\": [ … ]}.") from None
+        body = _parse_body(self.request.body)
         raw_events = body.get("events") if isinstance(body, dict) else None
         if not isinstance(raw_events, list):
             raise web.HTTPError(400, "Expected a JSON object {\"events\": [ … ]}.")
         if len(raw_events) > MAX_BATCH:
             raise web.HTTPError(413, f"At most {MAX_BATCH} events per request.")
-        good, rejected = [], []
+        good, rejected, forged = [], [], False
         for i, raw in enumerate(raw_events):
             if own_app is not None and isinstance(raw, dict):
                 owner, app = own_app
-                if raw.get("type") not in APP_SERVER_TYPES:
+                kind = raw.get("type")
+                if not isinstance(kind, str) or kind not in APP_SERVER_TYPES:
+                    forged = True
                     rejected.append({"index": i, "message": f"type: an app server may send only "
                                      f"{', '.join(sorted(APP_SERVER_TYPES))}"})
                     continue
                 if raw.get("owner", owner) != owner or raw.get("app", app) != app:
+                    forged = True
                     rejected.append({"index": i, "message": f"owner/app: this token belongs to "
                                      f"{owner}/{app} and may write only its events"})
                     continue
@@ -243,7 +288,6 @@ class EventsHandler(_Base):
                 rejected.append({"index": i, "message": str(e)})
         if raw_events and not good:
             self.settings["metrics"].observe([], set(), len(rejected))
-            forged = any("may" in r["message"] for r in rejected)
             log.warning("refused a batch of %d events from %s %s: %s", len(raw_events),
                         model.get("kind", "user"), model.get("name"), rejected[0]["message"])
             self.set_status(403 if forged else 400)
@@ -266,11 +310,12 @@ class EventsHandler(_Base):
         model = await self.caller()
         if not model:
             raise web.HTTPError(401, "Sign in through the hub, or send a hub API token.")
-        owners = None if READ_SCOPE in (model.get("scopes") or []) else {model["name"]}
         args = self._filters()
         fmt = self.get_argument("format", "json")
         if fmt not in ("json", "csv", "jsonl"):
             raise web.HTTPError(400, "format: expected json, csv or jsonl")
+        narrowed = _narrow(token_reach(model), args)
+        owners, args = narrowed if narrowed is not None else (set(), args)
         if fmt == "json":
             limit = self._int("limit", 100, 1, 1000)
             try:
@@ -350,20 +395,28 @@ class OpenAPIHandler(_Base):
 class UsagePageHandler(HubOAuthenticated, _Base):
     """The HTML usage page: per app, page views and distinct viewers by day, and recent events."""
 
+    def initialize(self):
+        # HubOAuthenticated's own ``hub_auth`` (the singleton) would win over _Base's: use the
+        # service's, as every other handler does (the same object outside of tests).
+        self.hub_auth = self.settings["hub_auth"]
+
     async def get(self):
         model = await self.caller()
         if not model:
             self.redirect(self.get_login_url())  # the hub's OAuth, with state and PKCE
             return
-        owners = None if READ_SCOPE in (model.get("scopes") or []) else {model["name"]}
+        reach = token_reach(model)
+        owners, only = (None, {}) if reach is None else _narrow(reach, {})
         days = 14
         since = datetime.now(timezone.utc) - timedelta(days=days)
-        summary = await self.db(self.store.summary, owners=owners, since=since)
-        recent, _ = await self.db(self.store.query, owners=owners, limit=50)
+        summary = await self.db(self.store.summary, owners=owners, since=since,
+                                app=only.get("app"))
+        recent, _ = await self.db(self.store.query, owners=owners, limit=50, **only)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
         self.finish(render_usage_page(model["name"], owners is None, summary, recent, days,
-                                      self.settings["prefix"]))
+                                      self.settings["prefix"],
+                                      only=(only["owner"], only["app"]) if only else None))
 
 
 def _svg_bars(daily: list[tuple[str, int]], label: str, days: list[str]) -> str:
@@ -389,7 +442,7 @@ def _svg_bars(daily: list[tuple[str, int]], label: str, days: list[str]) -> str:
 
 
 def render_usage_page(me: str, everything: bool, summary: dict, recent: list[dict], days: int,
-                      prefix: str) -> str:
+                      prefix: str, only: tuple[str, str] | None = None) -> str:
     e = html.escape
     today = datetime.now(timezone.utc).date()
     day_list = [(today - timedelta(days=days - 1 - i)).isoformat() for i in range(days)]
@@ -405,7 +458,8 @@ def render_usage_page(me: str, everything: bool, summary: dict, recent: list[dic
         f"<td>{e(ev.get('viewer') or ev.get('actor') or '')}</td>"
         f"<td>{e(ev.get('page') or ev.get('outcome') or ev.get('reason') or '')}</td></tr>"
         for ev in recent)
-    scope = "all apps" if everything else f"apps owned by {me}"
+    scope = ("all apps" if everything else f"the app {only[0]}/{only[1]}" if only
+             else f"apps owned by {me}")
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>App usage and audit</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2rem;line-height:1.4}}

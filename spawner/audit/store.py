@@ -5,6 +5,9 @@ Invariants:
 - ``add`` stores each event id at most once, whatever the order or number of resends; it
   returns how many were new. Nothing in this module updates or deletes a stored event, except
   ``purge_older_than`` (retention).
+- Nothing stored holds a non-finite number (``NaN``, ``Infinity``): ``add_new`` refuses the
+  whole write with a ``ValueError`` naming the event and field, and the JSON column is
+  written by a strict encoder, so a strict JSON reader can read every export.
 - ``query`` pages newest first with an opaque cursor; walking every page yields each
   matching event exactly once, even while new events arrive.
 
@@ -14,13 +17,14 @@ The service calls this from a thread pool, so the event loop never waits on the 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import (JSON, Column, DateTime, Index, MetaData, String, Table, and_,
                         create_engine, distinct, event, func, or_, select)
 
-from .events import Event
+from .events import Event, EventError, check_plain_json
 
 metadata = MetaData()
 audit_events = Table(
@@ -62,7 +66,9 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 class AuditStore:
     def __init__(self, url: str):
-        self.engine = create_engine(url, future=True)
+        # Strict JSON in the body column: a NaN that got past the checks fails, never lands.
+        strict = functools.partial(json.dumps, allow_nan=False)
+        self.engine = create_engine(url, future=True, json_serializer=strict)
         if self.engine.dialect.name == "sqlite":
             @event.listens_for(self.engine, "connect")
             def _wal(dbapi_conn, _record):
@@ -88,6 +94,11 @@ class AuditStore:
         if not events:
             return set()
         now = _naive_utc(datetime.now(timezone.utc))
+        for e in events:
+            try:
+                check_plain_json(e.to_json())
+            except EventError as err:
+                raise ValueError(f"event {e.id}: {err}; not stored") from None
         rows = [{"id": e.id, "time": _naive_utc(e.time), "type": e.type, "owner": e.owner,
                  "app": e.app, "viewer": e.viewer, "outcome": e.outcome, "body": e.to_json(), "received_at": now}
                 for e in {e.id: e for e in events}.values()]
@@ -132,11 +143,14 @@ class AuditStore:
         nxt = _encode_cursor(page[-1].time, page[-1].id) if len(rows) > limit else None
         return [r.body for r in page], nxt
 
-    def summary(self, *, owners: set[str] | None, since: datetime) -> dict:
+    def summary(self, *, owners: set[str] | None, since: datetime,
+                app: str | None = None) -> dict:
         """Per app since ``since``: page views, distinct viewers, sessions, refusals, last
-        event; and page views per day (for the usage page)."""
+        event; and page views per day (for the usage page). ``app``: only apps of that name."""
         t = audit_events
         where = [t.c.time >= _naive_utc(since)]
+        if app is not None:
+            where.append(t.c.app == app)
         if owners is not None:
             if not owners:
                 return {"apps": {}, "daily": {}}

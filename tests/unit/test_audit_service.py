@@ -199,3 +199,49 @@ def test_oversized_events_and_batches_are_refused_and_the_rest_kept(service):
     assert rejected["index"] == 1 and "larger than 8192" in rejected["message"]
     code, body = service("POST", "api/events", "hub-token", {"events": [good] * 5001})
     assert code == 413 and "At most 5000 events" in json.loads(body)["message"]
+
+
+# ---- the CSV formula guard (issue 18, survivor 5): every lead a spreadsheet reads as a formula
+FORMULA_LEADS = ["=", "+", "-", "@", "\t", "\r"]
+
+
+@pytest.mark.parametrize("lead", FORMULA_LEADS)
+def test_csv_cell_makes_every_formula_lead_text(lead):
+    from spawner.audit.service import _csv_cell
+
+    value = lead + "HYPERLINK(\"http://evil\")"
+    assert _csv_cell(value) == "'" + value
+    assert _csv_cell([lead + "x", "y"]) == "'" + lead + "x,y"  # a list's first item leads
+
+
+@pytest.mark.parametrize("value, cell", [
+    (None, ""), ("", ""), ("carol", "carol"), ("a=b", "a=b"), ("'quoted", "'quoted"),
+    (" =x", " =x"), (["b", "a"], "b,a"), ([], ""), (1.5, "1.5"), (0, "0"),
+])
+def test_csv_cell_leaves_ordinary_values_alone(value, cell):
+    from spawner.audit.service import _csv_cell
+
+    assert _csv_cell(value) == cell
+
+
+def test_the_csv_export_neutralises_every_formula_lead(service):
+    import csv
+
+    # Text fields refuse control characters at ingest, group names do not: a tab or CR can
+    # lead a cell through viewer_groups only.
+    events = []
+    for lead in FORMULA_LEADS:
+        e = _page_view(owner="alice", app="demo")
+        e["viewer_groups"] = [lead + "SUM(A1)"]
+        if lead.isprintable():
+            e["page"] = lead + "SUM(A1)"
+        events.append(e)
+    code, body = service("POST", "api/events", "hub-token", {"events": events})
+    assert code == 200 and json.loads(body)["stored"] == len(FORMULA_LEADS), body
+    code, text = service("GET", "api/events?format=csv", "auditor-token")
+    assert code == 200
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    assert sorted(r["viewer_groups"] for r in rows) == sorted("'" + lead + "SUM(A1)" for lead in FORMULA_LEADS)
+    assert sorted(r["page"] for r in rows if r["page"] != "Details") == sorted(
+        "'" + lead + "SUM(A1)" for lead in FORMULA_LEADS if lead.isprintable())
+    assert all(r["viewer"] == "carol" for r in rows)
