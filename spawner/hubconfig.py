@@ -382,7 +382,14 @@ def configure_local(c, environ) -> None:
 
     c.JupyterHub.ip = "127.0.0.1"
     c.JupyterHub.port = port
-    configure_app_origins(c, environ, environ.get("STREAMLIT_HUB_PUBLIC_URL") or f"http://localhost:{port}")
+    public_url = environ.get("STREAMLIT_HUB_PUBLIC_URL") or f"http://localhost:{port}"
+    if configure_app_origins(c, environ, public_url) and environ is os.environ:
+        # JupyterHub's own banner names the address it binds (127.0.0.1), where sign-in
+        # would not carry over to the apps' hosts: say which address to open.
+        from urllib.parse import urlparse
+
+        print(f"\n  Open {public_url.rstrip('/')}/ (each analyst's apps are served from "
+              f"<analyst>.{urlparse(public_url).netloc})\n", file=sys.stderr)
     c.JupyterHub.hub_ip = "127.0.0.1"
     c.JupyterHub.db_url = f"sqlite:///{data_dir / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(data_dir / "jupyterhub_cookie_secret")
