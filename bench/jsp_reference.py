@@ -128,13 +128,14 @@ def run(workdir: Path, entry_of, rounds: int, n: int) -> dict:
                 break
             time.sleep(1)
         cookie = {"Cookie": hub.app_cookie_header(alice, "alice", "jsp")}
+        http_headers = {**cookie, "Host": hub.app_host("alice")}  # the app's own host
         pid = server_pid(hub, "jsp")
         time.sleep(3)
         out["rss_idle_mb"] = tree_rss_mb(pid)
-        timed_gets("127.0.0.1", hub.port, prefix + "_stcore/health", cookie, 20)  # warm up
+        timed_gets("127.0.0.1", hub.port, prefix + "_stcore/health", http_headers, 20)  # warm up
         for _ in range(rounds):
-            out["health"] += timed_gets("127.0.0.1", hub.port, prefix + "_stcore/health", cookie, n)
-            rps, errors = viewers.concurrent_gets(hub.port, prefix + "_stcore/health", cookie, 10, n // 2)
+            out["health"] += timed_gets("127.0.0.1", hub.port, prefix + "_stcore/health", http_headers, n)
+            rps, errors = viewers.concurrent_gets(hub.port, prefix + "_stcore/health", http_headers, 10, n // 2)
             out["rps"].append(rps)
             out["rps_errors"] += errors
             out["ws"] += viewers.ws_rerun_times(ws_url(hub.app_origin("alice"), prefix), cookie, 11)
