@@ -15,6 +15,29 @@ On top of the shared mixin, this adds only:
 - the app's own secrets from a Kubernetes Secret named ``app-secrets-<owner>-<app>`` (if it
   exists), by reference: never a literal in the pod.
 
+What this spawner owns over blanket configuration. The Zero to JupyterHub chart's hub
+configuration (``files/hub/jupyterhub_config.py``) sets many KubeSpawner traits from its values
+unconditionally, and configuration beats a subclass's ``@default``. Where that would undo what
+an app pod is, the spawner's own settings win, in these documented ways:
+
+- **profiles**: with a group policy, ``profile_list`` is always the policy's (the chart sets
+  ``singleuser.profileList``, ``[]`` by default); a non-empty configured list is ignored with
+  a warning;
+- **volumes**: the home PVC (``home``) and the ``/tmp`` emptyDir (``scratch``) are always in
+  the pod, first; configured ``volumes``/``volume_mounts`` (the chart sets ``{}`` with
+  ``storage.type: none``, or its own volumes) come after them, except ones reusing their names
+  or mount paths, which are dropped with a warning;
+- **resources**: a profile sets the pod's CPU and memory completely: what it leaves out is
+  unset, not the configured default (the chart's ``singleuser.memory.guarantee`` is ``1G``).
+
+- **security**: the pod and container security contexts are always the restricted ones,
+  built from ``uid``, ``gid`` and ``fs_gid``; a configured ``allow_privilege_escalation: true``
+  does not reach the container.
+
+Everything else the chart sets is honoured (image, pull policy, ``cmd``, ``uid``, ``fs_gid``,
+labels, scheduler, priority class, start timeout): tests/unit/test_chart_hub_config.py checks
+that those agree with the pod this spawner means.
+
 Entry paths are checked for shape here (the home is on a volume the hub does not mount); the
 app server refuses a missing file when it starts.
 """
@@ -34,6 +57,9 @@ from .names import EntryPathError, default_entry, entry_path_shape_problem
 from .policy import Sources, cached_policy, format_bytes, limits_for
 
 LABEL_PREFIX = "streamlit-hub.io"
+# A profile is the whole machine size: these are reset for every start with a profile.
+RESOURCE_TRAITS = ("cpu_guarantee", "cpu_limit", "mem_guarantee", "mem_limit")
+HOME_VOLUME, SCRATCH_VOLUME = "home", "scratch"
 
 
 def profile_overrides(profile) -> dict:
@@ -101,6 +127,17 @@ class StreamlitKubeSpawner(StreamlitSpawnerMixin, KubeSpawner):
     def _default_profile_list(self):
         return self._policy_profile_list
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        configured = self.profile_list
+        if self.policy_file and getattr(configured, "__func__", None) is not \
+                StreamlitKubeSpawner._policy_profile_list:
+            # Configuration (the chart's singleuser.profileList) beat the @default above.
+            if configured:
+                self.log.warning("KubeSpawner.profile_list is configured but ignored: profiles "
+                                 "come from the group policy (%s)", self.policy_file)
+            self.profile_list = self._policy_profile_list
+
     def _policy_profile_list(self, spawner=None) -> list[dict]:
         """KubeSpawner's profile_list: the profiles this user may use, default first."""
         if not self.policy_file:
@@ -112,7 +149,9 @@ class StreamlitKubeSpawner(StreamlitSpawnerMixin, KubeSpawner):
                 "slug": slug,
                 "display_name": policy.profiles[slug].display_name,
                 "default": slug == rule.default_profile,
-                "kubespawner_override": profile_overrides(policy.profiles[slug]),
+                # unset in the profile = unset in the pod, whatever else configured a default
+                "kubespawner_override": {**dict.fromkeys(RESOURCE_TRAITS),
+                                         **profile_overrides(policy.profiles[slug])},
             }
             for slug in rule.profiles
         ]
@@ -202,17 +241,17 @@ class StreamlitKubeSpawner(StreamlitSpawnerMixin, KubeSpawner):
 
     def _source_overrides(self) -> dict:
         """Trait values for this start's pod (set around KubeSpawner's manifest, then undone)."""
+        volumes, mounts = self.pod_volumes()
         o: dict = {"extra_container_config": {
             **(self.extra_container_config or {}),
             "envFrom": [{"secretRef": {"name": self.app_secret_name(), "optional": True}}],
-        }}
+        }, "volumes": volumes, "volume_mounts": mounts}
         if self.app_source and self.app_source[0] == "image":
             o["image"] = self.app_source[1]
         if self.app_source and self.app_source[0] == "git":
             _, repo, ref, git_image = self.app_source
-            o["volumes"] = [*self.volumes, {"name": "app-source", "emptyDir": {"sizeLimit": "2Gi"}}]
-            o["volume_mounts"] = [*self.volume_mounts,
-                                  {"name": "app-source", "mountPath": "/app", "readOnly": True}]
+            volumes.append({"name": "app-source", "emptyDir": {"sizeLimit": "2Gi"}})
+            mounts.append({"name": "app-source", "mountPath": "/app", "readOnly": True})
             o["init_containers"] = [*self.init_containers, {
                 "name": "git-clone",
                 "image": git_image,
@@ -226,7 +265,7 @@ class StreamlitKubeSpawner(StreamlitSpawnerMixin, KubeSpawner):
                 "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
                               "limits": {"cpu": "1", "memory": "512Mi"}},
                 "volumeMounts": [{"name": "app-source", "mountPath": "/app"},
-                                 {"name": "scratch", "mountPath": "/tmp"}],
+                                 {"name": SCRATCH_VOLUME, "mountPath": "/tmp"}],
             }]
         return o
 
@@ -248,7 +287,10 @@ class StreamlitKubeSpawner(StreamlitSpawnerMixin, KubeSpawner):
 
     @default("pod_security_context")
     def _default_pod_security_context(self):
-        return restricted_pod_security_context(self.uid, self.gid)
+        psc = restricted_pod_security_context(self.uid, self.gid)
+        if isinstance(self.fs_gid, int):  # KubeSpawner's fs_gid (the chart's singleuser.fsGid)
+            psc["fsGroup"] = self.fs_gid
+        return psc
 
     @default("container_security_context")
     def _default_container_security_context(self):
@@ -266,19 +308,43 @@ class StreamlitKubeSpawner(StreamlitSpawnerMixin, KubeSpawner):
     def _default_storage_capacity(self):
         return "10Gi"
 
-    @default("volumes")
-    def _default_volumes(self):
+    # ``volumes`` / ``volume_mounts`` (KubeSpawner's, default empty) are only what is
+    # configured in addition: the pod's own two are always there (see the module docstring).
+    def own_volumes(self) -> list[dict]:
         return [
-            {"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}},
-            {"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}},
+            {"name": HOME_VOLUME, "persistentVolumeClaim": {"claimName": "{pvc_name}"}},
+            {"name": SCRATCH_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}},
         ]
 
-    @default("volume_mounts")
-    def _default_volume_mounts(self):
+    def own_volume_mounts(self) -> list[dict]:
         return [
-            {"name": "home", "mountPath": self.home_mount},
-            {"name": "scratch", "mountPath": "/tmp"},
+            {"name": HOME_VOLUME, "mountPath": self.home_mount},
+            {"name": SCRATCH_VOLUME, "mountPath": "/tmp"},
         ]
+
+    def pod_volumes(self) -> tuple[list[dict], list[dict]]:
+        """The pod's volumes and the app container's mounts: the spawner's own first, then the
+        configured ones that do not take their names or mount paths (dropped, with a warning)."""
+        def field(obj, key, attr):  # a dict (as configured) or a kubernetes model object
+            return obj.get(key) if isinstance(obj, dict) else getattr(obj, attr, None)
+
+        volumes, mounts = self.own_volumes(), self.own_volume_mounts()
+        names = {v["name"] for v in volumes}
+        paths = {m["mountPath"].rstrip("/") for m in mounts}
+        for v in self._sorted_dict_values(self.volumes) or []:
+            if field(v, "name", "name") in names:
+                self.log.warning("volume %r is configured but the pod has its own: ignored",
+                                 field(v, "name", "name"))
+            else:
+                volumes.append(v)
+        for m in self._sorted_dict_values(self.volume_mounts) or []:
+            name, path = field(m, "name", "name"), field(m, "mountPath", "mount_path") or ""
+            if name in names or path.rstrip("/") in paths:
+                self.log.warning("volume mount %r at %s is configured but the pod has its own "
+                                 "there: ignored", name, path)
+            else:
+                mounts.append(m)
+        return volumes, mounts
 
     def get_env(self):
         env = super().get_env()

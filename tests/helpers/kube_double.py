@@ -20,6 +20,10 @@ volume mounts mapped to local folders: a PVC to ``<workdir>/pvc/<claim>``, an em
 folder of the pod), marks it Running/Ready once its port answers, posts the usual events
 (Scheduled, Pulled, Created, Started), and stops the process when the pod is deleted.
 
+With ``--requests FILE`` every API request but the kubelet's own is appended to FILE as a JSON
+line (method, Kubernetes action, resource, namespace, user agent), so a test can hold what the
+hub asked for against the RBAC the chart grants it.
+
 Run: ``python -m tests.helpers.kube_double --port P --workdir DIR`` (prints ``ready``).
 """
 
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import os
 import signal
 import sys
@@ -40,6 +45,7 @@ import kmock
 from kmock._internal import enums, parsing
 
 FINALIZER = "kubelet.test.streamlit-hub.io/process"
+KUBELET_AGENT = "loopback-kubelet"
 _guess = parsing.guess_k8s
 
 
@@ -58,8 +64,21 @@ def _now() -> str:
 
 class Emulator(kmock.KubernetesEmulator):
     _versions = itertools.count(1)
+    requests_log: Path | None = None
+
+    def _log_request(self, request):
+        agent = request.headers.get("User-Agent", "")
+        if self.requests_log is None or agent == KUBELET_AGENT:
+            return
+        entry = {"method": str(request.method.value if request.method else ""),
+                 "action": str(request.action.value if request.action else ""),
+                 "resource": request.resource.plural if request.resource is not None else None,
+                 "namespace": request.namespace, "path": request.url.path, "agent": agent}
+        with open(self.requests_log, "a") as f:
+            f.write(json.dumps(entry) + "\n")
 
     async def _handle(self, request):
+        self._log_request(request)
         data = request.data
         if request.resource is not None and isinstance(data, dict):
             if request.action == enums.action.CREATE:
@@ -88,7 +107,7 @@ class Kubelet:
         self.events = itertools.count(1)
 
     async def run(self):
-        async with aiohttp.ClientSession() as self.http:
+        async with aiohttp.ClientSession(headers={"User-Agent": KUBELET_AGENT}) as self.http:
             while True:
                 try:
                     await self.sync()
@@ -227,8 +246,9 @@ current-context: double
 """
 
 
-async def serve(port: int, workdir: Path):
+async def serve(port: int, workdir: Path, requests_log: Path | None = None):
     emu = Emulator()
+    emu.requests_log = requests_log
     for plural in ("pods", "events", "persistentvolumeclaims", "secrets", "services", "configmaps"):
         emu.resources[f"v1/{plural}"] = {}
     async with emu, kmock.Server(emu, port=port) as server:
@@ -248,9 +268,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.helpers.kube_double")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--workdir", type=Path, required=True)
+    ap.add_argument("--requests", type=Path, help="append each API request here (JSON lines)")
     args = ap.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    asyncio.run(serve(args.port, args.workdir))
+    asyncio.run(serve(args.port, args.workdir, args.requests))
     return 0
 
 
