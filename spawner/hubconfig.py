@@ -152,7 +152,12 @@ def configure_policy(c, path: str) -> None:
         policy = load_policy(path)
     except PolicyError as e:
         raise ConfigError(f"group policy: {e}") from None
-    c.JupyterHub.load_roles = sharing_roles(policy)
+    # Merged with roles configured before (the chart's hub.loadRoles), ours replacing any of
+    # the same name.
+    ours = sharing_roles(policy)
+    names = {r["name"] for r in ours}
+    c.JupyterHub.load_roles = [r for r in _configured_list(c.JupyterHub, "load_roles")
+                               if r.get("name") not in names] + ours
     c.StreamlitSpawnerMixin.policy_file = path
     # The policy's link rules on JupyterHub's share-codes API (see spawner/sharing.py).
     from .sharing import policy_authenticator
@@ -231,7 +236,10 @@ def configure_common(c) -> None:
     """What every mode shares: named servers as apps, templates, OAuth scopes for apps."""
     c.JupyterHub.allow_named_servers = True
     c.JupyterHub.default_url = "/hub/home"
-    c.JupyterHub.template_paths = [str(HUB_CONFIG_DIR / "templates")]
+    # Ours first; template folders configured before (the chart's hub.templatePaths) stay.
+    ours = str(HUB_CONFIG_DIR / "templates")
+    c.JupyterHub.template_paths = [ours, *(p for p in _configured_list(c.JupyterHub, "template_paths")
+                                           if p != ours)]
     # An app server may read its viewer's name and groups, nothing more.
     c.Spawner.oauth_client_allowed_scopes = ["read:users:groups!user"]
     # The app server's own token: post activity, and read who its app is shared with (see

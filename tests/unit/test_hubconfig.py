@@ -280,3 +280,20 @@ def test_an_app_environment_closed_to_app_accounts_stops_the_hub(tmp_path, monke
     monkeypatch.setenv("STREAMLIT_HUB_APP_PYTHON", str(private / "bin" / "python"))
     with pytest.raises(ConfigError, match="is closed to other users.*STREAMLIT_HUB_APP_ACCOUNTS=hub"):
         configure_app_accounts(Config(), {})
+
+
+def test_roles_and_template_folders_configured_before_are_kept(tmp_path):
+    """The chart's hub.loadRoles and hub.templatePaths come before configure(c): kept."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text((REPO / "hub_config" / "policy.yaml").read_text())
+    c = Config()
+    c.JupyterHub.load_roles = [{"name": "ops", "scopes": ["list:users"], "users": ["root"]}]
+    c.JupyterHub.template_paths = ["/srv/extra-templates"]
+    configure(c, {"STREAMLIT_HUB_MODE": "kubernetes", "STREAMLIT_HUB_AUTH": "demo",
+                  "STREAMLIT_HUB_DEMO_PASSWORD": "x", "STREAMLIT_HUB_POLICY": str(policy),
+                  "STREAMLIT_HUB_DATA_DIR": str(tmp_path / "srv"),
+                  "STREAMLIT_HUB_PUBLIC_URL": "https://apps.example.com"})
+    names = [r["name"] for r in c.JupyterHub.load_roles]
+    assert "ops" in names and "audit-reader" in names and "idle-culler" in names
+    assert c.JupyterHub.template_paths[0].endswith("templates")
+    assert c.JupyterHub.template_paths[1:] == ["/srv/extra-templates"]
