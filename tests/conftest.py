@@ -17,6 +17,13 @@ from tests.helpers import localhost_names  # noqa: E402
 localhost_names.install()
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Run as root, the hub checks at start-up (configure(), unit tests included) that the
+# per-analyst app accounts can reach the app environment: open the way to this checkout's
+# .venv-app (o+x on the folders above it; a fresh clone may sit in a private folder).
+from tests.helpers.hub import let_app_accounts_pass  # noqa: E402
+
+let_app_accounts_pass(REPO / ".venv-app")
 OUTPUT = Path(os.environ.get("TEST_OUTPUT_DIR", REPO / "test-output"))
 
 
