@@ -385,7 +385,6 @@ def configure_app_accounts(c, environ) -> None:
 def configure_local(c, environ) -> None:
     data_dir = Path(environ.get("STREAMLIT_HUB_DATA_DIR") or ".hub-data").resolve()
     secure_data_dir(data_dir, private_umask=environ is os.environ)
-    configure_app_accounts(c, environ)
     port = _port(environ, "STREAMLIT_HUB_PORT", 8000)
 
     c.JupyterHub.ip = "127.0.0.1"
@@ -432,6 +431,8 @@ def configure_local(c, environ) -> None:
         configure_audit(c, data_dir, environ, reader_groups=_csv(environ, "GOOGLE_ADMIN_GROUPS"))
     else:
         configure_audit(c, data_dir, environ, readers=set(demo.DEMO_ADMINS))
+    # Last: every setting is checked first; this one checks the machine (folder modes).
+    configure_app_accounts(c, environ)
 
 
 def _configured_list(section, name: str) -> list:
