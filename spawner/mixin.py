@@ -223,12 +223,17 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
             state["app_profile"] = self.app_profile
         if self.idle_timeout:
             state["idle_timeout"] = self.idle_timeout
+        if self.last_exit is not None:
+            # kept across the hub's stop, which replaces this spawner object by a new one
+            state["last_exit"] = self.last_exit
         return state
 
     def load_state(self, state):
         super().load_state(state)
         self.app_profile = state.get("app_profile") or self.app_profile
         self.idle_timeout = state.get("idle_timeout") or self.idle_timeout
+        if isinstance(state.get("last_exit"), int):
+            self.last_exit = state["last_exit"]
 
     async def stop(self, now=False):
         self._audit_stopping = True
@@ -240,8 +245,14 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
             self._quota_admitted = False
             self._audit_seen_running = False
 
+    last_exit: int | None = None  # the exit status of the app's last run, once it ended
+
     async def poll(self):
         status = await super().poll()
+        if status is not None and getattr(self, "_audit_seen_running", False):
+            # it was running and has ended: keep how (the app output API reads it later,
+            # when the base spawner has forgotten the process)
+            self.last_exit = status
         if status is None:
             self._audit_seen_running = True  # (a stop in progress stays a stop)
         elif getattr(self, "_audit_seen_running", False) and not getattr(self, "_audit_stopping", False):
@@ -386,6 +397,7 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
             self.refuse(str(e), reason="user_options")
 
     async def start(self):
+        self.last_exit = None
         self._progress_reset()
         self._start_time = time.monotonic()
         try:

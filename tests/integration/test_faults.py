@@ -223,7 +223,7 @@ def test_owner_sees_why_an_app_died_and_others_do_not(hub):
     assert [(e["reason"], e["extra"]["exit_status"]) for e in stops] == [("crash", 3)]
     url = f"{hub.url}/hub/api/streamlit/apps/alice/crashy/output"
     out = alice.get(url, timeout=10).json()
-    assert out["running"] is False
+    assert out["running"] is False and out["exit_status"] == 3, out
     assert any("KeyError('region')" in line for line in out["lines"]), out
     admin = hub.api(hub.token("admin")).get(url, timeout=10)
     assert admin.status_code == 200
