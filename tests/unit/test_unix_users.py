@@ -46,3 +46,90 @@ def test_a_closed_folder_on_the_way_is_named(tmp_path):
         if not p.stat().st_mode & 0o001:
             return  # pytest's own folder is private: the rest is covered above
     assert blocked_for_others(str(inner / "python")) is None
+
+
+def test_prefix_and_length_limits_hold_for_long_and_odd_names():
+    assert account_name("bob", prefix="app-") == "app-bob"
+    long = "a" * 40
+    got = account_name(long)
+    assert len(got) == MAX_NAME and got.startswith("sthub-aaaa") and got != account_name("a" * 41)
+    assert account_name("---").startswith("sthub-user-")  # nothing usable left: a stand-in
+
+
+def test_an_existing_account_is_looked_up_not_created(monkeypatch):
+    import asyncio
+
+    from spawner import unix_users
+
+    monkeypatch.setattr(unix_users.shutil, "which", lambda _: "/bin/false")
+    root = asyncio.run(unix_users.ensure_account("root", "/root"))
+    assert (root.name, root.uid, root.gid) == ("root", 0, 0)
+
+
+def test_a_failed_useradd_is_an_error_that_says_why(monkeypatch, tmp_path):
+    import asyncio
+
+    import pytest
+
+    from spawner import unix_users
+
+    fake = tmp_path / "useradd"
+    fake.write_text("#!/bin/sh\necho 'useradd: cannot lock /etc/passwd' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(unix_users.shutil, "which", lambda _: str(fake))
+    with pytest.raises(unix_users.AccountError, match="sthub-nobody-here.*exited 1.*cannot lock"):
+        asyncio.run(unix_users.ensure_account("sthub-nobody-here", "/nonexistent"))
+
+
+def _nobody():
+    import pwd
+
+    from spawner.unix_users import Account
+
+    entry = pwd.getpwnam("nobody")
+    return Account("nobody", entry.pw_uid, entry.pw_gid)
+
+
+def test_the_first_start_hands_the_home_over_and_closes_it(tmp_path):
+    import os
+
+    import pytest
+
+    from spawner.unix_users import prepare_home
+
+    if os.geteuid() != 0:
+        pytest.skip("changing owners needs root")
+    home = tmp_path / "alice"
+    (home / "apps" / "demo").mkdir(parents=True)
+    (home / "apps" / "demo" / "app.py").write_text("x")
+    (home / "link").symlink_to("/etc/passwd")
+    nobody = _nobody()
+    prepare_home(home, nobody)
+    for p in (home, home / "apps", home / "apps" / "demo", home / "apps" / "demo" / "app.py"):
+        assert (p.stat().st_uid, p.stat().st_gid) == (nobody.uid, nobody.gid), p
+    assert (home / "link").lstat().st_uid == nobody.uid and os.stat("/etc/passwd").st_uid == 0
+    assert home.stat().st_mode & 0o777 == 0o700
+    # later starts leave what is inside alone (the account could have planted links by then)
+    (home / "later.py").write_text("y")
+    prepare_home(home, nobody)
+    assert (home / "later.py").stat().st_uid == 0
+
+
+def test_a_private_dir_and_what_is_in_it_belong_to_the_account(tmp_path):
+    import os
+
+    import pytest
+
+    from spawner.unix_users import prepare_private_dir, traversable
+
+    if os.geteuid() != 0:
+        pytest.skip("changing owners needs root")
+    spool = tmp_path / "logs" / "alice" / "audit-spool" / "demo"
+    spool.mkdir(parents=True)
+    (spool / "left-by-root.jsonl").write_text("{}")
+    nobody = _nobody()
+    prepare_private_dir(spool, nobody)
+    assert spool.stat().st_uid == nobody.uid and spool.stat().st_mode & 0o777 == 0o700
+    assert (spool / "left-by-root.jsonl").stat().st_uid == nobody.uid
+    traversable(tmp_path / "logs")
+    assert (tmp_path / "logs").stat().st_mode & 0o777 == 0o711
