@@ -55,3 +55,12 @@ soak: install
 
 clean:
 	rm -rf $(VENV) $(APP_VENV) node_modules .hub-data test-output
+
+# Mutation testing of the security and policy core (docs/testing.md): slow, so not part of
+# make test. MUTATION_JOBS mutants at once (default 1); MUTATION_MODULES="scopes names" a subset.
+MUTATION_JOBS ?= 1
+MUTATION_MODULES ?=
+.PHONY: mutation
+mutation: install
+	$(PY) -m pip install -q -c constraints.txt -e '.[mutation]'
+	$(PY) -m bench.mutation run --jobs $(MUTATION_JOBS) $(MUTATION_MODULES)

@@ -297,3 +297,51 @@ def test_progress_shows_our_steps_with_the_pods_events_in_between(policy_file, m
     bars = [e["progress"] for e in events]
     assert bars == sorted(bars) and bars[-1] == 100 and all(30 <= b <= 60 for b, m in zip(bars, messages) if "container" in m)
     assert all("raw_event" not in e for e in events)
+
+
+def test_the_pod_itself_runs_as_non_root_not_only_its_containers(policy_file):
+    # Meant (issue 18, survivor 7): the restricted Pod Security Standard accepts runAsNonRoot
+    # on every container instead, but a container added later (a sidecar an operator adds
+    # through extra_containers, an init container) inherits the pod's setting; without it,
+    # that container may run as root. So the pod level carries it, and this test says so.
+    for options in ({}, {"source": "git", "repo": "https://github.com/example/sales.git", "ref": SHA}):
+        _, pod = build(policy_file, "alice", ["analysts"], options)
+        ctx = pod["spec"]["securityContext"]
+        assert ctx["runAsNonRoot"] is True
+        assert (ctx["runAsUser"], ctx["runAsGroup"], ctx["fsGroup"]) == (1000, 1000, 1000)
+        assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}
+        for c in pod["spec"]["containers"] + pod["spec"].get("initContainers", []):
+            assert c["securityContext"]["runAsNonRoot"] is True
+
+
+def test_the_restricted_security_contexts_exactly():
+    from spawner.kube import restricted_container_security_context, restricted_pod_security_context
+
+    assert restricted_pod_security_context(1001, 1002) == {
+        "runAsNonRoot": True, "runAsUser": 1001, "runAsGroup": 1002, "fsGroup": 1002,
+        "seccompProfile": {"type": "RuntimeDefault"}}
+    assert restricted_container_security_context(1001, 1002) == {
+        "runAsNonRoot": True, "runAsUser": 1001, "runAsGroup": 1002,
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def test_profile_overrides_exactly():
+    from spawner.kube import profile_overrides
+    from spawner.policy import Profile
+
+    assert profile_overrides(Profile("bare", "Bare")) == {}
+    full = Profile("gpu", "GPU", cpu_guarantee=0.5, cpu_limit=4, mem_guarantee=2**30,
+                   mem_limit=16 * 2**30, gpu=2, node_selector={"pool": "gpu"},
+                   tolerations=({"key": "nvidia.com/gpu", "operator": "Exists"},),
+                   image="ghcr.io/example/gpu:1")
+    o = profile_overrides(full)
+    assert o == {"cpu_guarantee": 0.5, "cpu_limit": 4.0, "mem_guarantee": "1G", "mem_limit": "16G",
+                 "extra_resource_limits": {"nvidia.com/gpu": "2"}, "node_selector": {"pool": "gpu"},
+                 "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
+                 "image": "ghcr.io/example/gpu:1"}
+    assert type(o["cpu_limit"]) is float and type(o["tolerations"]) is list
+    assert o["node_selector"] is not full.node_selector  # a copy: KubeSpawner may change it
+    # zero is a value, not "unset"
+    zero = profile_overrides(Profile("z", "Z", cpu_guarantee=0, cpu_limit=0, mem_guarantee=0, mem_limit=0))
+    assert zero == {"cpu_guarantee": 0.0, "cpu_limit": 0.0, "mem_guarantee": "0", "mem_limit": "0"}

@@ -56,29 +56,37 @@ def test_prefix_and_length_limits_hold_for_long_and_odd_names():
     assert account_name("---").startswith("sthub-user-")  # nothing usable left: a stand-in
 
 
-def test_an_existing_account_is_looked_up_not_created(monkeypatch):
+def _fake_useradd(monkeypatch, tmp_path, script: str):
+    """Every command ensure_account runs becomes ``script`` (never the real useradd, whatever
+    the code under test, or a mutant of it, asks for)."""
     import asyncio
 
     from spawner import unix_users
 
-    monkeypatch.setattr(unix_users.shutil, "which", lambda _: "/bin/false")
-    root = asyncio.run(unix_users.ensure_account("root", "/root"))
-    assert (root.name, root.uid, root.gid) == ("root", 0, 0)
+    fake = tmp_path / "useradd"
+    fake.write_text("#!/bin/sh\n" + script)
+    fake.chmod(0o755)
+    real = asyncio.create_subprocess_exec
+
+    async def run(program, *args, **kwargs):
+        return await real(str(fake), *args, **kwargs)
+
+    monkeypatch.setattr(unix_users.asyncio, "create_subprocess_exec", run)
+    monkeypatch.setattr(unix_users.shutil, "which", lambda _: str(fake))
 
 
 def test_a_failed_useradd_is_an_error_that_says_why(monkeypatch, tmp_path):
     import asyncio
+    import uuid
 
     import pytest
 
     from spawner import unix_users
 
-    fake = tmp_path / "useradd"
-    fake.write_text("#!/bin/sh\necho 'useradd: cannot lock /etc/passwd' >&2\nexit 1\n")
-    fake.chmod(0o755)
-    monkeypatch.setattr(unix_users.shutil, "which", lambda _: str(fake))
-    with pytest.raises(unix_users.AccountError, match="sthub-nobody-here.*exited 1.*cannot lock"):
-        asyncio.run(unix_users.ensure_account("sthub-nobody-here", "/nonexistent"))
+    _fake_useradd(monkeypatch, tmp_path, "echo 'useradd: cannot lock /etc/passwd' >&2\nexit 1\n")
+    name = f"sthub-t{uuid.uuid4().hex[:10]}"
+    with pytest.raises(unix_users.AccountError, match=f"{name}.*exited 1.*cannot lock"):
+        asyncio.run(unix_users.ensure_account(name, "/nonexistent"))
 
 
 def _nobody():
@@ -133,3 +141,110 @@ def test_a_private_dir_and_what_is_in_it_belong_to_the_account(tmp_path):
     assert (spool / "left-by-root.jsonl").stat().st_uid == nobody.uid
     traversable(tmp_path / "logs")
     assert (tmp_path / "logs").stat().st_mode & 0o777 == 0o711
+
+
+def test_a_name_that_fits_exactly_is_kept_as_it_is():
+    assert account_name("a" * 26) == "sthub-" + "a" * 26  # 32 characters: no hash needed
+    assert len(account_name("a" * 27)) == MAX_NAME and "-" in account_name("a" * 27)[6:]
+
+
+def test_a_shortened_name_never_ends_in_a_dash_before_its_hash():
+    got = account_name("abcdefghijklmnop-qrstuvwxyz-and-more")  # cut right after a dash
+    assert "--" not in got and got.startswith("sthub-abcdefghijklmnop-")
+
+
+def test_an_existing_account_runs_no_useradd(monkeypatch, tmp_path):
+    import asyncio
+
+    from spawner import unix_users
+
+    ran = tmp_path / "ran"
+    _fake_useradd(monkeypatch, tmp_path, f"touch {ran}\nexit 1\n")
+    assert asyncio.run(unix_users.ensure_account("root", "/root")).uid == 0
+    assert not ran.exists()
+
+
+def test_the_first_closed_folder_is_the_one_named():
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    top = Path(tempfile.mkdtemp(dir="/tmp"))  # /tmp itself lets everyone pass
+    try:
+        os.chmod(top, 0o711)
+        (top / "a" / "b").mkdir(parents=True)
+        target = top / "a" / "b" / "python"
+        target.write_text("")
+        os.chmod(target, 0o755)
+        os.chmod(top / "a", 0o755)
+        os.chmod(top / "a" / "b", 0o755)
+        assert blocked_for_others(str(target)) is None
+        os.chmod(top / "a", 0o750)  # readable by its group only, closed to others
+        assert blocked_for_others(str(target)) == str(top / "a")
+        os.chmod(top / "a", 0o751)
+        os.chmod(target, 0o750)
+        assert blocked_for_others(str(target)) == str(target)
+        assert blocked_for_others(str(top / "missing")) == str(top / "missing")
+    finally:
+        shutil.rmtree(top)
+
+
+def test_homes_and_spools_are_made_with_their_missing_parents(tmp_path):
+    import os
+
+    import pytest
+
+    from spawner.unix_users import prepare_home, prepare_private_dir
+
+    if os.geteuid() != 0:
+        pytest.skip("changing owners needs root")
+    nobody = _nobody()
+    prepare_home(tmp_path / "homes" / "x" / "alice", nobody)
+    prepare_private_dir(tmp_path / "logs" / "alice" / "audit-spool" / "demo", nobody)
+    assert (tmp_path / "homes" / "x" / "alice").stat().st_uid == nobody.uid
+    assert (tmp_path / "logs" / "alice" / "audit-spool" / "demo").stat().st_uid == nobody.uid
+
+
+def test_useradd_is_asked_for_a_system_account_with_no_shell_and_no_home(monkeypatch, tmp_path):
+    import asyncio
+    import uuid
+
+    import pytest
+
+    from spawner import unix_users
+
+    argv = tmp_path / "argv"
+    _fake_useradd(monkeypatch, tmp_path, f'printf "%s\\n" "$@" > {argv}\nexit 0\n')
+    name = f"sthub-t{uuid.uuid4().hex[:10]}"
+    with pytest.raises(unix_users.AccountError, match=f"could not create the system user '{name}'"):
+        asyncio.run(unix_users.ensure_account(name, "/srv/homes/x"))  # (the fake made none)
+    assert argv.read_text().splitlines() == [
+        "--system", "--user-group", "--no-create-home", "--home-dir", "/srv/homes/x",
+        "--shell", "/usr/sbin/nologin", "--comment", "streamlit-hub app account", name]
+
+
+def test_lookup_gives_the_whole_account():
+    from spawner.unix_users import Account, lookup
+
+    assert lookup("root") == Account("root", 0, 0)
+    assert lookup("sthub-no-such-account-here") is None
+
+
+def test_an_account_made_by_useradd_is_returned(monkeypatch, tmp_path):
+    import asyncio
+
+    from spawner import unix_users
+
+    made = unix_users.Account("sthub-new", 4242, 4343)
+    answers = iter([None, made])  # missing before useradd, there after it
+    monkeypatch.setattr(unix_users, "lookup", lambda name: next(answers))
+    _fake_useradd(monkeypatch, tmp_path, "exit 0\n")
+    assert asyncio.run(unix_users.ensure_account("sthub-new", "/srv/homes/new")) == made
+
+
+def test_traversable_makes_missing_folders(tmp_path):
+    from spawner.unix_users import traversable
+
+    traversable(tmp_path / "logs" / "alice" / "audit-spool")
+    assert (tmp_path / "logs" / "alice" / "audit-spool").stat().st_mode & 0o777 == 0o711
