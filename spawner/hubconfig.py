@@ -253,6 +253,14 @@ def configure_common(c) -> None:
 APP_ORIGINS = ("per-user", "shared")
 
 
+def app_origins_mode(environ) -> str:
+    mode = environ.get("STREAMLIT_HUB_APP_ORIGINS", "per-user")
+    if mode not in APP_ORIGINS:
+        raise ConfigError(f"STREAMLIT_HUB_APP_ORIGINS={mode!r}: expected 'per-user' (each "
+                          "analyst's apps on their own host, the default) or 'shared'")
+    return mode
+
+
 def configure_app_origins(c, environ, public_url: str) -> bool:
     """Serve apps from their own origin, away from the hub's (``STREAMLIT_HUB_APP_ORIGINS``).
 
@@ -270,14 +278,7 @@ def configure_app_origins(c, environ, public_url: str) -> bool:
     import ipaddress
     from urllib.parse import urlparse
 
-    mode = environ.get("STREAMLIT_HUB_APP_ORIGINS", "per-user")
-    if mode not in APP_ORIGINS:
-        raise ConfigError(f"STREAMLIT_HUB_APP_ORIGINS={mode!r}: expected 'per-user' (each "
-                          "analyst's apps on their own host, the default) or 'shared'")
-    parsed = urlparse(public_url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.path not in ("", "/"):
-        raise ConfigError(f"STREAMLIT_HUB_PUBLIC_URL={public_url!r}: expected the hub's public "
-                          "address with no path, e.g. https://apps.example.com")
+    mode = app_origins_mode(environ)
     if mode == "shared":
         import logging
 
@@ -288,6 +289,10 @@ def configure_app_origins(c, environ, public_url: str) -> bool:
         c.JupyterHub.template_vars = {**_configured_dict(c.JupyterHub, "template_vars"),
                                       "streamlit_shared_origin": True}
         return False
+    parsed = urlparse(public_url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.path not in ("", "/"):
+        raise ConfigError(f"STREAMLIT_HUB_PUBLIC_URL={public_url!r}: expected the hub's public "
+                          "address with no path, e.g. https://apps.example.com")
     try:
         ipaddress.ip_address(parsed.hostname)
     except ValueError:
@@ -545,15 +550,12 @@ def configure_kubernetes(c, environ) -> None:
         raise ConfigError(f"STREAMLIT_HUB_POLICY={policy_path!r}: no such file (mount the "
                           "group policy ConfigMap there; see helm-values/values.yaml)")
     public_url = environ.get("STREAMLIT_HUB_PUBLIC_URL", "")
-    if public_url or environ.get("STREAMLIT_HUB_APP_ORIGINS", "per-user") != "shared":
-        if not public_url:
-            raise ConfigError(
-                "STREAMLIT_HUB_PUBLIC_URL is not set: the hub's public URL (e.g. "
-                "https://apps.example.com); apps are served from <analyst>.apps.example.com, "
-                "which needs a wildcard DNS record and certificate (docs/deploy.md)")
-        configure_app_origins(c, environ, public_url)
-    else:
-        configure_app_origins(c, environ, "https://hub.invalid")
+    if not public_url and app_origins_mode(environ) == "per-user":
+        raise ConfigError(
+            "STREAMLIT_HUB_PUBLIC_URL is not set: the hub's public URL (e.g. "
+            "https://apps.example.com); apps are served from <analyst>.apps.example.com, "
+            "which needs a wildcard DNS record and certificate (docs/deploy.md)")
+    configure_app_origins(c, environ, public_url)
     policy = configure_policy(c, policy_path)
     configure_culler(c, policy, environ)
     configure_audit(c, data_dir, environ, readers=readers, reader_groups=reader_groups,

@@ -148,6 +148,7 @@ class StreamlitLocalSpawner(StreamlitSpawnerMixin, LocalProcessSpawner):
 
     _account: "unix_users.Account | None" = None
     _token_for_pipe: str | None = None
+    _token_fd: int | None = None
 
     @default("ip")
     def _default_ip(self):
@@ -186,6 +187,8 @@ class StreamlitLocalSpawner(StreamlitSpawnerMixin, LocalProcessSpawner):
         for name in _TOKEN_VARIABLES:
             token = env.pop(name, None) or token
         self._token_for_pipe = token
+        if self._token_fd is not None:
+            env[TOKEN_FD_VARIABLE] = str(self._token_fd)
         return env
 
     def make_preexec_fn(self, name):
@@ -247,7 +250,7 @@ class StreamlitLocalSpawner(StreamlitSpawnerMixin, LocalProcessSpawner):
             out.write(b"---- app server starting ----\n")
             self.popen_kwargs = {"stdout": out, "stderr": out, "stdin": subprocess.DEVNULL,
                                  "pass_fds": (read_end,)}
-            self.environment = {**self.environment, TOKEN_FD_VARIABLE: str(read_end)}
+            self._token_fd = read_end
             try:
                 # get_env (inside the base start) takes the token out of the environment;
                 # it is written to the pipe once the child holds the read end.
@@ -262,7 +265,7 @@ class StreamlitLocalSpawner(StreamlitSpawnerMixin, LocalProcessSpawner):
                 os.write(write_end, (self._token_for_pipe or "").encode())
             finally:
                 self.popen_kwargs = {}
-                self._token_for_pipe = None
+                self._token_for_pipe = self._token_fd = None
                 os.close(write_end)
                 os.close(read_end)
         profile = getattr(self, "app_profile_spec", None)
