@@ -9,18 +9,15 @@ with a real hub):
 - an app server's own token reads only its own app's events (API and usage page).
 """
 
-import asyncio
 import json
 import math
-import socket
 from datetime import datetime, timezone
 
 import pytest
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from spawner.audit.client import new_event
+from tests.helpers.audit_service import audit_service
 from spawner.audit.events import Event, EventError, parse_event
-from spawner.audit.service import make_app
 from spawner.audit.store import AuditStore
 
 SERVER_SCOPES = ["access:servers!server=alice/demo", "users:activity!user=alice",
@@ -35,44 +32,10 @@ TOKENS = {
 }
 
 
-class FakeHubAuth:
-    async def user_for_token(self, token, sync=False):
-        return TOKENS.get(token)
-
-    async def get_user(self, handler, sync=False):
-        value = handler.request.headers.get("Authorization", "")
-        return TOKENS.get(value.partition(" ")[2])
-
-
 @pytest.fixture
 def service(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {"STREAMLIT_HUB_AUDIT_DB_URL": f"sqlite:///{tmp_path / 'a.sqlite'}",
-           "JUPYTERHUB_SERVICE_PREFIX": "/services/audit/"}
-    app, settings = make_app(env, hub_auth=FakeHubAuth(), event_stream=None)
-
-    async def call(method, path, token=None, body=None):
-        server = app.listen(port, "127.0.0.1")
-        try:
-            headers = {"Authorization": f"token {token}"} if token else {}
-            if body is not None and not isinstance(body, (bytes, str)):
-                body = json.dumps(body)
-            resp = await AsyncHTTPClient().fetch(HTTPRequest(
-                f"http://127.0.0.1:{port}/services/audit/{path}", method=method, headers=headers,
-                body=body), raise_error=False)
-            return resp.code, resp.body.decode()
-        finally:
-            server.stop()
-
-    def run(*a, **kw):
-        return asyncio.run(call(*a, **kw))
-
-    run.store = settings["audit_store"]
-    yield run
-    settings["audit_store"].engine.dispose()
-    settings["audit_executor"].shutdown()
+    with audit_service(tmp_path, TOKENS) as call:
+        yield call
 
 
 def _page_view(**kw):

@@ -4,16 +4,14 @@ The stand-in answers "whose token is this, with which scopes" as the hub's /hub/
 tests/integration/test_audit.py checks the same rules against a real hub.
 """
 
-import asyncio
 import io
 import json
-import socket
 
 import pytest
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from spawner.audit.client import new_event
-from spawner.audit.service import app_of_token, make_app
+from tests.helpers.audit_service import audit_service
+from spawner.audit.service import app_of_token
 
 TOKENS = {
     "app-token": {"kind": "user", "name": "alice", "groups": [],
@@ -26,44 +24,12 @@ TOKENS = {
 }
 
 
-class FakeHubAuth:
-    async def user_for_token(self, token, sync=False):
-        return TOKENS.get(token)
-
-    async def get_user(self, handler, sync=False):
-        value = handler.request.headers.get("Authorization", "")
-        return TOKENS.get(value.partition(" ")[2])
-
-
 @pytest.fixture
 def service(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {"STREAMLIT_HUB_AUDIT_DB_URL": f"sqlite:///{tmp_path / 'a.sqlite'}",
-           "JUPYTERHUB_SERVICE_PREFIX": "/services/audit/"}
-
     stream = io.StringIO()
-    app, settings = make_app(env, hub_auth=FakeHubAuth(), event_stream=stream)
-
-    async def call(method, path, token=None, body=None):
-        server = app.listen(port, "127.0.0.1")
-        try:
-            headers = {"Authorization": f"token {token}"} if token else {}
-            resp = await AsyncHTTPClient().fetch(HTTPRequest(
-                f"http://127.0.0.1:{port}/services/audit/{path}", method=method, headers=headers,
-                body=json.dumps(body) if body is not None else None), raise_error=False)
-            return resp.code, resp.body.decode()
-        finally:
-            server.stop()
-
-    def run(*a, **kw):
-        return asyncio.run(call(*a, **kw))
-
-    run.stream = stream
-    yield run
-    settings["audit_store"].engine.dispose()
-    settings["audit_executor"].shutdown()
+    with audit_service(tmp_path, TOKENS, event_stream=stream) as call:
+        call.stream = stream
+        yield call
 
 
 def _page_view(**kw):
