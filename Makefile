@@ -14,7 +14,7 @@ CHP := node_modules/.bin/configurable-http-proxy
 STAMP := $(VENV)/.installed
 APP_STAMP := $(APP_VENV)/.installed
 
-.PHONY: install run test test-fast bench soak clean
+.PHONY: install run test test-fast lint format bench soak clean
 
 install: $(STAMP) $(APP_STAMP) $(CHP)
 
@@ -42,6 +42,15 @@ run: install
 
 test: install
 	$(PY) -m pytest -p no:cacheprovider
+
+# ruff, configured in pyproject.toml; .pre-commit-config.yaml runs the same on commit.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 test-fast: install
 	$(PY) -m pytest -p no:cacheprovider -m "not integration and not browser"

@@ -58,8 +58,9 @@ def rss_mb(pid: int) -> float:
 
 @contextmanager
 def process(cmd, **kw):
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True, **kw)
+    p = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, **kw
+    )
     try:
         yield p
     finally:
@@ -86,15 +87,34 @@ def wait_for_html(get, deadline: float) -> float:
 
 
 def bare_streamlit(entry: Path, port: int):
-    return process([sys.executable, "-m", "streamlit", "run", str(entry),
-                    "--server.port", str(port), "--server.address", "127.0.0.1",
-                    "--server.headless", "true", "--browser.gatherUsageStats", "false",
-                    "--server.fileWatcherType", "none"], cwd=entry.parent)
+    return process(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(entry),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=entry.parent,
+    )
 
 
 def app_pid(hub: Hub, server: str) -> int:
-    pids = [p for p in processes_mentioning(f"JUPYTERHUB_SERVER_NAME={server}\0")
-            if p in hub.app_processes()]
+    pids = [
+        p
+        for p in processes_mentioning(f"JUPYTERHUB_SERVER_NAME={server}\0")
+        if p in hub.app_processes()
+    ]
     if len(pids) != 1:
         raise RuntimeError(f"expected one process for {server}, found {pids}")
     return pids[0]
@@ -107,33 +127,73 @@ def limit_stack(entry: Path, prefix: str):
     Yields (chp_port, direct_port) once the app answers through that proxy.
     """
     direct_port, chp_port, chp_api = free_port(), free_port(), free_port()
-    with process([sys.executable, "-m", "bench.bare_app_server", str(entry), str(direct_port),
-                  prefix], cwd=REPO), \
-         process([str(CHP), "--ip", "127.0.0.1", "--port", str(chp_port), "--api-ip", "127.0.0.1",
-                  "--api-port", str(chp_api), "--default-target", f"http://127.0.0.1:{direct_port}"]):
-        wait_for_html(lambda: requests.get(f"http://127.0.0.1:{chp_port}{prefix}_stcore/health",
-                                           timeout=2).text == "ok", time.monotonic() + 60)
+    with (
+        process(
+            [sys.executable, "-m", "bench.bare_app_server", str(entry), str(direct_port), prefix],
+            cwd=REPO,
+        ),
+        process(
+            [
+                str(CHP),
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                str(chp_port),
+                "--api-ip",
+                "127.0.0.1",
+                "--api-port",
+                str(chp_api),
+                "--default-target",
+                f"http://127.0.0.1:{direct_port}",
+            ]
+        ),
+    ):
+        wait_for_html(
+            lambda: (
+                requests.get(f"http://127.0.0.1:{chp_port}{prefix}_stcore/health", timeout=2).text
+                == "ok"
+            ),
+            time.monotonic() + 60,
+        )
         yield chp_port, direct_port
 
 
 def summary(values: list[float]) -> dict:
     v = sorted(values)
-    return {"n": len(v), "median": statistics.median(v), "min": v[0], "max": v[-1],
-            "p99": v[min(len(v) - 1, int(len(v) * 0.99))]}
+    return {
+        "n": len(v),
+        "median": statistics.median(v),
+        "min": v[0],
+        "max": v[-1],
+        "p99": v[min(len(v) - 1, int(len(v) * 0.99))],
+    }
 
 
 # ---- parts ------------------------------------------------------------------------------
 def bench_spawn_and_memory(hub, alice, entry, rounds):
-    out = {k: [] for k in ("hub_html", "hub_render", "bare_html", "bare_render",
-                           "hub_rss_idle", "hub_rss_session", "bare_rss_idle", "bare_rss_session")}
+    out = {
+        k: []
+        for k in (
+            "hub_html",
+            "hub_render",
+            "bare_html",
+            "bare_render",
+            "hub_rss_idle",
+            "hub_rss_session",
+            "bare_rss_idle",
+            "bare_rss_session",
+        )
+    }
     for i in range(rounds):
         # bare streamlit run
         port = free_port()
         t0 = time.perf_counter()
         with bare_streamlit(entry, port) as p:
             url = f"http://127.0.0.1:{port}/"
-            t_html = wait_for_html(lambda: '<div id="root">' in requests.get(url, timeout=2).text,
-                                   time.monotonic() + 60)
+            t_html = wait_for_html(
+                lambda url=url: '<div id="root">' in requests.get(url, timeout=2).text,
+                time.monotonic() + 60,
+            )
             r = session(ws_url(f"http://127.0.0.1:{port}", "/"))
             t_render = time.perf_counter()
             assert r["finished"] == 1
@@ -148,17 +208,22 @@ def bench_spawn_and_memory(hub, alice, entry, rounds):
         name = f"bench{i}"
         app_url = f"{hub.app_origin('alice')}/user/alice/{name}/"
 
-        def hub_html():
+        def hub_html(app_url=app_url):
             r = alice.get(app_url, timeout=5)
             return r.url == app_url and '<div id="root">' in r.text
 
         t0 = time.perf_counter()
-        r = alice.post(f"{hub.url}/hub/api/users/alice/servers/{name}",
-                       json={"path": "apps/demo/app.py"}, timeout=60)
+        r = alice.post(
+            f"{hub.url}/hub/api/users/alice/servers/{name}",
+            json={"path": "apps/demo/app.py"},
+            timeout=60,
+        )
         assert r.status_code in (201, 202), r.text
         t_html = wait_for_html(hub_html, time.monotonic() + 60)
-        res = session(ws_url(hub.app_origin("alice"), f"/user/alice/{name}/"),
-                      {"Cookie": hub.app_cookie_header(alice, "alice", name)})
+        res = session(
+            ws_url(hub.app_origin("alice"), f"/user/alice/{name}/"),
+            {"Cookie": hub.app_cookie_header(alice, "alice", name)},
+        )
         t_render = time.perf_counter()
         assert res["finished"] == 1
         out["hub_html"].append(t_html - t0)
@@ -184,7 +249,11 @@ def timed_gets(host: str, port: int, path: str, headers: dict, n: int) -> list[f
             resp = conn.getresponse()
             body = resp.read()
             times.append((time.perf_counter() - t0) * 1000)
-            ok = body == b"ok" if path.endswith("/_stcore/health") else b"<!doctype html>" in body[:4096].lower()
+            ok = (
+                body == b"ok"
+                if path.endswith("/_stcore/health")
+                else b"<!doctype html>" in body[:4096].lower()
+            )
             if resp.status != 200 or not ok:
                 raise RuntimeError(f"GET {path}: {resp.status} {body[:80]!r}")
     finally:
@@ -204,11 +273,21 @@ def bench_health(hub, alice, entry, rounds, n):
     prefix, cookie = started_app(hub, alice, name)
     app_host = hub.app_host("alice")
     plain_port = free_port()
-    results = {"hub": [], "chp_limit": [], "bare_unfixed_direct": [], "hub_index": [],
-               "chp_limit_index": []}
+    results = {
+        "hub": [],
+        "chp_limit": [],
+        "bare_unfixed_direct": [],
+        "hub_index": [],
+        "chp_limit_index": [],
+    }
     with limit_stack(entry, prefix) as (chp_port, _), bare_streamlit(entry, plain_port):
-        wait_for_html(lambda: requests.get(f"http://127.0.0.1:{plain_port}/_stcore/health",
-                                           timeout=2).text == "ok", time.monotonic() + 60)
+        wait_for_html(
+            lambda: (
+                requests.get(f"http://127.0.0.1:{plain_port}/_stcore/health", timeout=2).text
+                == "ok"
+            ),
+            time.monotonic() + 60,
+        )
         targets = {
             # through the proxy to the app's own host (alice.localhost), as a browser asks
             "hub": (hub.port, prefix + "_stcore/health", {"Cookie": cookie, "Host": app_host}),
@@ -218,7 +297,7 @@ def bench_health(hub, alice, entry, rounds, n):
             "hub_index": (hub.port, prefix, {"Cookie": cookie, "Host": app_host}),
             "chp_limit_index": (chp_port, prefix, {}),
         }
-        for name_, (port, path, headers) in targets.items():
+        for port, path, headers in targets.values():
             timed_gets("127.0.0.1", port, path, headers, 20)  # warm up
         for _ in range(rounds):
             for key, (port, path, headers) in targets.items():
@@ -238,18 +317,30 @@ def bench_viewers(hub, alice, entry, rounds, n):
     out = {"ws_hub": [], "ws_direct": [], "rps_hub": [], "rps_limit": []}
     with limit_stack(entry, prefix) as (chp_port, direct_port):
         for _ in range(rounds):
-            out["ws_hub"] += viewers.ws_rerun_times(ws_url(hub.app_origin("alice"), prefix), cookie, 11)
+            out["ws_hub"] += viewers.ws_rerun_times(
+                ws_url(hub.app_origin("alice"), prefix), cookie, 11
+            )
             out["ws_direct"] += viewers.ws_rerun_times(
-                f"ws://127.0.0.1:{direct_port}{prefix}_stcore/stream", {}, 11)
-            rps, errors = viewers.concurrent_gets(hub.port, prefix + "_stcore/health",
-                                                  {**cookie, "Host": hub.app_host("alice")}, 10, n // 2)
+                f"ws://127.0.0.1:{direct_port}{prefix}_stcore/stream", {}, 11
+            )
+            rps, errors = viewers.concurrent_gets(
+                hub.port,
+                prefix + "_stcore/health",
+                {**cookie, "Host": hub.app_host("alice")},
+                10,
+                n // 2,
+            )
             out["rps_hub"].append(rps)
             out.setdefault("rps_hub_errors", []).extend(errors)
-            rps, errors = viewers.concurrent_gets(chp_port, prefix + "_stcore/health", {}, 10, n // 2)
+            rps, errors = viewers.concurrent_gets(
+                chp_port, prefix + "_stcore/health", {}, 10, n // 2
+            )
             out["rps_limit"].append(rps)
             out.setdefault("rps_limit_errors", []).extend(errors)
     one_times, _ = viewers.many_viewers(ws_url(hub.app_origin("alice"), prefix), cookie, sessions=1)
-    many_times, many_errors = viewers.many_viewers(ws_url(hub.app_origin("alice"), prefix), cookie, sessions=100)
+    many_times, many_errors = viewers.many_viewers(
+        ws_url(hub.app_origin("alice"), prefix), cookie, sessions=100
+    )
     out["one_viewer_rerun"] = one_times
     out["hundred_viewers_rerun"] = many_times
     out["hundred_viewers_errors"] = many_errors
@@ -263,16 +354,27 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--out", default=str(REPO / "bench-results"))
-    ap.add_argument("--only", choices=["policy"], default=None,
-                    help="run one part only (policy: the quota decision cost, a few seconds)")
+    ap.add_argument(
+        "--only",
+        choices=["policy"],
+        default=None,
+        help="run one part only (policy: the quota decision cost, a few seconds)",
+    )
     args = ap.parse_args(argv)
     from bench import policy_cost
 
     policy_rows = policy_cost.run()
-    policy_table = ["", "Quota decision cost (pure, in-process; flat means independent of hub size):", "",
-                    "| users in the hub | median µs per decision | min–max µs |", "|---|---|---|"]
-    policy_table += [f"| {r['users']} | {r['median_us']:.1f} | {r['min_us']:.1f}–{r['max_us']:.1f} |"
-                     for r in policy_rows]
+    policy_table = [
+        "",
+        "Quota decision cost (pure, in-process; flat means independent of hub size):",
+        "",
+        "| users in the hub | median µs per decision | min–max µs |",
+        "|---|---|---|",
+    ]
+    policy_table += [
+        f"| {r['users']} | {r['median_us']:.1f} | {r['min_us']:.1f}–{r['max_us']:.1f} |"
+        for r in policy_rows
+    ]
     if args.only == "policy":
         print("\n".join(policy_table))
         return 0
@@ -296,118 +398,261 @@ def main(argv=None) -> int:
         many_out = many_apps.run(Path(tmp) / "many")  # its own hub: 200 apps, 100 users
         from bench import jsp_reference
 
-        jsp = jsp_reference.run(Path(tmp) / "jsp", lambda h: h.home("alice") / "apps" / "demo" / "app.py",
-                                args.rounds, args.requests)
+        jsp = jsp_reference.run(
+            Path(tmp) / "jsp",
+            lambda h: h.home("alice") / "apps" / "demo" / "app.py",
+            args.rounds,
+            args.requests,
+        )
     s = {k: summary(v) for k, v in spawn.items()}
     h = {k: summary(v) for k, v in health.items()}
     rows = [
-        ("spawn: start -> first HTML (s)", s["hub_html"], s["bare_html"], "bare streamlit run", 1.3),
-        ("spawn: start -> first render (s)", s["hub_render"], s["bare_render"], "bare streamlit run", 1.3),
-        ("health p50 via hub (ms)", h["hub"], h["chp_limit"], "CHP -> Streamlit, NODELAY fixed", 1.3),
-        ("bare streamlit run direct, NODELAY not fixed (ms)", h["bare_unfixed_direct"], h["chp_limit"],
-         "CHP -> Streamlit, NODELAY fixed", None),
-        ("index page p50 via hub (ms)", h["hub_index"], h["chp_limit_index"],
-         "CHP -> Streamlit, NODELAY fixed", 1.3),
+        (
+            "spawn: start -> first HTML (s)",
+            s["hub_html"],
+            s["bare_html"],
+            "bare streamlit run",
+            1.3,
+        ),
+        (
+            "spawn: start -> first render (s)",
+            s["hub_render"],
+            s["bare_render"],
+            "bare streamlit run",
+            1.3,
+        ),
+        (
+            "health p50 via hub (ms)",
+            h["hub"],
+            h["chp_limit"],
+            "CHP -> Streamlit, NODELAY fixed",
+            1.3,
+        ),
+        (
+            "bare streamlit run direct, NODELAY not fixed (ms)",
+            h["bare_unfixed_direct"],
+            h["chp_limit"],
+            "CHP -> Streamlit, NODELAY fixed",
+            None,
+        ),
+        (
+            "index page p50 via hub (ms)",
+            h["hub_index"],
+            h["chp_limit_index"],
+            "CHP -> Streamlit, NODELAY fixed",
+            1.3,
+        ),
     ]
-    table = ["| measure | median | min–max / p99 | reference median | ratio | target |",
-             "|---|---|---|---|---|---|"]
+    table = [
+        "| measure | median | min–max / p99 | reference median | ratio | target |",
+        "|---|---|---|---|---|---|",
+    ]
     result_rows = []
     for label, mine, ref, ref_name, target in rows:
         ratio = mine["median"] / ref["median"]
         met = "" if target is None else ("met" if ratio <= target else "MISSED")
-        table.append(f"| {label} | {mine['median']:.3f} | {mine['min']:.3f}–{mine['max']:.3f} / "
-                     f"{mine['p99']:.3f} | {ref['median']:.3f} ({ref_name}) | {ratio:.2f}× | "
-                     f"{'≤%.2f× %s' % (target, met) if target else 'info'} |")
-        result_rows.append({"measure": label, "value": mine, "reference": ref,
-                            "reference_name": ref_name, "ratio": ratio, "target": target})
+        table.append(
+            f"| {label} | {mine['median']:.3f} | {mine['min']:.3f}–{mine['max']:.3f} / "
+            f"{mine['p99']:.3f} | {ref['median']:.3f} ({ref_name}) | {ratio:.2f}× | "
+            f"{f'≤{target:.2f}× {met}' if target else 'info'} |"
+        )
+        result_rows.append(
+            {
+                "measure": label,
+                "value": mine,
+                "reference": ref,
+                "reference_name": ref_name,
+                "ratio": ratio,
+                "target": target,
+            }
+        )
     v = {k: summary(viewers_out[k]) for k in ("ws_hub", "ws_direct", "rps_hub", "rps_limit")}
     for label, mine, ref, ref_name, target, higher_is_better in (
-        ("websocket rerun -> script_finished via hub (ms)", v["ws_hub"], v["ws_direct"],
-         "same app direct, no proxy", 1.1, False),
-        ("req/s, 10 keep-alive connections, /_stcore/health via hub", v["rps_hub"], v["rps_limit"],
-         "CHP -> Streamlit, NODELAY fixed", 0.75, True),
+        (
+            "websocket rerun -> script_finished via hub (ms)",
+            v["ws_hub"],
+            v["ws_direct"],
+            "same app direct, no proxy",
+            1.1,
+            False,
+        ),
+        (
+            "req/s, 10 keep-alive connections, /_stcore/health via hub",
+            v["rps_hub"],
+            v["rps_limit"],
+            "CHP -> Streamlit, NODELAY fixed",
+            0.75,
+            True,
+        ),
     ):
         ratio = mine["median"] / ref["median"]
         met = (ratio >= target) if higher_is_better else (ratio <= target)
-        table.append(f"| {label} | {mine['median']:.1f} | {mine['min']:.1f}–{mine['max']:.1f} / "
-                     f"{mine['p99']:.1f} | {ref['median']:.1f} ({ref_name}) | {ratio:.2f}× | "
-                     f"{'≥' if higher_is_better else '≤'}{target:.2f}× {'met' if met else 'MISSED'} |")
-        result_rows.append({"measure": label, "value": mine, "reference": ref,
-                            "reference_name": ref_name, "ratio": ratio, "target": target})
+        table.append(
+            f"| {label} | {mine['median']:.1f} | {mine['min']:.1f}–{mine['max']:.1f} / "
+            f"{mine['p99']:.1f} | {ref['median']:.1f} ({ref_name}) | {ratio:.2f}× | "
+            f"{'≥' if higher_is_better else '≤'}{target:.2f}× {'met' if met else 'MISSED'} |"
+        )
+        result_rows.append(
+            {
+                "measure": label,
+                "value": mine,
+                "reference": ref,
+                "reference_name": ref_name,
+                "ratio": ratio,
+                "target": target,
+            }
+        )
     rps_errors = viewers_out.get("rps_hub_errors", []) + viewers_out.get("rps_limit_errors", [])
     if rps_errors:
-        table.append(f"| req/s runs: failed requests | {len(rps_errors)} | "
-                     f"{'; '.join(sorted(set(rps_errors))[:3])} | | | must be 0: MISSED |")
+        table.append(
+            f"| req/s runs: failed requests | {len(rps_errors)} | "
+            f"{'; '.join(sorted(set(rps_errors))[:3])} | | | must be 0: MISSED |"
+        )
     many = viewers_out["hundred_viewers_rerun"]
     one = viewers_out["one_viewer_rerun"]
     errors = viewers_out["hundred_viewers_errors"]
     if many and one:
         p99 = summary(many)["p99"]
-        table.append(f"| 100 concurrent viewers, rerun p99 (ms) | {summary(many)['median']:.0f} | "
-                     f"{summary(many)['min']:.0f}–{summary(many)['max']:.0f} / {p99:.0f} | "
-                     f"{one[0]:.0f} (1 viewer) | {p99 / one[0]:.1f}× | errors: {len(errors)} "
-                     f"{'(must be 0) met' if not errors else 'MISSED'} |")
+        table.append(
+            f"| 100 concurrent viewers, rerun p99 (ms) | {summary(many)['median']:.0f} | "
+            f"{summary(many)['min']:.0f}–{summary(many)['max']:.0f} / {p99:.0f} | "
+            f"{one[0]:.0f} (1 viewer) | {p99 / one[0]:.1f}× | errors: {len(errors)} "
+            f"{'(must be 0) met' if not errors else 'MISSED'} |"
+        )
     extra = s["hub_rss_idle"]["median"] - s["bare_rss_idle"]["median"]
-    table.append(f"| RSS idle (MB) | {s['hub_rss_idle']['median']:.1f} | "
-                 f"{s['hub_rss_idle']['min']:.1f}–{s['hub_rss_idle']['max']:.1f} | "
-                 f"{s['bare_rss_idle']['median']:.1f} (bare streamlit run) | {extra:+.1f} MB | "
-                 f"≤ +10 MB {'met' if extra <= 10 else 'MISSED'} |")
+    table.append(
+        f"| RSS idle (MB) | {s['hub_rss_idle']['median']:.1f} | "
+        f"{s['hub_rss_idle']['min']:.1f}–{s['hub_rss_idle']['max']:.1f} | "
+        f"{s['bare_rss_idle']['median']:.1f} (bare streamlit run) | {extra:+.1f} MB | "
+        f"≤ +10 MB {'met' if extra <= 10 else 'MISSED'} |"
+    )
     extra2 = s["hub_rss_session"]["median"] - s["bare_rss_session"]["median"]
-    table.append(f"| RSS after one session (MB) | {s['hub_rss_session']['median']:.1f} | "
-                 f"{s['hub_rss_session']['min']:.1f}–{s['hub_rss_session']['max']:.1f} | "
-                 f"{s['bare_rss_session']['median']:.1f} (bare streamlit run) | {extra2:+.1f} MB | info |")
+    table.append(
+        f"| RSS after one session (MB) | {s['hub_rss_session']['median']:.1f} | "
+        f"{s['hub_rss_session']['min']:.1f}–{s['hub_rss_session']['max']:.1f} | "
+        f"{s['bare_rss_session']['median']:.1f} (bare streamlit run) | {extra2:+.1f} MB | info |"
+    )
     js = {k: summary(jsp[k]) for k in ("health", "rps", "ws")}
     for label, mine, ref, higher in (
-        ("health p50 via hub vs CHP -> jupyter-server-proxy -> Streamlit (ms)", h["hub"], js["health"], False),
-        ("req/s, 10 connections, via hub vs via jupyter-server-proxy", v["rps_hub"], js["rps"], True),
+        (
+            "health p50 via hub vs CHP -> jupyter-server-proxy -> Streamlit (ms)",
+            h["hub"],
+            js["health"],
+            False,
+        ),
+        (
+            "req/s, 10 connections, via hub vs via jupyter-server-proxy",
+            v["rps_hub"],
+            js["rps"],
+            True,
+        ),
         ("websocket rerun via hub vs via jupyter-server-proxy (ms)", v["ws_hub"], js["ws"], False),
     ):
         ratio = mine["median"] / ref["median"]
-        table.append(f"| {label} | {mine['median']:.1f} | {mine['min']:.1f}–{mine['max']:.1f} / "
-                     f"{mine['p99']:.1f} | {ref['median']:.1f} (jupyter-server-proxy {jsp_reference.JSP_VERSION}) | "
-                     f"{ratio:.2f}× | info ({'higher' if higher else 'lower'} is better) |")
-    table.append(f"| RSS idle, app server vs jupyter-server-proxy + Streamlit (MB) | "
-                 f"{s['hub_rss_idle']['median']:.1f} | | {jsp['rss_idle_mb']:.1f} (its process tree) | "
-                 f"{s['hub_rss_idle']['median'] - jsp['rss_idle_mb']:+.1f} MB | info |")
-    table.append(f"| RSS after one session, vs jupyter-server-proxy + Streamlit (MB) | "
-                 f"{s['hub_rss_session']['median']:.1f} | | {jsp['rss_session_mb']:.1f} | "
-                 f"{s['hub_rss_session']['median'] - jsp['rss_session_mb']:+.1f} MB | info |")
+        table.append(
+            f"| {label} | {mine['median']:.1f} | {mine['min']:.1f}–{mine['max']:.1f} / "
+            f"{mine['p99']:.1f} | {ref['median']:.1f} (jupyter-server-proxy {jsp_reference.JSP_VERSION}) | "
+            f"{ratio:.2f}× | info ({'higher' if higher else 'lower'} is better) |"
+        )
+    table.append(
+        f"| RSS idle, app server vs jupyter-server-proxy + Streamlit (MB) | "
+        f"{s['hub_rss_idle']['median']:.1f} | | {jsp['rss_idle_mb']:.1f} (its process tree) | "
+        f"{s['hub_rss_idle']['median'] - jsp['rss_idle_mb']:+.1f} MB | info |"
+    )
+    table.append(
+        f"| RSS after one session, vs jupyter-server-proxy + Streamlit (MB) | "
+        f"{s['hub_rss_session']['median']:.1f} | | {jsp['rss_session_mb']:.1f} | "
+        f"{s['hub_rss_session']['median'] - jsp['rss_session_mb']:+.1f} MB | info |"
+    )
     if jsp["rps_errors"]:
-        table.append(f"| jupyter-server-proxy req/s runs: failed requests | {len(jsp['rps_errors'])} | | | | info |")
+        table.append(
+            f"| jupyter-server-proxy req/s runs: failed requests | {len(jsp['rps_errors'])} | | | | info |"
+        )
     table += audit_bench.table(audit_out)
     table += many_apps.table(many_out)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    stamp = dt.datetime.now(dt.timezone.utc)
-    md = "\n".join([f"# Benchmarks {stamp:%Y-%m-%d %H:%M} UTC", "",
-                    f"Machine: {machine}. Command: `make bench` (rounds={args.rounds}, "
-                    f"requests={args.requests}). Took {time.time() - started:.0f} s.", ""] + table
-                   + policy_table)
+    stamp = dt.datetime.now(dt.UTC)
+    md = "\n".join(
+        [
+            f"# Benchmarks {stamp:%Y-%m-%d %H:%M} UTC",
+            "",
+            f"Machine: {machine}. Command: `make bench` (rounds={args.rounds}, "
+            f"requests={args.requests}). Took {time.time() - started:.0f} s.",
+            "",
+            *table,
+            *policy_table,
+        ]
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stamp:%Y-%m-%d}.json").write_text(json.dumps(
-        {"time": stamp.isoformat(), "machine": machine, "args": vars(args), "rows": result_rows,
-         "spawn": spawn, "health_ms": {k: v for k, v in health.items()},
-         "rss_mb": {k: spawn[k] for k in spawn if "rss" in k}, "policy_decision": policy_rows,
-         "viewers": viewers_out, "audit": audit_out, "many_apps": many_out,
-         "jupyter_server_proxy": jsp},
-        indent=1))
+    (out / f"{stamp:%Y-%m-%d}.json").write_text(
+        json.dumps(
+            {
+                "time": stamp.isoformat(),
+                "machine": machine,
+                "args": vars(args),
+                "rows": result_rows,
+                "spawn": spawn,
+                "health_ms": dict(health.items()),
+                "rss_mb": {k: spawn[k] for k in spawn if "rss" in k},
+                "policy_decision": policy_rows,
+                "viewers": viewers_out,
+                "audit": audit_out,
+                "many_apps": many_out,
+                "jupyter_server_proxy": jsp,
+            },
+            indent=1,
+        )
+    )
     (out / f"{stamp:%Y-%m-%d}.md").write_text(md + "\n")
     from bench.plot import latency_svg
 
-    (out / f"{stamp:%Y-%m-%d}.svg").write_text(latency_svg([
-        ("Spawn: start -> first HTML", "s", {"via the hub": spawn["hub_html"],
-                                             "bare streamlit run": spawn["bare_html"]}),
-        ("GET /_stcore/health, one keep-alive connection", "ms",
-         {"via the hub": health["hub"], "CHP -> Streamlit, NODELAY fixed": health["chp_limit"],
-          "CHP -> jupyter-server-proxy -> Streamlit": jsp["health"]}),
-        ("GET index page, one keep-alive connection", "ms",
-         {"via the hub": health["hub_index"], "CHP -> Streamlit, NODELAY fixed": health["chp_limit_index"]}),
-        ("Websocket rerun -> script_finished", "ms",
-         {"via the hub": viewers_out["ws_hub"], "same app direct": viewers_out["ws_direct"],
-          "via jupyter-server-proxy": jsp["ws"]}),
-        ("Page-switch rerun, audit on vs off", "ms",
-         {"audit on": audit_out["latency"]["on"], "audit off": audit_out["latency"]["off"]}),
-    ], caption=f"make bench, {stamp:%Y-%m-%d %H:%M} UTC, {machine}"))
+    (out / f"{stamp:%Y-%m-%d}.svg").write_text(
+        latency_svg(
+            [
+                (
+                    "Spawn: start -> first HTML",
+                    "s",
+                    {"via the hub": spawn["hub_html"], "bare streamlit run": spawn["bare_html"]},
+                ),
+                (
+                    "GET /_stcore/health, one keep-alive connection",
+                    "ms",
+                    {
+                        "via the hub": health["hub"],
+                        "CHP -> Streamlit, NODELAY fixed": health["chp_limit"],
+                        "CHP -> jupyter-server-proxy -> Streamlit": jsp["health"],
+                    },
+                ),
+                (
+                    "GET index page, one keep-alive connection",
+                    "ms",
+                    {
+                        "via the hub": health["hub_index"],
+                        "CHP -> Streamlit, NODELAY fixed": health["chp_limit_index"],
+                    },
+                ),
+                (
+                    "Websocket rerun -> script_finished",
+                    "ms",
+                    {
+                        "via the hub": viewers_out["ws_hub"],
+                        "same app direct": viewers_out["ws_direct"],
+                        "via jupyter-server-proxy": jsp["ws"],
+                    },
+                ),
+                (
+                    "Page-switch rerun, audit on vs off",
+                    "ms",
+                    {
+                        "audit on": audit_out["latency"]["on"],
+                        "audit off": audit_out["latency"]["off"],
+                    },
+                ),
+            ],
+            caption=f"make bench, {stamp:%Y-%m-%d %H:%M} UTC, {machine}",
+        )
+    )
     print(md)
     left = left + audit_out["latency"]["left_behind"] + many_out["left_behind"] + jsp["left_behind"]
     if left:

@@ -19,7 +19,7 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
@@ -33,17 +33,32 @@ def _writer_token(hub) -> str:
     for pid in processes_mentioning("spawner.audit.service"):
         env = open(f"/proc/{pid}/environ", "rb").read()
         if str(hub.data_dir).encode() in env:
-            return next(e.split(b"=", 1)[1].decode() for e in env.split(b"\0")
-                        if e.startswith(b"JUPYTERHUB_API_TOKEN="))
+            return next(
+                e.split(b"=", 1)[1].decode()
+                for e in env.split(b"\0")
+                if e.startswith(b"JUPYTERHUB_API_TOKEN=")
+            )
     raise RuntimeError("the audit service of the bench hub is not running")
 
 
 def _batch(n: int) -> list[dict]:
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return [{"id": uuid.uuid4().hex, "time": now, "type": "page_view", "owner": "alice",
-             "app": "bench", "viewer": f"viewer{i % 50}", "viewer_groups": ["viewers"],
-             "page": "Details", "session": "s" * 32, "client": "127.0.0.1",
-             "user_agent": "Mozilla/5.0 (X11; Linux x86_64) bench"} for i in range(n)]
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return [
+        {
+            "id": uuid.uuid4().hex,
+            "time": now,
+            "type": "page_view",
+            "owner": "alice",
+            "app": "bench",
+            "viewer": f"viewer{i % 50}",
+            "viewer_groups": ["viewers"],
+            "page": "Details",
+            "session": "s" * 32,
+            "client": "127.0.0.1",
+            "user_agent": "Mozilla/5.0 (X11; Linux x86_64) bench",
+        }
+        for i in range(n)
+    ]
 
 
 def ingest(hub, batches: int = 20, size: int = 1000, senders: int = 2) -> dict:
@@ -52,13 +67,21 @@ def ingest(hub, batches: int = 20, size: int = 1000, senders: int = 2) -> dict:
     token = _writer_token(hub)
     bodies = [json.dumps({"events": _batch(size)}) for _ in range(batches)]
     session = requests.Session()
-    session.post(url, data=json.dumps({"events": _batch(10)}),  # warm the token cache
-                 headers={"Authorization": f"token {token}"}, timeout=30).raise_for_status()
+    session.post(
+        url,
+        data=json.dumps({"events": _batch(10)}),  # warm the token cache
+        headers={"Authorization": f"token {token}"},
+        timeout=30,
+    ).raise_for_status()
 
     def post(body):
         t0 = time.perf_counter()
-        r = requests.post(url, data=body, headers={"Authorization": f"token {token}",
-                                                   "Content-Type": "application/json"}, timeout=60)
+        r = requests.post(
+            url,
+            data=body,
+            headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
+            timeout=60,
+        )
         r.raise_for_status()
         assert r.json()["stored"] == size, r.text
         return size / (time.perf_counter() - t0)
@@ -67,8 +90,13 @@ def ingest(hub, batches: int = 20, size: int = 1000, senders: int = 2) -> dict:
     with ThreadPoolExecutor(senders) as pool:
         per_batch = list(pool.map(post, bodies))
     total = batches * size / (time.perf_counter() - t0)
-    return {"events_per_s_overall": total, "events_per_s_per_batch": per_batch,
-            "batches": batches, "batch_size": size, "senders": senders}
+    return {
+        "events_per_s_overall": total,
+        "events_per_s_per_batch": per_batch,
+        "batches": batches,
+        "batch_size": size,
+        "senders": senders,
+    }
 
 
 def page_switch_times(hub, alice, name: str, reruns: int) -> list[float]:
@@ -76,8 +104,11 @@ def page_switch_times(hub, alice, name: str, reruns: int) -> list[float]:
     prefix = f"/user/alice/{name}/"
     headers = {"Cookie": hub.app_cookie_header(alice, "alice", name)}
     pages = ["", "Details"] * (reruns // 2 + 1)
-    result = asyncio.run(run_session(ws_url(hub.app_origin("alice"), prefix), headers, pages=pages[:reruns + 1],
-                                     timeout=60))
+    result = asyncio.run(
+        run_session(
+            ws_url(hub.app_origin("alice"), prefix), headers, pages=pages[: reruns + 1], timeout=60
+        )
+    )
     return [t * 1000 for t in result["times"][1:]]  # the first run imports the app's modules
 
 
@@ -92,7 +123,7 @@ def latency_on_off(hub_on, workdir: Path, rounds: int = 5, reruns: int = 20) -> 
             apps.append((hub, alice))
         out = {"on": [], "off": []}
         for _ in range(rounds):
-            for key, (hub, alice) in zip(("on", "off"), apps):
+            for key, (hub, alice) in zip(("on", "off"), apps, strict=False):
                 out[key] += page_switch_times(hub, alice, "benchaudit", reruns)
         for hub, alice in apps:
             hub.stop_app(alice, "alice", "benchaudit", remove=True)
@@ -113,7 +144,8 @@ def table(result: dict) -> list[str]:
         f"| audit ingest, events/s ({ing['senders']} senders, batches of {ing['batch_size']}) | "
         f"{ing['events_per_s_overall']:.0f} | per batch {min(per):.0f}–{max(per):.0f} | "
         f"2000 (target) | {ing['events_per_s_overall'] / 2000:.2f}× | ≥2000/s "
-        f"{'met' if ing['events_per_s_overall'] >= 2000 else 'MISSED'} |"]
+        f"{'met' if ing['events_per_s_overall'] >= 2000 else 'MISSED'} |"
+    ]
     lat = result["latency"]
     # Reruns alternate Details / main page (each a page view); the two pages' times differ
     # tenfold, so each page is compared with itself.
@@ -123,7 +155,8 @@ def table(result: dict) -> list[str]:
         rows.append(
             f"| rerun switching to the {label}, audit on (ms) | {statistics.median(on):.1f} | "
             f"{min(on):.1f}–{max(on):.1f} | {statistics.median(off):.1f} (audit off) | "
-            f"{ratio:.3f}× | ≤1.05× {'met' if ratio <= 1.05 else 'MISSED'} |")
+            f"{ratio:.3f}× | ≤1.05× {'met' if ratio <= 1.05 else 'MISSED'} |"
+        )
     return rows
 
 

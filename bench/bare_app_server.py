@@ -24,11 +24,16 @@ def main():
 
     os.chdir(os.path.dirname(os.path.abspath(entry)))
     st_config._main_script_path = os.path.abspath(entry)
-    apply_streamlit_options({
-        "server.baseUrlPath": prefix.strip("/"), "server.address": "127.0.0.1",
-        "server.port": port, "server.headless": True, "browser.gatherUsageStats": False,
-        "server.fileWatcherType": "none",
-    })
+    apply_streamlit_options(
+        {
+            "server.baseUrlPath": prefix.strip("/"),
+            "server.address": "127.0.0.1",
+            "server.port": port,
+            "server.headless": True,
+            "browser.gatherUsageStats": False,
+            "server.fileWatcherType": "none",
+        }
+    )
     app = st.App(os.path.abspath(entry))
     sock = bind_listening_socket("127.0.0.1", port)
     uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **_uvicorn_kwargs())).run(

@@ -28,19 +28,44 @@ def ensure_venv() -> Path:
     exe = VENV / "bin" / "jupyter-standaloneproxy"
     if not exe.exists():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(VENV / "bin/python"), "-m", "pip", "install", "-q",
-                        "--disable-pip-version-check", "-c", str(REPO / "constraints.txt"),
-                        f"jupyter-server-proxy=={JSP_VERSION}", "jupyterhub", "streamlit"],
-                       check=True)
+        subprocess.run(
+            [
+                str(VENV / "bin/python"),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "-c",
+                str(REPO / "constraints.txt"),
+                f"jupyter-server-proxy=={JSP_VERSION}",
+                "jupyterhub",
+                "streamlit",
+            ],
+            check=True,
+        )
     return VENV
 
 
 def extra_config(entry: Path) -> str:
     venv = ensure_venv()
-    cmd = [str(venv / "bin/jupyter-standaloneproxy"), "--", str(venv / "bin/streamlit"), "run",
-           str(entry), "--server.port", "{port}", "--server.address", "127.0.0.1",
-           "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
+    cmd = [
+        str(venv / "bin/jupyter-standaloneproxy"),
+        "--",
+        str(venv / "bin/streamlit"),
+        "run",
+        str(entry),
+        "--server.port",
+        "{port}",
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
     return f"""
 from jupyterhub.spawner import LocalProcessSpawner
 
@@ -95,9 +120,12 @@ def tree_rss_mb(pid: int) -> float:
 def server_pid(hub: Hub, name: str) -> int:
     from tests.helpers.procs import processes_mentioning
 
-    pids = [p for p in processes_mentioning(f"JUPYTERHUB_SERVER_NAME={name}\0")
-            if f"127.0.0.1:{hub.hub_port}/".encode() in Path(f"/proc/{p}/environ").read_bytes()
-            and b"standaloneproxy" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    pids = [
+        p
+        for p in processes_mentioning(f"JUPYTERHUB_SERVER_NAME={name}\0")
+        if f"127.0.0.1:{hub.hub_port}/".encode() in Path(f"/proc/{p}/environ").read_bytes()
+        and b"standaloneproxy" in Path(f"/proc/{p}/cmdline").read_bytes()
+    ]
     if len(pids) != 1:
         raise RuntimeError(f"expected one jupyter-standaloneproxy for {name}, found {pids}")
     return pids[0]
@@ -118,7 +146,9 @@ def run(workdir: Path, entry_of, rounds: int, n: int) -> dict:
         t0 = time.monotonic()
         r = alice.post(f"{hub.url}/hub/api/users/alice/servers/jsp", json={}, timeout=150)
         if r.status_code not in (201, 202):
-            raise RuntimeError(f"jupyter-server-proxy app did not start: {r.status_code} {r.text[:300]}")
+            raise RuntimeError(
+                f"jupyter-server-proxy app did not start: {r.status_code} {r.text[:300]}"
+            )
         hub.wait_ready(alice, "alice", "jsp", timeout=150)
         out["spawn_to_ready_s"] = time.monotonic() - t0
         prefix = "/user/alice/jsp/"
@@ -134,8 +164,12 @@ def run(workdir: Path, entry_of, rounds: int, n: int) -> dict:
         out["rss_idle_mb"] = tree_rss_mb(pid)
         timed_gets("127.0.0.1", hub.port, prefix + "_stcore/health", http_headers, 20)  # warm up
         for _ in range(rounds):
-            out["health"] += timed_gets("127.0.0.1", hub.port, prefix + "_stcore/health", http_headers, n)
-            rps, errors = viewers.concurrent_gets(hub.port, prefix + "_stcore/health", http_headers, 10, n // 2)
+            out["health"] += timed_gets(
+                "127.0.0.1", hub.port, prefix + "_stcore/health", http_headers, n
+            )
+            rps, errors = viewers.concurrent_gets(
+                hub.port, prefix + "_stcore/health", http_headers, 10, n // 2
+            )
             out["rps"].append(rps)
             out["rps_errors"] += errors
             out["ws"] += viewers.ws_rerun_times(ws_url(hub.app_origin("alice"), prefix), cookie, 11)

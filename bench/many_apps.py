@@ -35,7 +35,7 @@ defaults: {profiles: [], max_running_apps: 0, max_apps: 0}
 
 def _pct(values, q):
     s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
 def api_latency(hub, token, users, n=200) -> list[float]:
@@ -50,19 +50,30 @@ def api_latency(hub, token, users, n=200) -> list[float]:
     return times
 
 
-def run(workdir: Path, users: int = 100, per_user: int = 2, burst: int = 20,
-        burst_timeout: float = 120, deadline: float = 900) -> dict:
+def run(
+    workdir: Path,
+    users: int = 100,
+    per_user: int = 2,
+    burst: int = 20,
+    burst_timeout: float = 120,
+    deadline: float = 900,
+) -> dict:
     started_at = time.monotonic()
-    hub = Hub(workdir, policy=POLICY,
-              extra_config="c.JupyterHub.concurrent_spawn_limit = 200\n"
-                           "c.Spawner.poll_interval = 30\n").start()
+    hub = Hub(
+        workdir,
+        policy=POLICY,
+        extra_config="c.JupyterHub.concurrent_spawn_limit = 200\nc.Spawner.poll_interval = 30\n",
+    ).start()
     names = [f"user{i:03d}" for i in range(users)]
     out: dict = {"users": users, "apps_wanted": users * per_user, "bursts": []}
     try:
         admin = hub.api(hub.token("admin"))
-        admin.post(f"{hub.url}/hub/api/users", json={"usernames": names}, timeout=60).raise_for_status()
-        admin.post(f"{hub.url}/hub/api/groups/analysts/users", json={"users": names},
-                   timeout=60).raise_for_status()
+        admin.post(
+            f"{hub.url}/hub/api/users", json={"usernames": names}, timeout=60
+        ).raise_for_status()
+        admin.post(
+            f"{hub.url}/hub/api/groups/analysts/users", json={"users": names}, timeout=60
+        ).raise_for_status()
         for name in names:
             folder = hub.home(name) / "apps" / "tiny"
             folder.mkdir(parents=True, exist_ok=True)
@@ -73,15 +84,23 @@ def run(workdir: Path, users: int = 100, per_user: int = 2, burst: int = 20,
 
         def start(target):
             user, app = target
-            r = admin.post(f"{hub.url}/hub/api/users/{user}/servers/{app}",
-                           json={"path": "apps/tiny/app.py"}, timeout=burst_timeout)
+            r = admin.post(
+                f"{hub.url}/hub/api/users/{user}/servers/{app}",
+                json={"path": "apps/tiny/app.py"},
+                timeout=burst_timeout,
+            )
             return r.status_code
 
         def ready_count(batch) -> int:
-            model = admin.get(f"{hub.url}/hub/api/users", params={"state": "ready", "limit": 1000},
-                              timeout=60).json()
-            ready = {(u["name"], s) for u in model for s, srv in (u.get("servers") or {}).items()
-                     if srv.get("ready")}
+            model = admin.get(
+                f"{hub.url}/hub/api/users", params={"state": "ready", "limit": 1000}, timeout=60
+            ).json()
+            ready = {
+                (u["name"], s)
+                for u in model
+                for s, srv in (u.get("servers") or {}).items()
+                if srv.get("ready")
+            }
             return sum(t in ready for t in batch)
 
         spawn_started = time.monotonic()
@@ -91,7 +110,7 @@ def run(workdir: Path, users: int = 100, per_user: int = 2, burst: int = 20,
                 if time.monotonic() - started_at > deadline:
                     out["stopped_early"] = f"deadline {deadline} s reached"
                     break
-                batch = targets[i:i + burst]
+                batch = targets[i : i + burst]
                 t0 = time.monotonic()
                 codes = list(pool.map(start, batch))
                 while ready_count(batch) < len(batch) and time.monotonic() - t0 < burst_timeout:
@@ -99,19 +118,31 @@ def run(workdir: Path, users: int = 100, per_user: int = 2, burst: int = 20,
                 took = time.monotonic() - t0
                 n_ready = ready_count(batch)
                 ready_total += n_ready
-                out["bursts"].append({"apps": len(batch), "ready": n_ready, "seconds": took,
-                                      "statuses": sorted(set(codes))})
-                print(f"burst {len(out['bursts'])}: {n_ready}/{len(batch)} ready in {took:.1f} s",
-                      flush=True)
+                out["bursts"].append(
+                    {
+                        "apps": len(batch),
+                        "ready": n_ready,
+                        "seconds": took,
+                        "statuses": sorted(set(codes)),
+                    }
+                )
+                print(
+                    f"burst {len(out['bursts'])}: {n_ready}/{len(batch)} ready in {took:.1f} s",
+                    flush=True,
+                )
         out["spawn_seconds"] = time.monotonic() - spawn_started
         out["apps_ready"] = ready_total
         out["api_ms_running"] = api_latency(hub, token, names)
         # stop everything, in bursts too
-        running = [t for b in range(len(out["bursts"])) for t in targets[b * burst:(b + 1) * burst]]
+        running = [
+            t for b in range(len(out["bursts"])) for t in targets[b * burst : (b + 1) * burst]
+        ]
 
         def stop(target):
             user, app = target
-            return admin.delete(f"{hub.url}/hub/api/users/{user}/servers/{app}", timeout=120).status_code
+            return admin.delete(
+                f"{hub.url}/hub/api/users/{user}/servers/{app}", timeout=120
+            ).status_code
 
         t0 = time.monotonic()
         with ThreadPoolExecutor(burst) as pool:
@@ -149,7 +180,11 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-many-") as tmp:
         r = run(Path(tmp), args.users, args.per_user, args.burst)
     print("\n".join(table(r)))
-    print(json.dumps({k: v for k, v in r.items() if k not in ("api_ms_idle", "api_ms_running")}, indent=1))
+    print(
+        json.dumps(
+            {k: v for k, v in r.items() if k not in ("api_ms_idle", "api_ms_running")}, indent=1
+        )
+    )
     return 1 if r["left_behind"] else 0
 
 

@@ -43,9 +43,14 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "sharing": ("spawner/sharing.py", ["spawner.sharing.*"]),
     "quota": ("spawner/quota.py", ["spawner.quota.*"]),
     "events": ("spawner/audit/events.py", ["spawner.audit.events.*"]),
-    "kube": ("spawner/kube.py", ["spawner.kube.x_profile_overrides__mutmut_*",
-                                 "spawner.kube.x_restricted_pod_security_context__mutmut_*",
-                                 "spawner.kube.x_restricted_container_security_context__mutmut_*"]),
+    "kube": (
+        "spawner/kube.py",
+        [
+            "spawner.kube.x_profile_overrides__mutmut_*",
+            "spawner.kube.x_restricted_pod_security_context__mutmut_*",
+            "spawner.kube.x_restricted_container_security_context__mutmut_*",
+        ],
+    ),
     "store": ("spawner/audit/store.py", ["spawner.audit.store.*"]),
     "policy": ("spawner/policy.py", ["spawner.policy.*"]),
     "auth": ("spawner/app_server/auth.py", ["spawner.app_server.auth.*"]),
@@ -88,15 +93,21 @@ def _diff(mutant: str, module: str) -> str:
 
 
 def _mutated_lines(diff: str) -> list[str]:
-    return [line[1:].strip() for line in diff.splitlines()
-            if line.startswith("+") and not line.startswith("+++")]
+    return [
+        line[1:].strip()
+        for line in diff.splitlines()
+        if line.startswith("+") and not line.startswith("+++")
+    ]
 
 
 def _classify(module: str):
     """(results, equivalent survivors, unexplained survivors, stale list entries)."""
     results = _results(module)
-    listed = {k: v for k, v in _equivalents().items() if k in results or k.startswith(
-        MODULES[module][0][:-3].replace("/", ".") + ".")}
+    listed = {
+        k: v
+        for k, v in _equivalents().items()
+        if k in results or k.startswith(MODULES[module][0][:-3].replace("/", ".") + ".")
+    }
     equivalent, stale = {}, []
     for name, entry in listed.items():
         if results.get(name) != "survived":
@@ -105,8 +116,9 @@ def _classify(module: str):
             equivalent[name] = entry
         else:
             stale.append(name)
-    survivors = sorted((k for k, s in results.items() if s not in KILLED and k not in equivalent),
-                       key=_natural)
+    survivors = sorted(
+        (k for k, s in results.items() if s not in KILLED and k not in equivalent), key=_natural
+    )
     return results, equivalent, survivors, stale
 
 
@@ -118,8 +130,10 @@ def _natural(name: str):
 def report(modules: list[str], fail_under: float) -> int:
     os.chdir(REPO)
     times = json.loads(TIMES.read_text()) if TIMES.exists() else {}
-    print(f"{'module':<14} {'file':<30} {'mutants':>7} {'killed':>6} {'equiv':>5} "
-          f"{'surv':>4} {'unchk':>5} {'score':>6} {'time':>6}")
+    print(
+        f"{'module':<14} {'file':<30} {'mutants':>7} {'killed':>6} {'equiv':>5} "
+        f"{'surv':>4} {'unchk':>5} {'score':>6} {'time':>6}"
+    )
     worst = 100.0
     for module in modules:
         results, equivalent, survivors, stale = _classify(module)
@@ -130,13 +144,19 @@ def report(modules: list[str], fail_under: float) -> int:
         score = 100.0 * killed / scored if scored else 0.0
         worst = min(worst, score)
         took = times.get(module)
-        print(f"{module:<14} {MODULES[module][0]:<30} {total:>7} {killed:>6} {len(equivalent):>5} "
-              f"{len(survivors) - unchecked:>4} {unchecked:>5} {score:>5.1f}% "
-              f"{(f'{took / 60:.1f}m' if took else '-'):>6}")
+        print(
+            f"{module:<14} {MODULES[module][0]:<30} {total:>7} {killed:>6} {len(equivalent):>5} "
+            f"{len(survivors) - unchecked:>4} {unchecked:>5} {score:>5.1f}% "
+            f"{(f'{took / 60:.1f}m' if took else '-'):>6}"
+        )
         for name in stale:
-            print(f"    stale entry in {EQUIVALENTS.name}: {name} (its code changed): a survivor again")
-    print(f"(score = killed / (mutants - not checked - equivalent); equivalent mutants: "
-          f"{EQUIVALENTS.relative_to(REPO)}; survivors: python -m bench.mutation survivors)")
+            print(
+                f"    stale entry in {EQUIVALENTS.name}: {name} (its code changed): a survivor again"
+            )
+    print(
+        f"(score = killed / (mutants - not checked - equivalent); equivalent mutants: "
+        f"{EQUIVALENTS.relative_to(REPO)}; survivors: python -m bench.mutation survivors)"
+    )
     if worst < fail_under:
         print(f"FAILED: a module scores under {fail_under:g}%")
         return 1
@@ -160,16 +180,18 @@ def markdown(modules: list[str]) -> int:
     times = json.loads(TIMES.read_text()) if TIMES.exists() else {}
     rows, details = [], []
     for module in modules:
-        results, equivalent, names, stale = _classify(module)
+        results, equivalent, names, _stale = _classify(module)
         total = len(results)
         killed = sum(1 for s in results.values() if s in KILLED)
         unchecked = sum(1 for s in results.values() if s == "not checked")
         scored = total - unchecked - len(equivalent)
         score = 100.0 * killed / scored if scored else 0.0
         took = times.get(module)
-        rows.append(f"| {module} | `{MODULES[module][0]}` | {total} | {killed} | {len(equivalent)} | "
-                    f"{len(names) - unchecked} | {unchecked} | {score:.1f} % | "
-                    f"{f'{took / 60:.1f} min' if took else '-'} |")
+        rows.append(
+            f"| {module} | `{MODULES[module][0]}` | {total} | {killed} | {len(equivalent)} | "
+            f"{len(names) - unchecked} | {unchecked} | {score:.1f} % | "
+            f"{f'{took / 60:.1f} min' if took else '-'} |"
+        )
         details.append(f"### {module} (`{MODULES[module][0]}`)\n")
         if equivalent:
             details.append(f"Equivalent ({len(equivalent)}):\n")
@@ -185,7 +207,9 @@ def markdown(modules: list[str]) -> int:
             details.append("")
         if not equivalent and not surviving:
             details.append("None.\n")
-    print("| module | file | mutants | killed | equivalent | survived | not checked | score | time |")
+    print(
+        "| module | file | mutants | killed | equivalent | survived | not checked | score | time |"
+    )
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     print("\n".join(rows))
     print()
@@ -209,8 +233,11 @@ def run(modules: list[str], jobs: int, fail_under: float) -> int:
         print(f"mutation: {module} ({MODULES[module][0]}) ...", flush=True)
         started = time.monotonic()
         with open(log, "a") as out:
-            code = subprocess.call([str(mutmut), "run", "--max-children", str(jobs),
-                                    *MODULES[module][1]], stdout=out, stderr=subprocess.STDOUT)
+            code = subprocess.call(
+                [str(mutmut), "run", "--max-children", str(jobs), *MODULES[module][1]],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         times[module] = time.monotonic() - started
         TIMES.write_text(json.dumps(times, indent=1))
         if code != 0:
@@ -220,12 +247,19 @@ def run(modules: list[str], jobs: int, fail_under: float) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.mutation", description=__doc__.split("\n")[0])
-    ap.add_argument("command", nargs="?", default="run",
-                    choices=["run", "report", "survivors", "markdown"])
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.mutation", description=__doc__.split("\n")[0]
+    )
+    ap.add_argument(
+        "command", nargs="?", default="run", choices=["run", "report", "survivors", "markdown"]
+    )
     ap.add_argument("modules", nargs="*", metavar="MODULE", help=", ".join(MODULES))
-    ap.add_argument("--jobs", type=int, default=int(os.environ.get("MUTATION_JOBS", "1")),
-                    help="mutants tested at once (default 1, or $MUTATION_JOBS)")
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        default=int(os.environ.get("MUTATION_JOBS", "1")),
+        help="mutants tested at once (default 1, or $MUTATION_JOBS)",
+    )
     ap.add_argument("--fail-under", type=float, default=90.0)
     args = ap.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]

@@ -36,7 +36,9 @@ def _panel(title: str, unit: str, series: dict[str, list[float]], top: int) -> t
     def x(v: float) -> float:
         return PAD_LEFT + span * min(v, hi) / hi
 
-    out = [f'<text x="10" y="{top + 16}" font-size="14" font-weight="bold">{html.escape(title)}</text>']
+    out = [
+        f'<text x="10" y="{top + 16}" font-size="14" font-weight="bold">{html.escape(title)}</text>'
+    ]
     y = top + 30
     for i, (name, values) in enumerate(series.items()):
         color = COLORS[i % len(COLORS)]
@@ -44,11 +46,17 @@ def _panel(title: str, unit: str, series: dict[str, list[float]], top: int) -> t
         mid = y + ROW / 2
         label = f"{name} (n={len(values)}, median {p50:.3g} {unit})"
         out.append(f'<text x="10" y="{mid + 4}" font-size="11">{html.escape(label)}</text>')
-        out.append(f'<line x1="{x(p1):.1f}" x2="{x(p99):.1f}" y1="{mid}" y2="{mid}" stroke="{color}"/>')
-        out.append(f'<rect x="{x(p25):.1f}" y="{y + 5}" width="{max(1.0, x(p75) - x(p25)):.1f}" '
-                   f'height="{ROW - 10}" fill="{color}" fill-opacity="0.35" stroke="{color}"/>')
-        out.append(f'<line x1="{x(p50):.1f}" x2="{x(p50):.1f}" y1="{y + 3}" y2="{y + ROW - 3}" '
-                   f'stroke="{color}" stroke-width="2"/>')
+        out.append(
+            f'<line x1="{x(p1):.1f}" x2="{x(p99):.1f}" y1="{mid}" y2="{mid}" stroke="{color}"/>'
+        )
+        out.append(
+            f'<rect x="{x(p25):.1f}" y="{y + 5}" width="{max(1.0, x(p75) - x(p25)):.1f}" '
+            f'height="{ROW - 10}" fill="{color}" fill-opacity="0.35" stroke="{color}"/>'
+        )
+        out.append(
+            f'<line x1="{x(p50):.1f}" x2="{x(p50):.1f}" y1="{y + 3}" y2="{y + ROW - 3}" '
+            f'stroke="{color}" stroke-width="2"/>'
+        )
         for v in values:
             if v < p1 or v > p99:
                 out.append(f'<circle cx="{x(v):.1f}" cy="{mid}" r="1.8" fill="{color}"/>')
@@ -56,10 +64,14 @@ def _panel(title: str, unit: str, series: dict[str, list[float]], top: int) -> t
     for frac in (0, 0.25, 0.5, 0.75, 1.0):
         tx = PAD_LEFT + span * frac
         out.append(f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="{top + 26}" y2="{y}" stroke="#ddd"/>')
-        out.append(f'<text x="{tx:.1f}" y="{y + 12}" font-size="10" text-anchor="middle">'
-                   f'{hi * frac:.3g}</text>')
-    out.append(f'<text x="{WIDTH - PAD_RIGHT}" y="{y + 24}" font-size="10" text-anchor="end">'
-               f'{html.escape(unit)}</text>')
+        out.append(
+            f'<text x="{tx:.1f}" y="{y + 12}" font-size="10" text-anchor="middle">'
+            f"{hi * frac:.3g}</text>"
+        )
+    out.append(
+        f'<text x="{WIDTH - PAD_RIGHT}" y="{y + 24}" font-size="10" text-anchor="end">'
+        f"{html.escape(unit)}</text>"
+    )
     return "\n".join(out), y + 34 - top
 
 
@@ -71,9 +83,12 @@ def latency_svg(panels: list[tuple[str, str, dict[str, list[float]]]], caption: 
             parts.append(body)
             top += height + 10
     if caption:
-        parts.append(f'<text x="10" y="{top + 12}" font-size="10" fill="#555">{html.escape(caption)}</text>')
+        parts.append(
+            f'<text x="10" y="{top + 12}" font-size="10" fill="#555">{html.escape(caption)}</text>'
+        )
         top += 20
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{top}" '
-            f'viewBox="0 0 {WIDTH} {top}" font-family="sans-serif">'
-            f'<rect width="100%" height="100%" fill="white"/>' + "\n".join(parts) + "</svg>\n")
-
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{top}" '
+        f'viewBox="0 0 {WIDTH} {top}" font-family="sans-serif">'
+        f'<rect width="100%" height="100%" fill="white"/>' + "\n".join(parts) + "</svg>\n"
+    )

@@ -12,7 +12,6 @@ import statistics
 import time
 
 from spawner.policy import RunningApp, decide_start, load_policy
-
 from tests.helpers.hub import REPO
 
 GROUPS = ["analysts", "data-scientists", "viewers", "finance", "marketing"]
@@ -22,7 +21,7 @@ def measure(users: int, calls: int = 20_000, repeats: int = 5, seed: int = 1) ->
     policy = load_policy(REPO / "hub_config" / "policy.yaml")
     rng = random.Random(seed)
     people = []
-    for i in range(users):
+    for _i in range(users):
         groups = rng.sample(GROUPS, rng.randint(1, 3))
         running = [RunningApp(f"app{j}", "small") for j in range(rng.randint(0, 3))]
         people.append((groups, running))
@@ -33,8 +32,12 @@ def measure(users: int, calls: int = 20_000, repeats: int = 5, seed: int = 1) ->
         for groups, running in picks:
             decide_start(policy, groups, running, None, "new")
         per_call.append((time.perf_counter() - t0) / calls * 1e6)
-    return {"users": users, "median_us": statistics.median(per_call),
-            "min_us": min(per_call), "max_us": max(per_call)}
+    return {
+        "users": users,
+        "median_us": statistics.median(per_call),
+        "min_us": min(per_call),
+        "max_us": max(per_call),
+    }
 
 
 def run() -> list[dict]:

@@ -42,9 +42,9 @@ async def viewer(url, health, cookie, deadline, every, stats):
     loop = asyncio.get_running_loop()
     await asyncio.sleep(random.uniform(0, every))  # spread the connects
     try:
-        async with websockets.connect(url, subprotocols=["streamlit"],
-                                      additional_headers={"Cookie": cookie},
-                                      open_timeout=30) as ws:
+        async with websockets.connect(
+            url, subprotocols=["streamlit"], additional_headers={"Cookie": cookie}, open_timeout=30
+        ) as ws:
             while time.monotonic() < deadline:
                 t0 = time.perf_counter()
                 await ws.send(rerun.SerializeToString())
@@ -54,8 +54,9 @@ async def viewer(url, health, cookie, deadline, every, stats):
                     if msg.WhichOneof("type") == "script_finished":
                         break
                 stats["reruns"].append((time.perf_counter() - t0) * 1000)
-                r = await loop.run_in_executor(None, lambda: requests.get(
-                    health, headers={"Cookie": cookie}, timeout=30))
+                r = await loop.run_in_executor(
+                    None, lambda: requests.get(health, headers={"Cookie": cookie}, timeout=30)
+                )
                 stats["requests"] += 2
                 if (r.status_code, r.text) != (200, "ok"):
                     stats["failures"].append(f"health {r.status_code}")
@@ -71,9 +72,16 @@ async def run(hub, alice, names, viewers, seconds, every):
     tasks = []
     for i in range(viewers):
         n = names[i % len(names)]
-        tasks.append(viewer(ws_url(hub.app_origin("alice"), f"/user/alice/{n}/"),
-                            f"{hub.app_origin('alice')}/user/alice/{n}/_stcore/health",
-                            cookies[n], deadline, every, stats))
+        tasks.append(
+            viewer(
+                ws_url(hub.app_origin("alice"), f"/user/alice/{n}/"),
+                f"{hub.app_origin('alice')}/user/alice/{n}/_stcore/health",
+                cookies[n],
+                deadline,
+                every,
+                stats,
+            )
+        )
     rss = {"start": {n: rss_mb(app_pid(hub, n)) for n in names}}
 
     async def midpoint():
@@ -109,14 +117,22 @@ def main(argv=None) -> int:
             left = hub.stop()
     reruns = sorted(stats["reruns"])
     p99 = reruns[int(len(reruns) * 0.99) - 1] if reruns else float("nan")
-    print(f"soak: {args.viewers} viewers, {args.seconds:.0f} s, {args.apps} apps, rerun every ~{args.every:.0f} s")
-    print(f"requests: {stats['requests']} (reruns {len(reruns)} + health checks), "
-          f"failed: {len(stats['failures'])}")
+    print(
+        f"soak: {args.viewers} viewers, {args.seconds:.0f} s, {args.apps} apps, rerun every ~{args.every:.0f} s"
+    )
+    print(
+        f"requests: {stats['requests']} (reruns {len(reruns)} + health checks), "
+        f"failed: {len(stats['failures'])}"
+    )
     if reruns:
-        print(f"rerun ms: median {statistics.median(reruns):.1f}, p99 {p99:.1f}, max {reruns[-1]:.1f}")
+        print(
+            f"rerun ms: median {statistics.median(reruns):.1f}, p99 {p99:.1f}, max {reruns[-1]:.1f}"
+        )
     for n in rss["start"]:
-        print(f"RSS {n}: start {rss['start'][n]:.1f} MB, middle {rss['middle'][n]:.1f} MB, "
-              f"end {rss['end'][n]:.1f} MB (growth {rss['end'][n] - rss['start'][n]:+.1f} MB)")
+        print(
+            f"RSS {n}: start {rss['start'][n]:.1f} MB, middle {rss['middle'][n]:.1f} MB, "
+            f"end {rss['end'][n]:.1f} MB (growth {rss['end'][n] - rss['start'][n]:+.1f} MB)"
+        )
     for f in sorted(set(stats["failures"]))[:10]:
         print("failure:", f)
     return 0 if not stats["failures"] and not left else 1

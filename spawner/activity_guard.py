@@ -52,9 +52,11 @@ def activity_problem(parsed_scopes, user_name: str, servers) -> str | None:
     if not others:
         return None
     apps = _names(sorted(reachable))
-    return (f"This token may post activity only for the app it belongs to ({apps}), not "
-            f"for {user_name}'s {_names(others)}. Post each app's activity with that app's "
-            "own token, or use a token of the person who owns the app.")
+    return (
+        f"This token may post activity only for the app it belongs to ({apps}), not "
+        f"for {user_name}'s {_names(others)}. Post each app's activity with that app's "
+        "own token, or use a token of the person who owns the app."
+    )
 
 
 class OwnServerActivityAPIHandler(ActivityAPIHandler):

@@ -26,7 +26,9 @@ class _AppAPIHandler(APIHandler):
         """The app's spawner, if the caller holds one of ``scopes`` on it; else a 404 that
         does not even confirm the app exists."""
         target = f"{user_name}/{app}"
-        if self.current_user is None or not any(self.has_scope(f"{s}!server={target}") for s in scopes):
+        if self.current_user is None or not any(
+            self.has_scope(f"{s}!server={target}") for s in scopes
+        ):
             raise web.HTTPError(404, refusal)
         user = self.find_user(user_name)
         if user is None or app not in user.orm_spawners:
@@ -36,41 +38,60 @@ class _AppAPIHandler(APIHandler):
 
 class AppOutputAPIHandler(_AppAPIHandler):
     async def get(self, user_name: str, app: str):
-        spawner = self.app_spawner(user_name, app, ("read:servers",), "No such app, or it is not yours.")
+        spawner = self.app_spawner(
+            user_name, app, ("read:servers",), "No such app, or it is not yours."
+        )
         tail = getattr(spawner, "app_failure_details", None)
         lines = tail().splitlines() if callable(tail) else []
         status = await spawner.poll() if spawner.active else getattr(spawner, "last_exit", None)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
-        self.write(json.dumps({
-            "app": app,
-            "owner": user_name,
-            "running": bool(spawner.ready),
-            "exit_status": status,
-            "stop_reason": getattr(spawner, "stop_reason", "") or None,
-            "lines": lines,
-        }))
+        self.write(
+            json.dumps(
+                {
+                    "app": app,
+                    "owner": user_name,
+                    "running": bool(spawner.ready),
+                    "exit_status": status,
+                    "stop_reason": getattr(spawner, "stop_reason", "") or None,
+                    "lines": lines,
+                }
+            )
+        )
 
 
 class AppStatusAPIHandler(_AppAPIHandler):
     async def get(self, user_name: str, app: str):
-        spawner = self.app_spawner(user_name, app, ("start:servers", "read:servers"),
-                                   "No such app, or you may not start it.")
+        spawner = self.app_spawner(
+            user_name,
+            app,
+            ("start:servers", "read:servers"),
+            "No such app, or you may not start it.",
+        )
         events = getattr(spawner, "_progress_events", None) or []
         last = events[-1] if events else {}
         if spawner.pending == "spawn" and not events:
             last = {"progress": 2, "message": "Preparing to start"}
         future = getattr(spawner, "_spawn_future", None)
-        failed = bool(future is not None and future.done() and not future.cancelled()
-                      and future.exception() is not None and not spawner.ready)
+        failed = bool(
+            future is not None
+            and future.done()
+            and not future.cancelled()
+            and future.exception() is not None
+            and not spawner.ready
+        )
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
-        self.write(json.dumps({
-            "app": app,
-            "owner": user_name,
-            "ready": bool(spawner.ready),
-            "pending": spawner.pending,
-            "progress": last.get("progress"),
-            "message": last.get("message"),
-            "failed": failed,
-        }))
+        self.write(
+            json.dumps(
+                {
+                    "app": app,
+                    "owner": user_name,
+                    "ready": bool(spawner.ready),
+                    "pending": spawner.pending,
+                    "progress": last.get("progress"),
+                    "message": last.get("message"),
+                    "failed": failed,
+                }
+            )
+        )

@@ -39,15 +39,15 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Iterable, Mapping, Union
+from collections.abc import Iterable, Mapping
 
 ENV_VAR = "STREAMLIT_HUB_TRUSTED_PROXIES"
 DEFAULT_TRUSTED_PROXIES = ("127.0.0.0/8", "::1/128")
 MAX_HOPS = 16  # X-Forwarded-For entries examined, from the right
 MAX_ENTRY = 64  # characters; "[ffff:...:ffff%zone]:65535" fits
 
-Address = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _SEPARATORS = re.compile(r"[\s,]+")
 _PORT = re.compile(r"^(?P<host>[0-9.]+):[0-9]{1,5}$")
@@ -66,8 +66,9 @@ def parse_networks(value: str | Iterable[str]) -> tuple[Network, ...]:
         try:
             networks.append(ipaddress.ip_network(text, strict=False))
         except ValueError:
-            raise ValueError(f"{text!r} is not an IP address or network (CIDR), e.g. 10.0.0.0/8 "
-                             "or 127.0.0.1") from None
+            raise ValueError(
+                f"{text!r} is not an IP address or network (CIDR), e.g. 10.0.0.0/8 or 127.0.0.1"
+            ) from None
     return tuple(networks)
 
 
@@ -132,8 +133,9 @@ def _rightmost_entries(forwarded_for: Iterable[str] | str | None) -> list[str]:
     return entries
 
 
-def client_address(peer: str | None, forwarded_for: Iterable[str] | str | None,
-                   trusted: Iterable[Network]) -> str | None:
+def client_address(
+    peer: str | None, forwarded_for: Iterable[str] | str | None, trusted: Iterable[Network]
+) -> str | None:
     """The client's address: walk from the TCP ``peer`` leftwards through ``X-Forwarded-For``
     (its header lines, in the order received) while the current hop is in ``trusted``."""
     networks = tuple(trusted)

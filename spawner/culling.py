@@ -27,6 +27,8 @@ def cull_arbiter(*, inactive, inactive_limit, server, **_kwargs) -> bool:
 
 def cull_every(policy, default_timeout: int) -> int:
     """How often the culler looks: a sixth of the shortest timeout, between 5 s and 5 min."""
-    timeouts = [r.idle_timeout for r in [*policy.groups.values(), policy.defaults] if r.idle_timeout]
+    timeouts = [
+        r.idle_timeout for r in [*policy.groups.values(), policy.defaults] if r.idle_timeout
+    ]
     shortest = min([default_timeout, *timeouts])
     return int(max(5, min(300, shortest // 6)))

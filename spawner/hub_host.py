@@ -29,9 +29,10 @@ def hub_host_only(base: type) -> type:
         def get_handlers(self, app):
             from jupyterhub.apihandlers.base import APIHandler
 
-            return [(pattern, handler if issubclass(handler, APIHandler) else _guarded(handler),
-                     *rest)
-                    for pattern, handler, *rest in super().get_handlers(app)]
+            return [
+                (pattern, handler if issubclass(handler, APIHandler) else _guarded(handler), *rest)
+                for pattern, handler, *rest in super().get_handlers(app)
+            ]
 
     HubHostOnlyAuthenticator.__name__ = f"HubHostOnly{base.__name__}"
     return HubHostOnlyAuthenticator

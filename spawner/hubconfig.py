@@ -26,8 +26,10 @@ from .policy import PolicyError, load_policy
 
 # hub_config/ (templates, the example policy, the culler's config): next to the package in a
 # checkout; an installed package (the hub image) names it with STREAMLIT_HUB_CONFIG_DIR.
-HUB_CONFIG_DIR = Path(os.environ.get("STREAMLIT_HUB_CONFIG_DIR")
-                      or Path(__file__).resolve().parent.parent / "hub_config")
+HUB_CONFIG_DIR = Path(
+    os.environ.get("STREAMLIT_HUB_CONFIG_DIR")
+    or Path(__file__).resolve().parent.parent / "hub_config"
+)
 
 
 class ConfigError(ValueError):
@@ -73,26 +75,40 @@ def configure_google(c, environ) -> None:
     The group policy is keyed on hub group names; this keeps them equal to the user's Google
     Groups (the local part of each group's address, e.g. analysts@example.com -> analysts).
     """
-    domain = _required(environ, "GOOGLE_WORKSPACE_DOMAIN", "the Google Workspace domain, e.g. example.com")
+    domain = _required(
+        environ, "GOOGLE_WORKSPACE_DOMAIN", "the Google Workspace domain, e.g. example.com"
+    )
     admin_user = _required(
-        environ, "GOOGLE_ADMIN_USER",
-        "the local part of a Workspace admin the service account impersonates to read groups")
+        environ,
+        "GOOGLE_ADMIN_USER",
+        "the local part of a Workspace admin the service account impersonates to read groups",
+    )
     if "@" in admin_user:
         raise ConfigError(
             f"GOOGLE_ADMIN_USER={admin_user!r}: give only the local part (e.g. 'admin', not "
-            f"'admin@{domain}'); oauthenticator adds '@{domain}' itself")
-    key_file = _required(environ, "GOOGLE_SERVICE_ACCOUNT_KEY_FILE",
-                         "path of the service account's JSON key (domain-wide delegation)")
+            f"'admin@{domain}'); oauthenticator adds '@{domain}' itself"
+        )
+    key_file = _required(
+        environ,
+        "GOOGLE_SERVICE_ACCOUNT_KEY_FILE",
+        "path of the service account's JSON key (domain-wide delegation)",
+    )
     if not Path(key_file).is_file():
         raise ConfigError(f"GOOGLE_SERVICE_ACCOUNT_KEY_FILE={key_file!r}: no such file")
     if not environ.get("JUPYTERHUB_CRYPT_KEY"):
-        raise ConfigError("JUPYTERHUB_CRYPT_KEY is not set: Google groups are kept in the "
-                          "encrypted auth state (openssl rand -hex 32)")
+        raise ConfigError(
+            "JUPYTERHUB_CRYPT_KEY is not set: Google groups are kept in the "
+            "encrypted auth state (openssl rand -hex 32)"
+        )
     allowed = _csv(environ, "GOOGLE_ALLOWED_GROUPS")
     if not allowed:
-        raise ConfigError("GOOGLE_ALLOWED_GROUPS is not set: the Google Groups whose members "
-                          "may sign in, comma-separated, e.g. analysts,data-scientists,viewers")
-    public = _required(environ, "STREAMLIT_HUB_PUBLIC_URL", "the hub's public URL, e.g. https://apps.example.com")
+        raise ConfigError(
+            "GOOGLE_ALLOWED_GROUPS is not set: the Google Groups whose members "
+            "may sign in, comma-separated, e.g. analysts,data-scientists,viewers"
+        )
+    public = _required(
+        environ, "STREAMLIT_HUB_PUBLIC_URL", "the hub's public URL, e.g. https://apps.example.com"
+    )
 
     c.JupyterHub.authenticator_class = "google"
     g = c.GoogleOAuthenticator
@@ -110,7 +126,9 @@ def configure_google(c, environ) -> None:
     # Re-read groups before a start if the last check is older than an hour, so a membership
     # change reaches the policy without waiting for the next login.
     c.Authenticator.refresh_pre_spawn = True
-    c.Authenticator.auth_refresh_age = int(environ.get("STREAMLIT_HUB_AUTH_REFRESH_SECONDS") or 3600)
+    c.Authenticator.auth_refresh_age = int(
+        environ.get("STREAMLIT_HUB_AUTH_REFRESH_SECONDS") or 3600
+    )
 
 
 def configure(c, environ=None) -> None:
@@ -138,8 +156,14 @@ def sharing_roles(policy) -> list[dict]:
     groups = [name for name, rule in policy.groups.items() if rule.may_share]
     if not groups:
         return []
-    return [{"name": "streamlit-app-sharer", "description": "May share their own apps",
-             "scopes": scopes, "groups": groups}]
+    return [
+        {
+            "name": "streamlit-app-sharer",
+            "description": "May share their own apps",
+            "scopes": scopes,
+            "groups": groups,
+        }
+    ]
 
 
 def configure_policy(c, path: str) -> None:
@@ -156,8 +180,9 @@ def configure_policy(c, path: str) -> None:
     # the same name.
     ours = sharing_roles(policy)
     names = {r["name"] for r in ours}
-    c.JupyterHub.load_roles = [r for r in _configured_list(c.JupyterHub, "load_roles")
-                               if r.get("name") not in names] + ours
+    c.JupyterHub.load_roles = [
+        r for r in _configured_list(c.JupyterHub, "load_roles") if r.get("name") not in names
+    ] + ours
     c.StreamlitSpawnerMixin.policy_file = path
     # The policy's link rules on JupyterHub's share-codes API (see spawner/sharing.py).
     from .sharing import policy_authenticator
@@ -166,7 +191,8 @@ def configure_policy(c, path: str) -> None:
     from .hub_host import hub_host_only
 
     c.JupyterHub.authenticator_class = hub_host_only(
-        policy_authenticator(_resolve_authenticator(current), path))
+        policy_authenticator(_resolve_authenticator(current), path)
+    )
     c.JupyterHub.named_server_limit_per_user = make_named_server_limit(path)
     # JupyterHub marks extra_handlers deprecated (3.1) but serves them; these two move into
     # the platform's hub-managed service when the audit service lands.
@@ -175,9 +201,11 @@ def configure_policy(c, path: str) -> None:
         (r"/api/streamlit/apps/([^/]+)/([^/]+)/output", AppOutputAPIHandler),
         (r"/api/streamlit/apps/([^/]+)/([^/]+)/status", AppStatusAPIHandler),
     ]
-    c.JupyterHub.template_vars = {**_configured_dict(c.JupyterHub, "template_vars"),
-                                  "streamlit_quota": make_template_quota(path),
-                                  "streamlit_me": template_viewer}
+    c.JupyterHub.template_vars = {
+        **_configured_dict(c.JupyterHub, "template_vars"),
+        "streamlit_quota": make_template_quota(path),
+        "streamlit_me": template_viewer,
+    }
     return policy
 
 
@@ -208,8 +236,10 @@ def configure_culler(c, policy, environ) -> None:
 
     raw = environ.get("STREAMLIT_HUB_IDLE_TIMEOUT", "3600")
     if not raw.isdigit():
-        raise ConfigError(f"STREAMLIT_HUB_IDLE_TIMEOUT={raw!r}: expected whole seconds, e.g. 3600 "
-                          "(0 turns the idle culler off)")
+        raise ConfigError(
+            f"STREAMLIT_HUB_IDLE_TIMEOUT={raw!r}: expected whole seconds, e.g. 3600 "
+            "(0 turns the idle culler off)"
+        )
     default = int(raw)
     if default == 0:
         return
@@ -217,19 +247,35 @@ def configure_culler(c, policy, environ) -> None:
         raise ConfigError(f"STREAMLIT_HUB_IDLE_TIMEOUT={raw!r}: at least 30 seconds (or 0 for off)")
     service = {
         "name": "idle-culler",
-        "command": [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={default}",
-                    f"--cull-every={cull_every(policy, default)}", "--remove-named-servers=false",
-                    f"--config={HUB_CONFIG_DIR / 'idle_culler_config.py'}"],
+        "command": [
+            sys.executable,
+            "-m",
+            "jupyterhub_idle_culler",
+            f"--timeout={default}",
+            f"--cull-every={cull_every(policy, default)}",
+            "--remove-named-servers=false",
+            f"--config={HUB_CONFIG_DIR / 'idle_culler_config.py'}",
+        ],
         "cwd": str(HUB_CONFIG_DIR),
     }
-    c.JupyterHub.services = [s for s in _configured_list(c.JupyterHub, "services")
-                             if s.get("name") != "idle-culler"] + [service]
-    role = {"name": "idle-culler", "description": "Stops apps nobody used for their idle timeout",
-            "services": ["idle-culler"],
-            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers",
-                       "admin:server_state"]}
-    c.JupyterHub.load_roles = [r for r in _configured_list(c.JupyterHub, "load_roles")
-                               if r.get("name") != "idle-culler"] + [role]
+    c.JupyterHub.services = [
+        s for s in _configured_list(c.JupyterHub, "services") if s.get("name") != "idle-culler"
+    ] + [service]
+    role = {
+        "name": "idle-culler",
+        "description": "Stops apps nobody used for their idle timeout",
+        "services": ["idle-culler"],
+        "scopes": [
+            "list:users",
+            "read:users:activity",
+            "read:servers",
+            "delete:servers",
+            "admin:server_state",
+        ],
+    }
+    c.JupyterHub.load_roles = [
+        r for r in _configured_list(c.JupyterHub, "load_roles") if r.get("name") != "idle-culler"
+    ] + [role]
 
 
 def configure_common(c) -> None:
@@ -238,14 +284,19 @@ def configure_common(c) -> None:
     c.JupyterHub.default_url = "/hub/home"
     # Ours first; template folders configured before (the chart's hub.templatePaths) stay.
     ours = str(HUB_CONFIG_DIR / "templates")
-    c.JupyterHub.template_paths = [ours, *(p for p in _configured_list(c.JupyterHub, "template_paths")
-                                           if p != ours)]
+    c.JupyterHub.template_paths = [
+        ours,
+        *(p for p in _configured_list(c.JupyterHub, "template_paths") if p != ours),
+    ]
     # An app server may read its viewer's name and groups, nothing more.
     c.Spawner.oauth_client_allowed_scopes = ["read:users:groups!user"]
     # The app server's own token: post activity, and read who its app is shared with (see
     # spawner/app_server/auth.py on group shares in JupyterHub 6.1.1).
-    c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server",
-                                     "read:shares!server"]
+    c.Spawner.server_token_scopes = [
+        "users:activity!user",
+        "access:servers!server",
+        "read:shares!server",
+    ]
     c.Spawner.start_timeout = 90
     c.Spawner.http_timeout = 60
 
@@ -256,8 +307,10 @@ APP_ORIGINS = ("per-user", "shared")
 def app_origins_mode(environ) -> str:
     mode = environ.get("STREAMLIT_HUB_APP_ORIGINS", "per-user")
     if mode not in APP_ORIGINS:
-        raise ConfigError(f"STREAMLIT_HUB_APP_ORIGINS={mode!r}: expected 'per-user' (each "
-                          "analyst's apps on their own host, the default) or 'shared'")
+        raise ConfigError(
+            f"STREAMLIT_HUB_APP_ORIGINS={mode!r}: expected 'per-user' (each "
+            "analyst's apps on their own host, the default) or 'shared'"
+        )
     return mode
 
 
@@ -285,14 +338,23 @@ def configure_app_origins(c, environ, public_url: str) -> bool:
         logging.getLogger("JupyterHub").warning(
             "STREAMLIT_HUB_APP_ORIGINS=shared: apps are served from the hub's own origin, so "
             "JavaScript in any app can use the hub as whoever views it (admins included). "
-            "Use per-user app hosts (the default) wherever a wildcard DNS name is possible.")
-        c.JupyterHub.template_vars = {**_configured_dict(c.JupyterHub, "template_vars"),
-                                      "streamlit_shared_origin": True}
+            "Use per-user app hosts (the default) wherever a wildcard DNS name is possible."
+        )
+        c.JupyterHub.template_vars = {
+            **_configured_dict(c.JupyterHub, "template_vars"),
+            "streamlit_shared_origin": True,
+        }
         return False
     parsed = urlparse(public_url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.path not in ("", "/"):
-        raise ConfigError(f"STREAMLIT_HUB_PUBLIC_URL={public_url!r}: expected the hub's public "
-                          "address with no path, e.g. https://apps.example.com")
+    if (
+        parsed.scheme not in ("http", "https")
+        or not parsed.hostname
+        or parsed.path not in ("", "/")
+    ):
+        raise ConfigError(
+            f"STREAMLIT_HUB_PUBLIC_URL={public_url!r}: expected the hub's public "
+            "address with no path, e.g. https://apps.example.com"
+        )
     try:
         ipaddress.ip_address(parsed.hostname)
     except ValueError:
@@ -301,7 +363,8 @@ def configure_app_origins(c, environ, public_url: str) -> bool:
         raise ConfigError(
             f"STREAMLIT_HUB_PUBLIC_URL={public_url!r}: apps get hosts of their own under the "
             "hub's host name (alice.<host>), which an IP address cannot have. Use a name "
-            "(http://localhost:PORT on one machine) or set STREAMLIT_HUB_APP_ORIGINS=shared.")
+            "(http://localhost:PORT on one machine) or set STREAMLIT_HUB_APP_ORIGINS=shared."
+        )
     c.JupyterHub.subdomain_host = f"{parsed.scheme}://{parsed.netloc}"
     c.JupyterHub.subdomain_hook = subdomain_for
     if parsed.scheme == "https":
@@ -363,19 +426,26 @@ def configure_app_accounts(c, environ) -> None:
 
     mode = environ.get("STREAMLIT_HUB_APP_ACCOUNTS", "auto")
     if mode not in APP_ACCOUNTS:
-        raise ConfigError(f"STREAMLIT_HUB_APP_ACCOUNTS={mode!r}: expected 'auto' (per-user "
-                          "accounts when the hub runs as root), 'per-user' or 'hub'")
+        raise ConfigError(
+            f"STREAMLIT_HUB_APP_ACCOUNTS={mode!r}: expected 'auto' (per-user "
+            "accounts when the hub runs as root), 'per-user' or 'hub'"
+        )
     if mode == "per-user" and os.geteuid() != 0:
-        raise ConfigError("STREAMLIT_HUB_APP_ACCOUNTS='per-user': the hub must run as root to "
-                          "create and switch to one system account per analyst")
+        raise ConfigError(
+            "STREAMLIT_HUB_APP_ACCOUNTS='per-user': the hub must run as root to "
+            "create and switch to one system account per analyst"
+        )
     if apps_run_as_hub_user(mode):
         logging.getLogger("JupyterHub").warning(
             "Local apps run as the hub's own Unix user (%s): their code can read the hub's "
             "database, cookie secret and every other app's files. Only for a one-person demo: "
             "run the hub as root (a service) for one account per analyst.",
-            "STREAMLIT_HUB_APP_ACCOUNTS=hub" if mode == "hub" else "the hub is not root")
-        c.JupyterHub.template_vars = {**_configured_dict(c.JupyterHub, "template_vars"),
-                                      "streamlit_apps_trusted": True}
+            "STREAMLIT_HUB_APP_ACCOUNTS=hub" if mode == "hub" else "the hub is not root",
+        )
+        c.JupyterHub.template_vars = {
+            **_configured_dict(c.JupyterHub, "template_vars"),
+            "streamlit_apps_trusted": True,
+        }
         return
     python = default_app_python()
     blocked = blocked_for_others(python)
@@ -384,7 +454,8 @@ def configure_app_accounts(c, environ) -> None:
             f"the app environment ({python}) cannot be reached by the per-analyst app accounts: "
             f"{blocked} is closed to other users. Build it with `make install` in a folder "
             "others may pass through (chmod o+x on the folders above it), point "
-            "STREAMLIT_HUB_APP_PYTHON at one, or set STREAMLIT_HUB_APP_ACCOUNTS=hub (trusted apps).")
+            "STREAMLIT_HUB_APP_PYTHON at one, or set STREAMLIT_HUB_APP_ACCOUNTS=hub (trusted apps)."
+        )
 
 
 def configure_local(c, environ) -> None:
@@ -400,8 +471,11 @@ def configure_local(c, environ) -> None:
         # would not carry over to the apps' hosts: say which address to open.
         from urllib.parse import urlparse
 
-        print(f"\n  Open {public_url.rstrip('/')}/ (each analyst's apps are served from "
-              f"<analyst>.{urlparse(public_url).netloc})\n", file=sys.stderr)
+        print(
+            f"\n  Open {public_url.rstrip('/')}/ (each analyst's apps are served from "
+            f"<analyst>.{urlparse(public_url).netloc})\n",
+            file=sys.stderr,
+        )
     c.JupyterHub.hub_ip = "127.0.0.1"
     c.JupyterHub.db_url = f"sqlite:///{data_dir / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(data_dir / "jupyterhub_cookie_secret")
@@ -430,7 +504,9 @@ def configure_local(c, environ) -> None:
     else:
         raise ConfigError(f"STREAMLIT_HUB_AUTH={auth!r}: expected 'demo' or 'google'")
     policy = configure_policy(
-        c, str(Path(environ.get("STREAMLIT_HUB_POLICY") or HUB_CONFIG_DIR / "policy.yaml").resolve()))
+        c,
+        str(Path(environ.get("STREAMLIT_HUB_POLICY") or HUB_CONFIG_DIR / "policy.yaml").resolve()),
+    )
     configure_culler(c, policy, environ)
     if auth == "google":
         configure_audit(c, data_dir, environ, reader_groups=_csv(environ, "GOOGLE_ADMIN_GROUPS"))
@@ -446,9 +522,16 @@ def _configured_list(section, name: str) -> list:
     return list(value) if isinstance(value, list) else []
 
 
-def configure_audit(c, data_dir: Path, environ, *, readers: set[str] = frozenset(),
-                    reader_groups: set[str] = frozenset(), host: str = "127.0.0.1",
-                    bind: str | None = None) -> str | None:
+def configure_audit(
+    c,
+    data_dir: Path,
+    environ,
+    *,
+    readers: set[str] = frozenset(),
+    reader_groups: set[str] = frozenset(),
+    host: str = "127.0.0.1",
+    bind: str | None = None,
+) -> str | None:
     """The hub-managed audit service (``/services/audit/``) and the hub's recorder.
 
     ``STREAMLIT_HUB_AUDIT=off`` turns both off. The store is sqlite (WAL) under the data dir
@@ -469,8 +552,10 @@ def configure_audit(c, data_dir: Path, environ, *, readers: set[str] = frozenset
         if not 0 < float(retention) <= 36500:
             raise ValueError
     except ValueError:
-        raise ConfigError(f"STREAMLIT_HUB_AUDIT_RETENTION_DAYS={retention!r}: expected a "
-                          "number of days from 0 to 36500 (e.g. 365)") from None
+        raise ConfigError(
+            f"STREAMLIT_HUB_AUDIT_RETENTION_DAYS={retention!r}: expected a "
+            "number of days from 0 to 36500 (e.g. 365)"
+        ) from None
     db_url = environ.get("STREAMLIT_HUB_AUDIT_DB_URL") or f"sqlite:///{data_dir / 'audit.sqlite'}"
     # ``host``: how the proxy and app servers reach the service (127.0.0.1 on one machine;
     # the hub's Kubernetes Service name in a cluster); ``bind``: where it listens.
@@ -494,26 +579,35 @@ def configure_audit(c, data_dir: Path, environ, *, readers: set[str] = frozenset
         "oauth_no_confirm": True,
         "oauth_client_allowed_scopes": ["custom:audit:read"],
     }
-    c.JupyterHub.services = [s for s in _configured_list(c.JupyterHub, "services")
-                             if s.get("name") != "audit"] + [service]
+    c.JupyterHub.services = [
+        s for s in _configured_list(c.JupyterHub, "services") if s.get("name") != "audit"
+    ] + [service]
     c.JupyterHub.custom_scopes = {
-        "custom:audit:read": {"description": "Read the audit trail of every app."}}
-    role = {"name": "audit-reader", "description": "Reads every app's audit trail",
-            "scopes": ["custom:audit:read"]}
+        "custom:audit:read": {"description": "Read the audit trail of every app."}
+    }
+    role = {
+        "name": "audit-reader",
+        "description": "Reads every app's audit trail",
+        "scopes": ["custom:audit:read"],
+    }
     if readers:
         role["users"] = sorted(readers)
     if reader_groups:
         role["groups"] = sorted(reader_groups)
-    roles = [r for r in _configured_list(c.JupyterHub, "load_roles") if r.get("name") != "audit-reader"]
+    roles = [
+        r for r in _configured_list(c.JupyterHub, "load_roles") if r.get("name") != "audit-reader"
+    ]
     # Every user may open the usage page (it shows them their own apps' trail).
     user_role = next((r for r in roles if r.get("name") == "user"), None)
     if user_role is None:
         user_role = {"name": "user", "scopes": ["self"]}
         roles.append(user_role)
     user_role["scopes"] = [*dict.fromkeys([*user_role["scopes"], "access:services!service=audit"])]
-    c.JupyterHub.load_roles = roles + [role]
+    c.JupyterHub.load_roles = [*roles, role]
     ingest = f"{url}/services/audit/api/events"
-    hub_recorder.install(c, spool_dir=str(data_dir / "audit-spool" / "hub"), url=ingest, token=token)
+    hub_recorder.install(
+        c, spool_dir=str(data_dir / "audit-spool" / "hub"), url=ingest, token=token
+    )
     c.StreamlitSpawnerMixin.audit_url = ingest
     return ingest
 
@@ -535,8 +629,11 @@ def configure_kubernetes(c, environ) -> None:
         configure_google(c, environ)
         reader_groups = _csv(environ, "GOOGLE_ADMIN_GROUPS")
     elif auth == "demo":
-        password = _required(environ, "STREAMLIT_HUB_DEMO_PASSWORD",
-                             "the demo users' password (a trial only; use Google in production)")
+        password = _required(
+            environ,
+            "STREAMLIT_HUB_DEMO_PASSWORD",
+            "the demo users' password (a trial only; use Google in production)",
+        )
         c.JupyterHub.authenticator_class = "dummy"
         c.DummyAuthenticator.password = password
         c.Authenticator.allowed_users = set(demo.DEMO_USERS)
@@ -547,20 +644,29 @@ def configure_kubernetes(c, environ) -> None:
         raise ConfigError(f"STREAMLIT_HUB_AUTH={auth!r}: expected 'google' or 'demo'")
     policy_path = environ.get("STREAMLIT_HUB_POLICY") or "/usr/local/etc/streamlit-hub/policy.yaml"
     if not Path(policy_path).is_file():
-        raise ConfigError(f"STREAMLIT_HUB_POLICY={policy_path!r}: no such file (mount the "
-                          "group policy ConfigMap there; see helm-values/values.yaml)")
+        raise ConfigError(
+            f"STREAMLIT_HUB_POLICY={policy_path!r}: no such file (mount the "
+            "group policy ConfigMap there; see helm-values/values.yaml)"
+        )
     public_url = environ.get("STREAMLIT_HUB_PUBLIC_URL", "")
     if not public_url and app_origins_mode(environ) == "per-user":
         raise ConfigError(
             "STREAMLIT_HUB_PUBLIC_URL is not set: the hub's public URL (e.g. "
             "https://apps.example.com); apps are served from <analyst>.apps.example.com, "
-            "which needs a wildcard DNS record and certificate (docs/deploy.md)")
+            "which needs a wildcard DNS record and certificate (docs/deploy.md)"
+        )
     configure_app_origins(c, environ, public_url)
     policy = configure_policy(c, policy_path)
     configure_culler(c, policy, environ)
-    configure_audit(c, data_dir, environ, readers=readers, reader_groups=reader_groups,
-                    host=environ.get("STREAMLIT_HUB_AUDIT_HOST", "hub"),
-                    bind=environ.get("STREAMLIT_HUB_AUDIT_BIND", "0.0.0.0"))
+    configure_audit(
+        c,
+        data_dir,
+        environ,
+        readers=readers,
+        reader_groups=reader_groups,
+        host=environ.get("STREAMLIT_HUB_AUDIT_HOST", "hub"),
+        bind=environ.get("STREAMLIT_HUB_AUDIT_BIND", "0.0.0.0"),
+    )
 
 
 def load_extra_config(c, environ=None) -> None:

@@ -130,12 +130,18 @@ class StreamlitKubeSpawner(StreamlitSpawnerMixin, KubeSpawner):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         configured = self.profile_list
-        if self.policy_file and getattr(configured, "__func__", None) is not \
-                StreamlitKubeSpawner._policy_profile_list:
+        if (
+            self.policy_file
+            and getattr(configured, "__func__", None)
+            is not StreamlitKubeSpawner._policy_profile_list
+        ):
             # Configuration (the chart's singleuser.profileList) beat the @default above.
             if configured:
-                self.log.warning("KubeSpawner.profile_list is configured but ignored: profiles "
-                                 "come from the group policy (%s)", self.policy_file)
+                self.log.warning(
+                    "KubeSpawner.profile_list is configured but ignored: profiles "
+                    "come from the group policy (%s)",
+                    self.policy_file,
+                )
             self.profile_list = self._policy_profile_list
 
     def _policy_profile_list(self, spawner=None) -> list[dict]:
@@ -150,8 +156,10 @@ class StreamlitKubeSpawner(StreamlitSpawnerMixin, KubeSpawner):
                 "display_name": policy.profiles[slug].display_name,
                 "default": slug == rule.default_profile,
                 # unset in the profile = unset in the pod, whatever else configured a default
-                "kubespawner_override": {**dict.fromkeys(RESOURCE_TRAITS),
-                                         **profile_overrides(policy.profiles[slug])},
+                "kubespawner_override": {
+                    **dict.fromkeys(RESOURCE_TRAITS),
+                    **profile_overrides(policy.profiles[slug]),
+                },
             }
             for slug in rule.profiles
         ]
@@ -182,8 +190,10 @@ class StreamlitKubeSpawner(StreamlitSpawnerMixin, KubeSpawner):
             finally:
                 await queue.put((pod_events, done))
 
-        tasks = [asyncio.ensure_future(pump(StreamlitSpawnerMixin.progress(self), False)),
-                 asyncio.ensure_future(pump(KubeSpawner.progress(self), True))]
+        tasks = [
+            asyncio.ensure_future(pump(StreamlitSpawnerMixin.progress(self), False)),
+            asyncio.ensure_future(pump(KubeSpawner.progress(self), True)),
+        ]
         finished, shown = 0, 0
         try:
             while finished < len(tasks):
@@ -222,16 +232,22 @@ class StreamlitKubeSpawner(StreamlitSpawnerMixin, KubeSpawner):
             host = urlsplit(options.repo).netloc.lower()
             if host not in sources.git_hosts:
                 allowed = ", ".join(sources.git_hosts) or "none"
-                self.refuse(f"Apps may not be cloned from {host}: the group policy allows git "
-                            f"hosts {allowed}. Ask an admin to add it to sources.git_hosts.",
-                            reason="source", status=403)
+                self.refuse(
+                    f"Apps may not be cloned from {host}: the group policy allows git "
+                    f"hosts {allowed}. Ask an admin to add it to sources.git_hosts.",
+                    reason="source",
+                    status=403,
+                )
             self.app_source = ("git", options.repo, options.ref, sources.git_image)
         else:
             if not any(options.image.startswith(p) for p in sources.image_prefixes):
                 allowed = ", ".join(sources.image_prefixes) or "none"
-                self.refuse(f"The image {options.image} is not from a registry the group policy "
-                            f"allows ({allowed}). Ask an admin to add it to sources.image_prefixes.",
-                            reason="source", status=403)
+                self.refuse(
+                    f"The image {options.image} is not from a registry the group policy "
+                    f"allows ({allowed}). Ask an admin to add it to sources.image_prefixes.",
+                    reason="source",
+                    status=403,
+                )
             self.app_source = ("image", options.image)
         return posixpath.join("/app", path)
 
@@ -242,31 +258,49 @@ class StreamlitKubeSpawner(StreamlitSpawnerMixin, KubeSpawner):
     def _source_overrides(self) -> dict:
         """Trait values for this start's pod (set around KubeSpawner's manifest, then undone)."""
         volumes, mounts = self.pod_volumes()
-        o: dict = {"extra_container_config": {
-            **(self.extra_container_config or {}),
-            "envFrom": [{"secretRef": {"name": self.app_secret_name(), "optional": True}}],
-        }, "volumes": volumes, "volume_mounts": mounts}
+        o: dict = {
+            "extra_container_config": {
+                **(self.extra_container_config or {}),
+                "envFrom": [{"secretRef": {"name": self.app_secret_name(), "optional": True}}],
+            },
+            "volumes": volumes,
+            "volume_mounts": mounts,
+        }
         if self.app_source and self.app_source[0] == "image":
             o["image"] = self.app_source[1]
         if self.app_source and self.app_source[0] == "git":
             _, repo, ref, git_image = self.app_source
             volumes.append({"name": "app-source", "emptyDir": {"sizeLimit": "2Gi"}})
             mounts.append({"name": "app-source", "mountPath": "/app", "readOnly": True})
-            o["init_containers"] = [*self.init_containers, {
-                "name": "git-clone",
-                "image": git_image,
-                # repo and ref come in through the environment, never into the shell text
-                "command": ["sh", "-c", 'git clone --quiet --no-checkout -- "$REPO" /app/src '
-                            '&& git -C /app/src checkout --quiet --detach "$REF" '
-                            '&& cp -a /app/src/. /app/ && rm -rf /app/src /app/.git'],
-                "env": [{"name": "REPO", "value": repo}, {"name": "REF", "value": ref},
-                        {"name": "HOME", "value": "/tmp"}],
-                "securityContext": restricted_container_security_context(self.uid, self.gid),
-                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
-                              "limits": {"cpu": "1", "memory": "512Mi"}},
-                "volumeMounts": [{"name": "app-source", "mountPath": "/app"},
-                                 {"name": SCRATCH_VOLUME, "mountPath": "/tmp"}],
-            }]
+            o["init_containers"] = [
+                *self.init_containers,
+                {
+                    "name": "git-clone",
+                    "image": git_image,
+                    # repo and ref come in through the environment, never into the shell text
+                    "command": [
+                        "sh",
+                        "-c",
+                        'git clone --quiet --no-checkout -- "$REPO" /app/src '
+                        '&& git -C /app/src checkout --quiet --detach "$REF" '
+                        "&& cp -a /app/src/. /app/ && rm -rf /app/src /app/.git",
+                    ],
+                    "env": [
+                        {"name": "REPO", "value": repo},
+                        {"name": "REF", "value": ref},
+                        {"name": "HOME", "value": "/tmp"},
+                    ],
+                    "securityContext": restricted_container_security_context(self.uid, self.gid),
+                    "resources": {
+                        "requests": {"cpu": "100m", "memory": "128Mi"},
+                        "limits": {"cpu": "1", "memory": "512Mi"},
+                    },
+                    "volumeMounts": [
+                        {"name": "app-source", "mountPath": "/app"},
+                        {"name": SCRATCH_VOLUME, "mountPath": "/tmp"},
+                    ],
+                },
+            ]
         return o
 
     @default("uid")
@@ -325,6 +359,7 @@ class StreamlitKubeSpawner(StreamlitSpawnerMixin, KubeSpawner):
     def pod_volumes(self) -> tuple[list[dict], list[dict]]:
         """The pod's volumes and the app container's mounts: the spawner's own first, then the
         configured ones that do not take their names or mount paths (dropped, with a warning)."""
+
         def field(obj, key, attr):  # a dict (as configured) or a kubernetes model object
             return obj.get(key) if isinstance(obj, dict) else getattr(obj, attr, None)
 
@@ -333,15 +368,20 @@ class StreamlitKubeSpawner(StreamlitSpawnerMixin, KubeSpawner):
         paths = {m["mountPath"].rstrip("/") for m in mounts}
         for v in self._sorted_dict_values(self.volumes) or []:
             if field(v, "name", "name") in names:
-                self.log.warning("volume %r is configured but the pod has its own: ignored",
-                                 field(v, "name", "name"))
+                self.log.warning(
+                    "volume %r is configured but the pod has its own: ignored",
+                    field(v, "name", "name"),
+                )
             else:
                 volumes.append(v)
         for m in self._sorted_dict_values(self.volume_mounts) or []:
             name, path = field(m, "name", "name"), field(m, "mountPath", "mount_path") or ""
             if name in names or path.rstrip("/") in paths:
-                self.log.warning("volume mount %r at %s is configured but the pod has its own "
-                                 "there: ignored", name, path)
+                self.log.warning(
+                    "volume mount %r at %s is configured but the pod has its own there: ignored",
+                    name,
+                    path,
+                )
             else:
                 mounts.append(m)
         return volumes, mounts

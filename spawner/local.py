@@ -24,10 +24,10 @@ from pathlib import Path
 from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import Float, Integer, Unicode, default, validate
 
+from . import unix_users
 from .mixin import StreamlitSpawnerMixin
 from .names import EntryPathError, default_entry, resolve_entry
 from .policy import format_bytes
-from . import unix_users
 
 APP_ACCOUNTS = ("auto", "per-user", "hub")
 TOKEN_FD_VARIABLE = "STREAMLIT_HUB_API_TOKEN_FD"
@@ -114,13 +114,17 @@ class StreamlitLocalSpawner(StreamlitSpawnerMixin, LocalProcessSpawner):
         if value not in APP_ACCOUNTS:
             raise ValueError(f"app_accounts={value!r}: expected one of {', '.join(APP_ACCOUNTS)}")
         if value == "per-user" and os.geteuid() != 0:
-            raise ValueError("app_accounts='per-user' needs the hub to run as root (it creates "
-                             "and switches to one system account per analyst)")
+            raise ValueError(
+                "app_accounts='per-user' needs the hub to run as root (it creates "
+                "and switches to one system account per analyst)"
+            )
         return value
 
     app_account_prefix = Unicode(
-        "sthub-", config=True,
-        help="Prefix of the system accounts local apps run as (per-user accounts).")
+        "sthub-",
+        config=True,
+        help="Prefix of the system accounts local apps run as (per-user accounts).",
+    )
 
     app_python = Unicode(
         help="""Python of the app environment that runs app servers (local mode).
@@ -146,7 +150,7 @@ class StreamlitLocalSpawner(StreamlitSpawnerMixin, LocalProcessSpawner):
     def per_user_accounts(self) -> bool:
         return not apps_run_as_hub_user(self.app_accounts)
 
-    _account: "unix_users.Account | None" = None
+    _account: unix_users.Account | None = None
     _token_for_pipe: str | None = None
     _token_fd: int | None = None
 
@@ -213,10 +217,17 @@ class StreamlitLocalSpawner(StreamlitSpawnerMixin, LocalProcessSpawner):
         try:
             account = await unix_users.ensure_account(name, self.home_dir)
         except unix_users.AccountError as e:
-            self.refuse(f"The app {self.name} cannot start: {e}. Ask an admin.",
-                        reason="app_account", status=500)
-        for folder in (Path(self.homes_root), Path(self.logs_root), self.log_path.parent,
-                       self.log_path.parent / "audit-spool"):
+            self.refuse(
+                f"The app {self.name} cannot start: {e}. Ask an admin.",
+                reason="app_account",
+                status=500,
+            )
+        for folder in (
+            Path(self.homes_root),
+            Path(self.logs_root),
+            self.log_path.parent,
+            self.log_path.parent / "audit-spool",
+        ):
             unix_users.traversable(folder)
         unix_users.prepare_home(Path(self.home_dir), account)
         unix_users.prepare_private_dir(Path(self.audit_spool_dir()), account)
@@ -225,14 +236,17 @@ class StreamlitLocalSpawner(StreamlitSpawnerMixin, LocalProcessSpawner):
     def resolve_app_entry(self, options):
         if options.source != "home":
             raise EntryPathError(
-                f"Source \"{options.source}\" runs on Kubernetes only: this hub runs apps as "
-                "local processes from your home. Use source \"home\".")
+                f'Source "{options.source}" runs on Kubernetes only: this hub runs apps as '
+                'local processes from your home. Use source "home".'
+            )
         os.makedirs(self.home_dir, mode=0o750, exist_ok=True)
         return str(resolve_entry(self.home_dir, options.path or default_entry(self.name)))
 
     log_max_bytes = Integer(
-        10 * 1024 * 1024, config=True,
-        help="An app's log is moved to <app>.log.1 at start once it is larger than this.")
+        10 * 1024 * 1024,
+        config=True,
+        help="An app's log is moved to <app>.log.1 at start once it is larger than this.",
+    )
 
     def _rotate_log(self) -> None:
         try:
@@ -248,8 +262,12 @@ class StreamlitLocalSpawner(StreamlitSpawnerMixin, LocalProcessSpawner):
         read_end, write_end = os.pipe()
         with open(self.log_path, "ab", buffering=0) as out:
             out.write(b"---- app server starting ----\n")
-            self.popen_kwargs = {"stdout": out, "stderr": out, "stdin": subprocess.DEVNULL,
-                                 "pass_fds": (read_end,)}
+            self.popen_kwargs = {
+                "stdout": out,
+                "stderr": out,
+                "stdin": subprocess.DEVNULL,
+                "pass_fds": (read_end,),
+            }
             self._token_fd = read_end
             try:
                 # get_env (inside the base start) takes the token out of the environment;
@@ -258,10 +276,13 @@ class StreamlitLocalSpawner(StreamlitSpawnerMixin, LocalProcessSpawner):
                     url = await super().launch()
                 except subprocess.SubprocessError as e:
                     # the preexec step (switch to the app account, enter the home) failed
-                    self.refuse(f"The app {self.name} could not start as "
-                                f"{self._account.name if self._account else 'the hub user'} in "
-                                f"{self.home_dir}: {e}. Ask an admin to check the hub's log.",
-                                reason="app_account", status=500)
+                    self.refuse(
+                        f"The app {self.name} could not start as "
+                        f"{self._account.name if self._account else 'the hub user'} in "
+                        f"{self.home_dir}: {e}. Ask an admin to check the hub's log.",
+                        reason="app_account",
+                        status=500,
+                    )
                 os.write(write_end, (self._token_for_pipe or "").encode())
             finally:
                 self.popen_kwargs = {}

@@ -25,10 +25,9 @@ from traitlets import Float, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from .client_address import configured_networks, parse_networks
-from .policy import Profile, cached_policy, decide_start
 from .names import EntryPathError, app_name_problem, default_entry, list_apps
 from .options import AppOptions, OptionsError, options_from_form_data, parse_user_options
-
+from .policy import Profile, cached_policy, decide_start
 
 # The confirmation form's field: "start again with the stored options".
 RESTART_FIELD = "streamlit-restart"
@@ -82,7 +81,8 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
     )
 
     ready_poll_interval = Float(
-        0.05, config=True, help="Seconds between checks that a starting app server answers.")
+        0.05, config=True, help="Seconds between checks that a starting app server answers."
+    )
 
     audit_url = Unicode(
         "",
@@ -153,8 +153,11 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
         # ``GET /hub/spawn/<user>/<app>?path=...`` would start an app from a link; a start
         # changes state, so only a page of the hub's own origin may ask for it that way.
         if not self._request_is_same_origin():
-            raise SpawnException("Starting an app takes a press of its Start button.",
-                                 reason="cross_site", status_code=400)
+            raise SpawnException(
+                "Starting an app takes a press of its Start button.",
+                reason="cross_site",
+                status_code=400,
+            )
         return options_from_form_data(query_data)
 
     def _request_is_same_origin(self) -> bool:
@@ -200,13 +203,19 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
         from .quota import group_names, running_apps
 
         policy = cached_policy(self.policy_file)
-        decision = decide_start(policy, group_names(self.user), running_apps(self.user, self),
-                                options.profile, self.name)
+        decision = decide_start(
+            policy,
+            group_names(self.user),
+            running_apps(self.user, self),
+            options.profile,
+            self.name,
+        )
         if not decision.allowed:
             from .metrics import QUOTA_REFUSALS, policy_groups_label
 
-            QUOTA_REFUSALS.labels(policy_groups_label(policy, group_names(self.user)),
-                                  decision.code).inc()
+            QUOTA_REFUSALS.labels(
+                policy_groups_label(policy, group_names(self.user)), decision.code
+            ).inc()
             self.refuse(decision.reason, reason=f"quota_{decision.code}", status=403)
         self._quota_admitted = True
         self.app_profile = decision.profile.slug
@@ -255,12 +264,19 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
             self.last_exit = status
         if status is None:
             self._audit_seen_running = True  # (a stop in progress stays a stop)
-        elif getattr(self, "_audit_seen_running", False) and not getattr(self, "_audit_stopping", False):
+        elif getattr(self, "_audit_seen_running", False) and not getattr(
+            self, "_audit_stopping", False
+        ):
             self._audit_seen_running = False
             detail = getattr(self, "stop_reason", "") or ""
-            self._audit("app_stop", reason="crash",
-                        extra={"exit_status": status if isinstance(status, int) else str(status),
-                               **({"detail": detail[:500]} if detail else {})})
+            self._audit(
+                "app_stop",
+                reason="crash",
+                extra={
+                    "exit_status": status if isinstance(status, int) else str(status),
+                    **({"detail": detail[:500]} if detail else {}),
+                },
+            )
         return status
 
     # ---- audit ------------------------------------------------------------------------
@@ -277,14 +293,20 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
 
         if outcome != "refused":
             SPAWN_DURATION.labels(self.app_profile or "none", outcome).observe(
-                time.monotonic() - getattr(self, "_start_time", time.monotonic()))
+                time.monotonic() - getattr(self, "_start_time", time.monotonic())
+            )
 
         handler = getattr(self, "handler", None)
         actor, kind, admin = actor_of(handler) if handler is not None else (None, "hub", False)
         reason = reason_for(actor, kind, admin, self.user.name) if actor else "hub"
-        self._audit("app_start", actor=actor, outcome=outcome, profile=self.app_profile,
-                    reason=(detail or reason)[:255],
-                    extra={"by": reason} if detail else None)
+        self._audit(
+            "app_start",
+            actor=actor,
+            outcome=outcome,
+            profile=self.app_profile,
+            reason=(detail or reason)[:255],
+            extra={"by": reason} if detail else None,
+        )
 
     def _stored_options_still_good(self) -> bool:
         stored = self.orm_spawner.user_options if self.orm_spawner is not None else None
@@ -306,16 +328,18 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
                 return ""
             options = self.orm_spawner.user_options or {}
             what = html.escape(str(options.get("path") or default_entry(self.name or "")))
-            return (f'<input type="hidden" name="{RESTART_FIELD}" value="1">'
-                    f'<p id="streamlit-restart">Start the app <strong>{html.escape(self.name or "")}'
-                    f"</strong> again with its last settings (<code>{what}</code>)?</p>")
+            return (
+                f'<input type="hidden" name="{RESTART_FIELD}" value="1">'
+                f'<p id="streamlit-restart">Start the app <strong>{html.escape(self.name or "")}'
+                f"</strong> again with its last settings (<code>{what}</code>)?</p>"
+            )
         apps = sorted({a for home in self.app_homes() for a in list_apps(home)})
         name = self.name or ""
         esc = html.escape
         if apps:
             options = "".join(
                 f'<option value="{esc(default_entry(a))}"'
-                f'{" selected" if a == name else ""}>{esc(a)} ({esc(default_entry(a))})</option>'
+                f"{' selected' if a == name else ''}>{esc(a)} ({esc(default_entry(a))})</option>"
                 for a in apps
             )
             app_field = (
@@ -371,7 +395,7 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
             self._progress_changed.clear()
             try:
                 await asyncio.wait_for(self._progress_changed.wait(), timeout=1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def launch(self):
@@ -484,8 +508,9 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
                 )
             try:
                 await client.fetch(
-                    HTTPRequest(check, follow_redirects=False, request_timeout=5,
-                                connect_timeout=5),
+                    HTTPRequest(
+                        check, follow_redirects=False, request_timeout=5, connect_timeout=5
+                    ),
                     raise_error=False,
                 )
                 return

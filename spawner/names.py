@@ -29,9 +29,7 @@ def app_name_problem(name: object) -> str | None:
     if len(name) > MAX_APP_NAME:
         return f"App name {shown!r} is too long: at most {MAX_APP_NAME} characters."
     if not _SLUG.fullmatch(name):
-        return (
-            f"App name {shown!r} may contain only lowercase letters a-z, digits and '-'."
-        )
+        return f"App name {shown!r} may contain only lowercase letters a-z, digits and '-'."
     if not name[0].isalpha():
         return f"App name {shown!r} must start with a letter."
     if name.endswith("-"):
@@ -83,9 +81,7 @@ def resolve_entry(home: str | os.PathLike, path: object) -> Path:
             f"The entry path {path!r} leads outside your home (through a symlink)."
         )
     if not candidate.exists():
-        raise EntryPathError(
-            f"No file {path!r} in your home. Create it, or pick one of your apps."
-        )
+        raise EntryPathError(f"No file {path!r} in your home. Create it, or pick one of your apps.")
     if not candidate.is_file():
         raise EntryPathError(f"The entry path {path!r} is not a regular file.")
     return candidate

@@ -52,7 +52,7 @@ def parse_user_options(raw: object) -> AppOptions:
     if raw is None:
         return AppOptions()
     if not isinstance(raw, dict):
-        raise OptionsError("Options must be a JSON object, e.g. {\"path\": \"apps/demo/app.py\"}.")
+        raise OptionsError('Options must be a JSON object, e.g. {"path": "apps/demo/app.py"}.')
     try:
         size = len(json.dumps(raw, default=str))
     except (TypeError, ValueError):
@@ -84,7 +84,11 @@ def parse_user_options(raw: object) -> AppOptions:
         if profile is not None and len(profile) > MAX_PROFILE:
             raise OptionsError(f"'profile' is too long: at most {MAX_PROFILE} characters.")
     repo, ref, image = raw.get("repo"), raw.get("ref"), raw.get("image")
-    for name, value, owner in (("repo", repo, "git"), ("ref", ref, "git"), ("image", image, "image")):
+    for name, value, owner in (
+        ("repo", repo, "git"),
+        ("ref", ref, "git"),
+        ("image", image, "image"),
+    ):
         if value is not None and source != owner:
             raise OptionsError(f"'{name}' applies to source \"{owner}\" only.")
         if value is not None and not isinstance(value, str):
@@ -92,8 +96,10 @@ def parse_user_options(raw: object) -> AppOptions:
     if source == "git":
         repo = _git_repo(repo)
         if not isinstance(ref, str) or not _SHA.fullmatch(ref):
-            raise OptionsError("'ref' must pin a commit: its full 40-character SHA "
-                               "(e.g. from `git rev-parse HEAD`), not a branch.")
+            raise OptionsError(
+                "'ref' must pin a commit: its full 40-character SHA "
+                "(e.g. from `git rev-parse HEAD`), not a branch."
+            )
     if source == "image":
         image = _image_ref(image)
     return AppOptions(source=source, path=path, profile=profile, repo=repo, ref=ref, image=image)
@@ -101,7 +107,9 @@ def parse_user_options(raw: object) -> AppOptions:
 
 def _git_repo(repo) -> str:
     if not repo:
-        raise OptionsError("Source \"git\" needs 'repo', e.g. \"https://github.com/example/sales-app.git\".")
+        raise OptionsError(
+            'Source "git" needs \'repo\', e.g. "https://github.com/example/sales-app.git".'
+        )
     if len(repo) > 500:
         raise OptionsError("'repo' is too long: at most 500 characters.")
     parts = urlsplit(repo)
@@ -116,13 +124,19 @@ def _git_repo(repo) -> str:
 
 def _image_ref(image) -> str:
     if not image:
-        raise OptionsError("Source \"image\" needs 'image', e.g. \"ghcr.io/example/apps/alice-sales:1a2b3c\".")
+        raise OptionsError(
+            'Source "image" needs \'image\', e.g. "ghcr.io/example/apps/alice-sales:1a2b3c".'
+        )
     name = image.split("@", 1)[0]
     if not _IMAGE.fullmatch(image) or (":" not in name.rsplit("/", 1)[-1] and "@" not in image):
-        raise OptionsError("'image' must be an image reference with a tag or a digest, "
-                           "e.g. \"ghcr.io/example/apps/alice-sales:1a2b3c\".")
+        raise OptionsError(
+            "'image' must be an image reference with a tag or a digest, "
+            'e.g. "ghcr.io/example/apps/alice-sales:1a2b3c".'
+        )
     if name.endswith(":latest"):
-        raise OptionsError("'image' must pin a version: use a tag other than 'latest', or a digest.")
+        raise OptionsError(
+            "'image' must pin a version: use a tag other than 'latest', or a digest."
+        )
     return image
 
 

@@ -108,10 +108,29 @@ class PolicyError(ValueError):
     """The policy file is wrong; the message names the file, the key and the problem."""
 
 
-PROFILE_KEYS = {"display_name", "cpu_guarantee", "cpu_limit", "mem_guarantee", "mem_limit",
-                "gpu", "node_selector", "tolerations", "image"}
-RULE_KEYS = {"profiles", "default_profile", "max_running_apps", "max_apps", "max_total_cpu",
-             "max_total_memory", "idle_timeout", "may_share", "may_share_links", "max_link_days"}
+PROFILE_KEYS = {
+    "display_name",
+    "cpu_guarantee",
+    "cpu_limit",
+    "mem_guarantee",
+    "mem_limit",
+    "gpu",
+    "node_selector",
+    "tolerations",
+    "image",
+}
+RULE_KEYS = {
+    "profiles",
+    "default_profile",
+    "max_running_apps",
+    "max_apps",
+    "max_total_cpu",
+    "max_total_memory",
+    "idle_timeout",
+    "may_share",
+    "may_share_links",
+    "max_link_days",
+}
 _SLUG = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
@@ -142,7 +161,10 @@ class _Checker:
             return None
         ok = isinstance(value, int) if integer else isinstance(value, (int, float))
         if isinstance(value, bool) or not ok:
-            self.fail(f"{key}.{name}", f"expected {'a whole number' if integer else 'a number'}, got {value!r}")
+            self.fail(
+                f"{key}.{name}",
+                f"expected {'a whole number' if integer else 'a number'}, got {value!r}",
+            )
         if value < minimum:
             self.fail(f"{key}.{name}", f"must be at least {minimum}, got {value!r}")
         return value
@@ -166,7 +188,10 @@ class _Checker:
 def _profile(ck: _Checker, slug, raw) -> Profile:
     key = f"profiles.{slug}"
     if not isinstance(slug, str) or not _SLUG.fullmatch(slug):
-        ck.fail(key, "a profile slug is 1-63 of a-z, 0-9, '-', starting and ending with a letter or digit")
+        ck.fail(
+            key,
+            "a profile slug is 1-63 of a-z, 0-9, '-', starting and ending with a letter or digit",
+        )
     raw = ck.mapping(raw, key)
     ck.unknown(raw, PROFILE_KEYS, key)
     name = raw.get("display_name", slug)
@@ -203,7 +228,9 @@ def _rule(ck: _Checker, key: str, raw, profiles: dict) -> Rule:
         ck.fail(f"{key}.profiles", "expected a list of profile slugs")
     for n in names:
         if n not in profiles:
-            ck.fail(f"{key}.profiles", f"no profile {n!r} (defined: {', '.join(profiles) or 'none'})")
+            ck.fail(
+                f"{key}.profiles", f"no profile {n!r} (defined: {', '.join(profiles) or 'none'})"
+            )
     default = raw.get("default_profile")
     if default is not None and default not in names:
         ck.fail(f"{key}.default_profile", f"{default!r} is not in this group's profiles {names}")
@@ -238,8 +265,13 @@ def parse_policy(data, source: str = "<policy>") -> Policy:
             ck.fail(f"groups.{name}", "a group name must be a non-empty string")
         groups[name] = _rule(ck, f"groups.{name}", raw, profiles)
     defaults = _rule(ck, "defaults", data.get("defaults"), profiles)
-    return Policy(profiles=profiles, groups=groups, defaults=defaults, source=source,
-                  sources=_sources(ck, data.get("sources")))
+    return Policy(
+        profiles=profiles,
+        groups=groups,
+        defaults=defaults,
+        source=source,
+        sources=_sources(ck, data.get("sources")),
+    )
 
 
 _HOST = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:[0-9]{1,5})?")
@@ -260,11 +292,17 @@ def _sources(ck: _Checker, raw) -> Sources:
         return tuple(values)
 
     git_image = raw.get("git_image", Sources.git_image)
-    if not isinstance(git_image, str) or not git_image.strip() or ":" not in git_image.rsplit("/", 1)[-1]:
+    if (
+        not isinstance(git_image, str)
+        or not git_image.strip()
+        or ":" not in git_image.rsplit("/", 1)[-1]
+    ):
         ck.fail("sources.git_image", f"expected an image with a tag, e.g. {Sources.git_image}")
-    return Sources(git_hosts=strings("git_hosts", _HOST, "github.com"),
-                   image_prefixes=strings("image_prefixes", _IMAGE_PREFIX, "ghcr.io/example/apps/"),
-                   git_image=git_image)
+    return Sources(
+        git_hosts=strings("git_hosts", _HOST, "github.com"),
+        image_prefixes=strings("image_prefixes", _IMAGE_PREFIX, "ghcr.io/example/apps/"),
+        git_image=git_image,
+    )
 
 
 def load_policy(path: str | os.PathLike) -> Policy:
@@ -345,10 +383,16 @@ def limits_for(policy: Policy, user_groups) -> Limits:
     # Groups first, so the first group's default profile wins; defaults are the floor.
     # CPU/memory totals come from the groups alone: an unset total in `defaults` means
     # "nothing to start", not "no limit".
-    floor = combine(rules + [policy.defaults])
+    floor = combine([*rules, policy.defaults])
     groups_only = combine(rules)
-    return Limits(replace(floor, max_total_cpu=groups_only.max_total_cpu,
-                          max_total_memory=groups_only.max_total_memory), names)
+    return Limits(
+        replace(
+            floor,
+            max_total_cpu=groups_only.max_total_cpu,
+            max_total_memory=groups_only.max_total_memory,
+        ),
+        names,
+    )
 
 
 @dataclass(frozen=True)
@@ -373,41 +417,65 @@ def _who(limits: Limits) -> str:
     return "Members of " + ", ".join(limits.groups)
 
 
-def decide_start(policy: Policy, user_groups, running: list[RunningApp],
-                 requested_profile: str | None, app: str = "") -> Decision:
+def decide_start(
+    policy: Policy,
+    user_groups,
+    running: list[RunningApp],
+    requested_profile: str | None,
+    app: str = "",
+) -> Decision:
     """May one more app start now? ``running`` is the user's other admitted apps."""
     limits = limits_for(policy, user_groups)
     rule = limits.rule
     who = _who(limits)
     if not rule.profiles or rule.max_running_apps <= 0:
-        return Decision(False, f"{who} may open apps shared with them but not start apps. "
-                               "Ask an admin to add you to an analysts group.", code="no_apps")
+        return Decision(
+            False,
+            f"{who} may open apps shared with them but not start apps. "
+            "Ask an admin to add you to an analysts group.",
+            code="no_apps",
+        )
     slug = requested_profile or rule.default_profile
     if slug not in rule.profiles:
         known = policy.profiles.get(slug)
         shown = f"'{known.display_name}'" if known else f"{slug!r}"
-        return Decision(False, f"{who} may use the profiles {', '.join(rule.profiles)}; {shown} "
-                               "is not one of them.", code="profile")
+        return Decision(
+            False,
+            f"{who} may use the profiles {', '.join(rule.profiles)}; {shown} is not one of them.",
+            code="profile",
+        )
     profile = policy.profiles[slug]
     if len(running) >= rule.max_running_apps:
         names = ", ".join(sorted(a.name for a in running))
-        return Decision(False, f"{who} may run {rule.max_running_apps} "
-                               f"app{'s' if rule.max_running_apps != 1 else ''} at once; you are "
-                               f"running {names}. Stop one to start another.", code="running")
+        return Decision(
+            False,
+            f"{who} may run {rule.max_running_apps} "
+            f"app{'s' if rule.max_running_apps != 1 else ''} at once; you are "
+            f"running {names}. Stop one to start another.",
+            code="running",
+        )
     used = [policy.profiles[a.profile] for a in running if a.profile in policy.profiles]
     if rule.max_total_cpu is not None and profile.cpu_limit is not None:
         total = sum(p.cpu_limit or 0 for p in used) + profile.cpu_limit
         if total > rule.max_total_cpu:
-            return Decision(False, f"{who} may use {rule.max_total_cpu:g} CPUs across running apps; "
-                                   f"starting {app or 'this app'} on {slug} would make {total:g}. "
-                                   "Stop an app or pick a smaller profile.", code="cpu")
+            return Decision(
+                False,
+                f"{who} may use {rule.max_total_cpu:g} CPUs across running apps; "
+                f"starting {app or 'this app'} on {slug} would make {total:g}. "
+                "Stop an app or pick a smaller profile.",
+                code="cpu",
+            )
     if rule.max_total_memory is not None and profile.mem_limit is not None:
         total = sum(p.mem_limit or 0 for p in used) + profile.mem_limit
         if total > rule.max_total_memory:
-            return Decision(False, f"{who} may use {format_bytes(rule.max_total_memory)} of memory "
-                                   f"across running apps; starting {app or 'this app'} on {slug} "
-                                   f"would make {format_bytes(total)}. Stop an app or pick a "
-                                   "smaller profile.", code="memory")
+            return Decision(
+                False,
+                f"{who} may use {format_bytes(rule.max_total_memory)} of memory "
+                f"across running apps; starting {app or 'this app'} on {slug} "
+                f"would make {format_bytes(total)}. Stop an app or pick a "
+                "smaller profile.",
+                code="memory",
+            )
     return Decision(True, f"{app or 'The app'} may start on {profile.display_name}.", profile)
 
 
@@ -417,8 +485,9 @@ def quota_summary(policy: Policy, user_groups, running: list[RunningApp], kept: 
     rule = limits.rule
     return {
         "groups": list(limits.groups),
-        "profiles": [{"slug": s, "display_name": policy.profiles[s].display_name}
-                     for s in rule.profiles],
+        "profiles": [
+            {"slug": s, "display_name": policy.profiles[s].display_name} for s in rule.profiles
+        ],
         "default_profile": rule.default_profile,
         "max_running_apps": rule.max_running_apps,
         "running_apps": sorted(a.name for a in running),
@@ -437,22 +506,28 @@ def quota_summary(policy: Policy, user_groups, running: list[RunningApp], kept: 
 def summary_line(summary: dict) -> str:
     if not summary["may_start_apps"]:
         return "You can open apps shared with you; you cannot start apps."
-    return (f"{len(summary['running_apps'])} of {summary['max_running_apps']} apps running; "
-            f"profiles: {', '.join(p['slug'] for p in summary['profiles'])}")
+    return (
+        f"{len(summary['running_apps'])} of {summary['max_running_apps']} apps running; "
+        f"profiles: {', '.join(p['slug'] for p in summary['profiles'])}"
+    )
 
 
 # ---- CLI ----------------------------------------------------------------------------------
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m spawner.policy",
-        description="Check a group policy file, or ask it for a decision.")
+        description="Check a group policy file, or ask it for a decision.",
+    )
     sub = ap.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="validate the file; with --groups, decide one start")
     check.add_argument("policy")
     check.add_argument("--groups", default=None, help="comma-separated hub groups of the user")
     check.add_argument("--running", type=int, default=0, help="how many apps the user runs now")
-    check.add_argument("--running-profile", default=None,
-                       help="profile of those running apps (default: the user's default)")
+    check.add_argument(
+        "--running-profile",
+        default=None,
+        help="profile of those running apps (default: the user's default)",
+    )
     check.add_argument("--profile", default=None, help="profile requested for the new app")
     args = ap.parse_args(argv)
     try:

@@ -74,7 +74,8 @@ def make_named_server_limit(policy_file: str):
         exists = server is not None and server in getattr(user, "orm_spawners", {})
         if handler.request.method in ("POST", "PUT") and not exists:
             raise web.HTTPError(
-                403, f"{user.name} may open apps shared with them but not create apps.")
+                403, f"{user.name} may open apps shared with them but not create apps."
+            )
         return 1  # pages only display this number
 
     return named_server_limit

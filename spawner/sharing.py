@@ -41,8 +41,10 @@ def link_problem(policy, owner_groups, owner: str, expires_in) -> tuple[int, str
     """(status, message) if the policy refuses this link, else None."""
     rule = limits_for(policy, owner_groups).rule
     if not rule.may_share_links:
-        return 403, (f"Share links are turned off for {owner}'s apps by the group policy. "
-                     "Share with people or groups instead, or ask an admin.")
+        return 403, (
+            f"Share links are turned off for {owner}'s apps by the group policy. "
+            "Share with people or groups instead, or ask an admin."
+        )
     longest = rule.max_link_days * _DAY
     asked = 86400 if expires_in is None else expires_in  # JupyterHub's default: one day
     if isinstance(asked, bool) or not isinstance(asked, (int, float)):
@@ -51,12 +53,13 @@ def link_problem(policy, owner_groups, owner: str, expires_in) -> tuple[int, str
         return None  # likewise (it refuses NaN and infinities with a 400)
     if asked > longest:
         # ``asked`` may be an int of any size: compare and print it without a float
-        days = (f"{asked / _DAY:.4g} days" if asked < 10 ** 9
-                else "more than 10,000 days")
-        return 400, (f"A share link of {owner}'s apps may last at most "
-                     f"{rule.max_link_days:g} days under the group policy; this one asked for "
-                     f"{days}. Send a smaller expires_in (seconds, at most "
-                     f"{int(longest)}).")
+        days = f"{asked / _DAY:.4g} days" if asked < 10**9 else "more than 10,000 days"
+        return 400, (
+            f"A share link of {owner}'s apps may last at most "
+            f"{rule.max_link_days:g} days under the group policy; this one asked for "
+            f"{days}. Send a smaller expires_in (seconds, at most "
+            f"{int(longest)})."
+        )
     return None
 
 
@@ -67,8 +70,11 @@ def share_code_request(body, *, validate: bool = True) -> dict:
     if body is None:
         return {}
     if not isinstance(body, dict):
-        raise web.HTTPError(400, "Expected a JSON object like {\"expires_in\": 86400} "
-                            f"(or no body), not a JSON {type(body).__name__}.")
+        raise web.HTTPError(
+            400,
+            'Expected a JSON object like {"expires_in": 86400} '
+            f"(or no body), not a JSON {type(body).__name__}.",
+        )
     if not validate:
         return body
     try:
@@ -86,14 +92,20 @@ class PolicyShareCodeAPIHandler(ServerShareCodeAPIHandler):
 
     async def post(self, user_name, server_name=None):
         owner = self.find_user(user_name)
-        if (server_name is not None and owner is not None
-                and self.has_scope(f"shares!server={user_name}/{server_name}")):
+        if (
+            server_name is not None
+            and owner is not None
+            and self.has_scope(f"shares!server={user_name}/{server_name}")
+        ):
             # Not an object: a 400 (JupyterHub would fail with a 500). Then the policy, then
             # JupyterHub's own checks, with the exceptions it does not catch made 400s.
             body = share_code_request(self.get_json_body(), validate=False)
-            problem = link_problem(cached_policy(self.policy_file),
-                                   [g.name for g in owner.groups], user_name,
-                                   body.get("expires_in"))
+            problem = link_problem(
+                cached_policy(self.policy_file),
+                [g.name for g in owner.groups],
+                user_name,
+                body.get("expires_in"),
+            )
             if problem:
                 raise web.HTTPError(problem[0], problem[1])
             share_code_request(body)
@@ -106,11 +118,17 @@ def policy_authenticator(base: type, policy_file: str) -> type:
 
     class StreamlitHubAuthenticator(base):
         def get_handlers(self, app):
-            return [(r"/api/share-codes/([^/]+)/([^/]*)", PolicyShareCodeAPIHandler,
-                     {"policy_file": policy_file}),
-                    (r"/api/users/([^/]+)/activity", OwnServerActivityAPIHandler),
-                    *super().get_handlers(app)]
+            return [
+                (
+                    r"/api/share-codes/([^/]+)/([^/]*)",
+                    PolicyShareCodeAPIHandler,
+                    {"policy_file": policy_file},
+                ),
+                (r"/api/users/([^/]+)/activity", OwnServerActivityAPIHandler),
+                *super().get_handlers(app),
+            ]
 
-    StreamlitHubAuthenticator.__name__ = StreamlitHubAuthenticator.__qualname__ = \
+    StreamlitHubAuthenticator.__name__ = StreamlitHubAuthenticator.__qualname__ = (
         f"StreamlitHub{base.__name__}"
+    )
     return StreamlitHubAuthenticator

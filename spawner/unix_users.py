@@ -71,14 +71,27 @@ async def ensure_account(name: str, home: str) -> Account:
         return found
     useradd = shutil.which("useradd") or "/usr/sbin/useradd"
     proc = await asyncio.create_subprocess_exec(
-        useradd, "--system", "--user-group", "--no-create-home", "--home-dir", home,
-        "--shell", NOLOGIN, "--comment", "streamlit-hub app account", name,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        useradd,
+        "--system",
+        "--user-group",
+        "--no-create-home",
+        "--home-dir",
+        home,
+        "--shell",
+        NOLOGIN,
+        "--comment",
+        "streamlit-hub app account",
+        name,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
     _, err = await proc.communicate()
     found = lookup(name)  # another start of the same analyst's app may have made it first
     if found is None:
-        raise AccountError(f"could not create the system user {name!r} for local apps "
-                           f"(useradd exited {proc.returncode}: {err.decode(errors='replace').strip()})")
+        raise AccountError(
+            f"could not create the system user {name!r} for local apps "
+            f"(useradd exited {proc.returncode}: {err.decode(errors='replace').strip()})"
+        )
     return found
 
 

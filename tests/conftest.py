@@ -7,8 +7,7 @@ from hypothesis import HealthCheck, settings
 # The machines that run this suite are shared and noisy: no per-example deadlines and no
 # "input generation is slow" check (both are timing assertions). Every other health check,
 # and the number of examples each test asks for, stay as they are.
-settings.register_profile("project", deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("project", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("project")
 
 from tests.helpers import localhost_names  # noqa: E402

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 log = logging.getLogger("streamlit_hub.activity")
 
@@ -31,7 +31,7 @@ class ActivityTracker:
         self._task: asyncio.Task | None = None
 
     def touch(self):
-        self.last_activity = datetime.now(timezone.utc)
+        self.last_activity = datetime.now(UTC)
         self._ensure_running()
 
     def websocket_opened(self):
@@ -56,7 +56,7 @@ class ActivityTracker:
 
     async def flush(self):
         if self.open_websockets:
-            self.last_activity = datetime.now(timezone.utc)
+            self.last_activity = datetime.now(UTC)
         when = self.last_activity
         if when is None or (self.last_posted is not None and when <= self.last_posted):
             return

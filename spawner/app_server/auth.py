@@ -136,8 +136,14 @@ def _origin_matches_host(origin: str, host: str | None) -> bool:
 class HubAuthMiddleware:
     """ASGI middleware: authenticate, authorize, scrub, then hand over to Streamlit."""
 
-    def __init__(self, app, settings: Settings, hub: HubClient | None = None,
-                 activity: ActivityTracker | None = None, sessions=None):
+    def __init__(
+        self,
+        app,
+        settings: Settings,
+        hub: HubClient | None = None,
+        activity: ActivityTracker | None = None,
+        sessions=None,
+    ):
         self.app = app
         self.s = settings
         self.sessions = sessions  # SessionAudit, or None when audit is off
@@ -188,15 +194,21 @@ class HubAuthMiddleware:
             viewer, token = await self._viewer_for(headers, cookies)
         except HubUnavailable as e:
             log.warning("cannot authenticate a request: %s", e)
-            await self._refuse(scope, send, 503, "The hub is not answering",
-                               "Sign-in could not be checked. Try again in a minute.")
+            await self._refuse(
+                scope,
+                send,
+                503,
+                "The hub is not answering",
+                "Sign-in could not be checked. Try again in a minute.",
+            )
             return
         if viewer is None:
             if kind == "http" and scope.get("method") in ("GET", "HEAD"):
                 await self._start_login(scope, send)
             else:
-                await self._refuse(scope, send, 401, "Sign in required",
-                                   "Sign in through the hub to use this app.")
+                await self._refuse(
+                    scope, send, 401, "Sign in required", "Sign in through the hub to use this app."
+                )
             return
         if not viewer.allowed:
             await self._forbidden(scope, send, viewer)
@@ -246,8 +258,11 @@ class HubAuthMiddleware:
         try:
             viewer = await asyncio.shield(pending)
         except HubUnavailable:
-            if (cached is not None and cached.allowed
-                    and time.monotonic() - cached.checked_at < _STALE_WHILE_HUB_DOWN):
+            if (
+                cached is not None
+                and cached.allowed
+                and time.monotonic() - cached.checked_at < _STALE_WHILE_HUB_DOWN
+            ):
                 return cached
             raise
         if viewer is None:
@@ -277,8 +292,11 @@ class HubAuthMiddleware:
             # The verdict is as old as the share list it rests on (invariant 5).
             checked_at = min(checked_at, fetched_at)
         if not allowed:
-            log.info("%s holds no access scope for this app (access scopes held: %s)",
-                     model["name"], sorted(x for x in model.get("scopes") or [] if x.startswith("access:")))
+            log.info(
+                "%s holds no access scope for this app (access scopes held: %s)",
+                model["name"],
+                sorted(x for x in model.get("scopes") or [] if x.startswith("access:")),
+            )
         return Viewer(model["name"], groups, allowed, checked_at)
 
     async def _shared_groups(self) -> tuple[frozenset[str], float]:
@@ -289,7 +307,8 @@ class HubAuthMiddleware:
         fetched_at = time.monotonic()
         items = await self.hub.server_shares(self.s.owner, self.s.server_name) or []
         groups = frozenset(
-            item["group"]["name"] for item in items
+            item["group"]["name"]
+            for item in items
             if item.get("group") and grants_access(item.get("scopes") or [], self.s.access_scopes)
         )
         self._groups_cache = (groups, fetched_at)
@@ -303,13 +322,14 @@ class HubAuthMiddleware:
             if k not in (b"cookie", b"authorization") and not k.startswith(b"x-hub-")
         ]
         passed = [
-            f"{k}={v}" for k, v in cookies
-            if k.startswith("_streamlit_") or k in self._pass_cookies
+            f"{k}={v}" for k, v in cookies if k.startswith("_streamlit_") or k in self._pass_cookies
         ]
         if passed:
             kept.append((b"cookie", "; ".join(passed).encode("latin-1")))
         kept.append((USER_HEADER.lower().encode(), viewer.name.encode("utf-8")))
-        kept.append((GROUPS_HEADER.lower().encode(), groups_header_value(viewer.groups).encode("ascii")))
+        kept.append(
+            (GROUPS_HEADER.lower().encode(), groups_header_value(viewer.groups).encode("ascii"))
+        )
         return kept
 
     async def _serve_websocket(self, scope, receive, send, token, viewer):
@@ -341,8 +361,11 @@ class HubAuthMiddleware:
                     viewer = Viewer("", (), True, 0)  # keep serving through a hub restart
                 checked = time.monotonic()
                 if viewer is None or not viewer.allowed:
-                    log.info("closing a websocket: access to %s/%s was withdrawn",
-                             self.s.owner, self.s.server_name)
+                    log.info(
+                        "closing a websocket: access to %s/%s was withdrawn",
+                        self.s.owner,
+                        self.s.server_name,
+                    )
                     if not closed:
                         closed = True
                         await send({"type": "websocket.close", "code": 1008})
@@ -386,18 +409,23 @@ class HubAuthMiddleware:
         verifier = secrets.token_urlsafe(48)
         challenge = (
             base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-            .rstrip(b"=").decode()
+            .rstrip(b"=")
+            .decode()
         )
         self._logins.put(state, (next_url, verifier, time.monotonic()))
-        url = self.s.authorize_url + "?" + urlencode(
-            {
-                "client_id": self.s.client_id,
-                "redirect_uri": self.s.callback_url,
-                "response_type": "code",
-                "state": state,
-                "code_challenge": challenge,
-                "code_challenge_method": "S256",
-            }
+        url = (
+            self.s.authorize_url
+            + "?"
+            + urlencode(
+                {
+                    "client_id": self.s.client_id,
+                    "redirect_uri": self.s.callback_url,
+                    "response_type": "code",
+                    "state": state,
+                    "code_challenge": challenge,
+                    "code_challenge_method": "S256",
+                }
+            )
         )
         await self._redirect(send, url, [self._cookie(STATE_COOKIE, state, int(_LOGIN_TTL))])
 
@@ -417,7 +445,10 @@ class HubAuthMiddleware:
             or time.monotonic() - pending[2] > _LOGIN_TTL
         ):
             await self._refuse(
-                scope, send, 400, "Sign-in did not complete",
+                scope,
+                send,
+                400,
+                "Sign-in did not complete",
                 "This sign-in link is stale or was opened in another browser. "
                 "Open the app again to sign in.",
                 link=(self.s.prefix, "Open the app again"),
@@ -426,43 +457,61 @@ class HubAuthMiddleware:
         next_url, verifier, _ = pending
         try:
             token = await self.hub.token_for_code(
-                code=code, client_id=self.s.client_id,
-                redirect_uri=self.s.callback_url, code_verifier=verifier,
+                code=code,
+                client_id=self.s.client_id,
+                redirect_uri=self.s.callback_url,
+                code_verifier=verifier,
             )
             if token:
                 self._minted.put(_token_key(token), True)
             viewer = await self._verdict(token) if token else None
         except HubUnavailable:
-            await self._refuse(scope, send, 503, "The hub is not answering",
-                               "Sign-in could not be completed. Try again in a minute.")
+            await self._refuse(
+                scope,
+                send,
+                503,
+                "The hub is not answering",
+                "Sign-in could not be completed. Try again in a minute.",
+            )
             return
         if viewer is None:
-            await self._refuse(scope, send, 403, "Sign-in refused",
-                               "The hub did not confirm your sign-in. Open the app again.",
-                               link=(self.s.prefix, "Open the app again"))
+            await self._refuse(
+                scope,
+                send,
+                403,
+                "Sign-in refused",
+                "The hub did not confirm your sign-in. Open the app again.",
+                link=(self.s.prefix, "Open the app again"),
+            )
             return
         sid = secrets.token_urlsafe(32)
         self._sessions.put(sid, [token, time.monotonic()])
         log.info("viewer %s signed in to %s/%s", viewer.name, self.s.owner, self.s.server_name)
         if not next_url.startswith(self.s.prefix):
             next_url = self.s.prefix
-        await self._redirect(send, next_url, [
-            self._cookie(SESSION_COOKIE, sid),
-            self._cookie(STATE_COOKIE, "", 0),
-        ])
+        await self._redirect(
+            send,
+            next_url,
+            [
+                self._cookie(SESSION_COOKIE, sid),
+                self._cookie(STATE_COOKIE, "", 0),
+            ],
+        )
 
     # ---- responses --------------------------------------------------------------------
     async def _redirect(self, send, location: str, extra_headers=()):
-        await send({
-            "type": "http.response.start",
-            "status": 302,
-            "headers": [
-                (b"location", location.encode("latin-1", "replace")),
-                (b"cache-control", b"no-store"),
-                (b"content-length", b"0"),
-                *extra_headers,
-            ],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 302,
+                "headers": [
+                    (b"location", location.encode("latin-1", "replace")),
+                    (b"cache-control", b"no-store"),
+                    (b"content-length", b"0"),
+                    *extra_headers,
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": b""})
 
     async def _forbidden(self, scope, send, viewer: Viewer):
@@ -473,8 +522,14 @@ class HubAuthMiddleware:
             f"“{app}” with you. Ask {owner} to share it with you or with one of your groups."
         )
         log.info("refused %s: no access to %s/%s", viewer.name, owner, app)
-        await self._refuse(scope, send, 403, f"This app belongs to {owner}", message,
-                           link=(self.s.hub_url + "home", "Back to the hub"))
+        await self._refuse(
+            scope,
+            send,
+            403,
+            f"This app belongs to {owner}",
+            message,
+            link=(self.s.hub_url + "home", "Back to the hub"),
+        )
 
     async def _refuse(self, scope, send, status: int, title: str, message: str, link=None):
         if scope["type"] == "websocket":
@@ -486,24 +541,28 @@ class HubAuthMiddleware:
             if link:
                 link_html = f'<p><a href="{html.escape(link[0])}">{html.escape(link[1])}</a></p>'
             body = (
-                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+                '<!doctype html><html lang="en"><head><meta charset="utf-8">'
                 f"<title>{html.escape(title)}</title>"
                 "<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;"
                 "padding:0 1rem;line-height:1.5}</style></head><body>"
                 f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>{link_html}"
                 "</body></html>"
-            ).encode("utf-8")
+            ).encode()
             ctype = b"text/html; charset=utf-8"
         else:
             body = json.dumps({"status": status, "message": f"{title}. {message}"}).encode()
             ctype = b"application/json"
-        await send({
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", ctype),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store"),
-            ],
-        })
-        await send({"type": "http.response.body", "body": body if scope.get("method") != "HEAD" else b""})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", ctype),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"cache-control", b"no-store"),
+                ],
+            }
+        )
+        await send(
+            {"type": "http.response.body", "body": body if scope.get("method") != "HEAD" else b""}
+        )

@@ -84,8 +84,10 @@ class HubClient:
 
     async def server_shares(self, owner: str, server: str) -> list[dict] | None:
         """The shares of one server (needs ``read:shares!server`` on this server's token)."""
-        resp = await self._fetch(f"{self._api_url}/shares/{owner}/{server}",
-                                 headers={"Authorization": f"token {self._token}"})
+        resp = await self._fetch(
+            f"{self._api_url}/shares/{owner}/{server}",
+            headers={"Authorization": f"token {self._token}"},
+        )
         if resp.code in (403, 404):
             return None
         if resp.code != 200:

@@ -47,16 +47,18 @@ def streamlit_options(settings) -> dict:
     from .auth import TRUSTED_USER_HEADERS
 
     options = dict(DEFAULT_OPTIONS)
-    options.update({
-        "server.baseUrlPath": settings.prefix.strip("/"),
-        "server.address": settings.bind_host,
-        "server.port": settings.bind_port,
-        "server.headless": True,
-        "server.trustedUserHeaders": json.dumps(TRUSTED_USER_HEADERS),
-        "server.enableCORS": True,
-        "server.enableXsrfProtection": True,
-        "browser.gatherUsageStats": False,
-    })
+    options.update(
+        {
+            "server.baseUrlPath": settings.prefix.strip("/"),
+            "server.address": settings.bind_host,
+            "server.port": settings.bind_port,
+            "server.headless": True,
+            "server.trustedUserHeaders": json.dumps(TRUSTED_USER_HEADERS),
+            "server.enableCORS": True,
+            "server.enableXsrfProtection": True,
+            "browser.gatherUsageStats": False,
+        }
+    )
     return options
 
 
@@ -109,8 +111,10 @@ def build_app(settings, sender=None):
     from .sessions import SessionAudit
 
     sessions = SessionAudit(settings, sender) if sender is not None else None
-    return st.App(settings.entry, middleware=[
-        Middleware(HubAuthMiddleware, settings=settings, sessions=sessions)])
+    return st.App(
+        settings.entry,
+        middleware=[Middleware(HubAuthMiddleware, settings=settings, sessions=sessions)],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,7 +139,6 @@ def main(argv: list[str] | None = None) -> int:
     sys.argv = [str(entry)]
 
     import uvicorn
-
     from streamlit import config as st_config
 
     st_config._main_script_path = str(entry)  # script-level .streamlit/ config and secrets
@@ -145,13 +148,21 @@ def main(argv: list[str] | None = None) -> int:
     sock = bind_listening_socket(settings.bind_host, settings.bind_port)
     log.info(
         "app server for %s/%s listening on %s:%s (entry %s)",
-        settings.owner, settings.server_name, settings.bind_host, settings.bind_port, entry.name,
+        settings.owner,
+        settings.server_name,
+        settings.bind_host,
+        settings.bind_port,
+        entry.name,
     )
     server = uvicorn.Server(
-        uvicorn.Config(app, host=settings.bind_host, port=settings.bind_port,
-                       # the peer stays the peer: uvicorn would otherwise put a client's own
-                       # X-Forwarded-For entry in scope["client"] (spawner.client_address)
-                       **{**_uvicorn_kwargs(), "proxy_headers": False})
+        uvicorn.Config(
+            app,
+            host=settings.bind_host,
+            port=settings.bind_port,
+            # the peer stays the peer: uvicorn would otherwise put a client's own
+            # X-Forwarded-For entry in scope["client"] (spawner.client_address)
+            **{**_uvicorn_kwargs(), "proxy_headers": False},
+        )
     )
     try:
         server.run(sockets=[sock])

@@ -47,8 +47,11 @@ def client_address(scope, trusted=None) -> str | None:
     off) through ``X-Forwarded-For``; never ``X-Real-Ip`` nor a client-chosen entry."""
     client = scope.get("client")
     peer = client[0] if client else None
-    forwarded = [value.decode("latin-1") for key, value in scope.get("headers", [])
-                 if key == b"x-forwarded-for"]
+    forwarded = [
+        value.decode("latin-1")
+        for key, value in scope.get("headers", [])
+        if key == b"x-forwarded-for"
+    ]
     return _client_address(peer, forwarded, _LOCAL_PROXY if trusted is None else trusted)
 
 
@@ -73,12 +76,19 @@ class SessionAudit:
 
     def emit(self, kind: str, **fields) -> None:
         try:
-            self.sender.emit(new_event(kind, owner=self.s.owner, app=self.s.server_name,
-                                       profile=self.s.profile or None, **fields))
-        except Exception:  # noqa: BLE001 - auditing must not break the viewer's session
+            self.sender.emit(
+                new_event(
+                    kind,
+                    owner=self.s.owner,
+                    app=self.s.server_name,
+                    profile=self.s.profile or None,
+                    **fields,
+                )
+            )
+        except Exception:
             log.exception("could not record a %s audit event", kind)
 
-    def open(self, viewer, scope) -> "StreamSession":
+    def open(self, viewer, scope) -> StreamSession:
         return StreamSession(self, viewer, scope)
 
 
@@ -87,10 +97,13 @@ class StreamSession:
         self.audit = audit
         self.id = uuid.uuid4().hex
         self.started = time.monotonic()
-        self.common = {"viewer": viewer.name, "viewer_groups": list(viewer.groups),
-                       "session": self.id,
-                       "client": client_address(scope, getattr(audit.s, "trusted_proxies", None)),
-                       "user_agent": _header(scope, b"user-agent")}
+        self.common = {
+            "viewer": viewer.name,
+            "viewer_groups": list(viewer.groups),
+            "session": self.id,
+            "client": client_address(scope, getattr(audit.s, "trusted_proxies", None)),
+            "user_agent": _header(scope, b"user-agent"),
+        }
         self.page: str | None = None
         self.pages: dict[str, str] = {}
         self._watch = 0
@@ -104,7 +117,7 @@ class StreamSession:
             return
         try:
             msg = BackMsg.FromString(data)
-        except Exception:  # noqa: BLE001 - not ours to judge; Streamlit will
+        except Exception:
             return
         if msg.WhichOneof("type") == "rerun_script":
             self._watch = _FRAMES_AFTER_RERUN
@@ -115,7 +128,7 @@ class StreamSession:
         self._watch -= 1
         try:
             msg = ForwardMsg.FromString(data)
-        except Exception:  # noqa: BLE001
+        except Exception:
             return
         kind = msg.WhichOneof("type")
         if kind == "new_session":
@@ -158,6 +171,10 @@ class StreamSession:
         if self._ended:
             return
         self._ended = True
-        self.audit.emit("session_end", duration_s=round(time.monotonic() - self.started, 3),
-                        reason=why, extra={"page": self.page} if self.page else None,
-                        **self.common)
+        self.audit.emit(
+            "session_end",
+            duration_s=round(time.monotonic() - self.started, 3),
+            reason=why,
+            extra={"page": self.page} if self.page else None,
+            **self.common,
+        )

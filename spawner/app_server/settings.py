@@ -26,7 +26,9 @@ class Settings:
     client_id: str
     prefix: str  # /user/alice/demo/
     callback_path: str  # /user/alice/demo/oauth_callback
-    callback_url: str  # what the hub registered: http://alice.localhost:8000/user/alice/demo/oauth_callback
+    callback_url: (
+        str  # what the hub registered: http://alice.localhost:8000/user/alice/demo/oauth_callback
+    )
     authorize_url: str  # [host]/hub/api/oauth2/authorize
     hub_url: str  # [host]/hub/ : for links in pages
     access_scopes: frozenset[str]
@@ -151,8 +153,10 @@ def from_environ(env: dict | None = None, *, scrub: bool = True) -> Settings:
         ),
     )
     if settings.audit_url and not settings.audit_spool:
-        raise SettingsError("STREAMLIT_HUB_AUDIT_URL is set but STREAMLIT_HUB_AUDIT_SPOOL is not: "
-                            "audit events need a directory to wait in")
+        raise SettingsError(
+            "STREAMLIT_HUB_AUDIT_URL is set but STREAMLIT_HUB_AUDIT_SPOOL is not: "
+            "audit events need a directory to wait in"
+        )
     if scrub and env is os.environ:
         # The token stays in this process's memory only; the analyst's code must not be
         # handed it through os.environ (nor any child process it starts).

@@ -27,7 +27,7 @@ import os
 import random
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
@@ -39,8 +39,11 @@ _DROP = (400, 403, 413, 422)
 
 def new_event(kind: str, **fields) -> dict:
     """An event dict with a fresh id and the current UTC time; ``None`` fields are left out."""
-    event = {"id": uuid.uuid4().hex, "time": datetime.now(timezone.utc).strftime(
-        "%Y-%m-%dT%H:%M:%S.%fZ"), "type": kind}
+    event = {
+        "id": uuid.uuid4().hex,
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "type": kind,
+    }
     event.update({k: v for k, v in fields.items() if v not in (None, "", (), [])})
     return event
 
@@ -52,8 +55,14 @@ class AuditSpool:
     ``open`` segment left by a crash becomes ``ready`` (a torn last line is skipped on read).
     """
 
-    def __init__(self, directory: str | os.PathLike, *, segment_events: int = 1000,
-                 segment_seconds: float = 0.25, max_bytes: int = 256 * 1024 * 1024):
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        *,
+        segment_events: int = 1000,
+        segment_seconds: float = 0.25,
+        max_bytes: int = 256 * 1024 * 1024,
+    ):
         self.dir = Path(directory)
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.segment_events = segment_events
@@ -66,7 +75,7 @@ class AuditSpool:
         self._seq = 0
         self.dropped = 0
         for leftover in sorted(self.dir.glob("open-*.jsonl")):
-            leftover.rename(leftover.with_name("ready-" + leftover.name[len("open-"):]))
+            leftover.rename(leftover.with_name("ready-" + leftover.name[len("open-") :]))
         self._bytes = sum(p.stat().st_size for p in self.dir.glob("*.jsonl"))
 
     def append(self, event: dict) -> bool:
@@ -74,8 +83,13 @@ class AuditSpool:
         if self._bytes + len(line) > self.max_bytes:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.error("audit spool %s is full (%d bytes): %d events dropped; is the audit "
-                          "service reachable?", self.dir, self.max_bytes, self.dropped)
+                log.error(
+                    "audit spool %s is full (%d bytes): %d events dropped; is the audit "
+                    "service reachable?",
+                    self.dir,
+                    self.max_bytes,
+                    self.dropped,
+                )
             return False
         if self._file is None:
             self._seq += 1
@@ -121,7 +135,7 @@ class AuditSpool:
         """fsync, close and mark ready a detached segment (slow: off the event loop)."""
         os.fsync(file.fileno())
         file.close()
-        path.rename(path.with_name("ready-" + path.name[len("open-"):]))
+        path.rename(path.with_name("ready-" + path.name[len("open-") :]))
 
     def ready(self) -> list[Path]:
         return sorted(self.dir.glob("ready-*.jsonl"))
@@ -156,8 +170,16 @@ class AuditSpool:
 class AuditSender:
     """Moves spooled events to the audit service's ingest API, in batches, in order."""
 
-    def __init__(self, spool: AuditSpool, url: str, token: str, *, batch: int = 1000,
-                 max_backoff: float = 5.0, timeout: float = 10.0):
+    def __init__(
+        self,
+        spool: AuditSpool,
+        url: str,
+        token: str,
+        *,
+        batch: int = 1000,
+        max_backoff: float = 5.0,
+        timeout: float = 10.0,
+    ):
         self.spool = spool
         self.url = url
         self._token = token
@@ -193,20 +215,27 @@ class AuditSender:
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.spool.segment_seconds)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
             if self.spool.due():
                 detached = self.spool.detach()
                 if detached is not None:
                     # fsync can take milliseconds: not on the loop that serves viewers
-                    await asyncio.get_running_loop().run_in_executor(None, AuditSpool.seal, *detached)
+                    await asyncio.get_running_loop().run_in_executor(
+                        None, AuditSpool.seal, *detached
+                    )
             try:
                 await self.send_ready()
                 backoff = 0.5
-            except Exception as e:  # noqa: BLE001 - any failure is retried, never fatal
-                log.warning("audit service unreachable (%s); %d segment(s) kept on disk, "
-                            "retrying in %.1f s", e, len(self.spool.ready()), backoff)
+            except Exception as e:
+                log.warning(
+                    "audit service unreachable (%s); %d segment(s) kept on disk, "
+                    "retrying in %.1f s",
+                    e,
+                    len(self.spool.ready()),
+                    backoff,
+                )
                 await asyncio.sleep(backoff * (0.75 + random.random() / 2))
                 backoff = min(backoff * 2, self.max_backoff)
 
@@ -215,15 +244,19 @@ class AuditSender:
         for path in self.spool.ready():
             events = AuditSpool.read(path)
             for i in range(0, len(events), self.batch):
-                await self._post(events[i:i + self.batch])
+                await self._post(events[i : i + self.batch])
             self.spool.done(path)
 
     async def _post(self, events: list[dict]) -> None:
-        req = HTTPRequest(self.url, method="POST", body=json.dumps({"events": events}),
-                          headers={"Authorization": f"token {self._token}",
-                                   "Content-Type": "application/json"},
-                          request_timeout=self.timeout, connect_timeout=self.timeout,
-                          follow_redirects=False)
+        req = HTTPRequest(
+            self.url,
+            method="POST",
+            body=json.dumps({"events": events}),
+            headers={"Authorization": f"token {self._token}", "Content-Type": "application/json"},
+            request_timeout=self.timeout,
+            connect_timeout=self.timeout,
+            follow_redirects=False,
+        )
         try:
             resp = await AsyncHTTPClient().fetch(req, raise_error=False)
         except (OSError, HTTPClientError) as e:
@@ -234,8 +267,12 @@ class AuditSender:
                 log.error("audit service refused an event: %s", r)
             return
         if resp.code in _DROP:
-            log.error("audit service refused a batch of %d events (HTTP %s): %s; dropped",
-                      len(events), resp.code, (resp.body or b"")[:300].decode("utf-8", "replace"))
+            log.error(
+                "audit service refused a batch of %d events (HTTP %s): %s; dropped",
+                len(events),
+                resp.code,
+                (resp.body or b"")[:300].decode("utf-8", "replace"),
+            )
             return
         raise ConnectionError(f"HTTP {resp.code}")
 
@@ -244,7 +281,7 @@ class AuditSender:
         self.spool.rotate()
         try:
             await asyncio.wait_for(self.send_ready(), timeout)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             log.warning("audit events kept on disk for the next start: %s", e)
             return False
         return True

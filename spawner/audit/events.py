@@ -17,16 +17,35 @@ import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 SCHEMA_VERSION = 1
-TYPES = ("authorize", "session_start", "page_view", "session_end", "app_start", "app_stop",
-         "share_granted", "share_revoked")
+TYPES = (
+    "authorize",
+    "session_start",
+    "page_view",
+    "session_end",
+    "app_start",
+    "app_stop",
+    "share_granted",
+    "share_revoked",
+)
 MAX_EVENT_BYTES = 8192
 MAX_DEPTH = 16  # the event object is depth 1; ``extra`` may nest objects inside it
 _ID = re.compile(r"[A-Za-z0-9_.:-]{8,64}")
-_LIMITS = {"viewer": 255, "actor": 255, "owner": 255, "app": 64, "profile": 63, "page": 255, "client": 64,
-           "user_agent": 512, "outcome": 32, "reason": 255, "session": 64}
+_LIMITS = {
+    "viewer": 255,
+    "actor": 255,
+    "owner": 255,
+    "app": 64,
+    "profile": 63,
+    "page": 255,
+    "client": 64,
+    "user_agent": 512,
+    "outcome": 32,
+    "reason": 255,
+    "session": 64,
+}
 
 
 class EventError(ValueError):
@@ -48,14 +67,16 @@ class Event:
     session: str | None = None
     client: str | None = None
     user_agent: str | None = None
-    outcome: str | None = None  # authorize: allowed / refused; app_start: started / refused / failed
+    outcome: str | None = (
+        None  # authorize: allowed / refused; app_start: started / refused / failed
+    )
     reason: str | None = None  # app_start/app_stop: user, admin, viewer, culler, crash; session_end
     duration_s: float | None = None  # session_end
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         d = asdict(self)
-        d["time"] = self.time.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        d["time"] = self.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         d["viewer_groups"] = list(self.viewer_groups)
         d["schema_version"] = SCHEMA_VERSION
         return {k: v for k, v in d.items() if v not in (None, {}, [])}
@@ -78,12 +99,16 @@ def check_plain_json(value, *, where: str = "", max_depth: int = MAX_DEPTH) -> N
         name = path or "(event)"
         if isinstance(v, float):
             if not math.isfinite(v):
-                raise EventError(f"{name}: {v!r} is not a finite number; JSON has no NaN or "
-                                 "Infinity, send a finite number or leave the field out")
+                raise EventError(
+                    f"{name}: {v!r} is not a finite number; JSON has no NaN or "
+                    "Infinity, send a finite number or leave the field out"
+                )
         elif isinstance(v, int) and not isinstance(v, bool):
-            if abs(v) > 2 ** 53:
-                raise EventError(f"{name}: a number larger than 2**53 is not read the same by "
-                                 "every JSON reader; send a smaller number or a string")
+            if abs(v) > 2**53:
+                raise EventError(
+                    f"{name}: a number larger than 2**53 is not read the same by "
+                    "every JSON reader; send a smaller number or a string"
+                )
         elif isinstance(v, (dict, list)):
             if depth > max_depth:
                 raise EventError(f"{name}: nested more than {max_depth} levels deep")
@@ -115,7 +140,7 @@ def parse_time(value) -> datetime:
         raise EventError(f"time: {value[:40]!r} is not an ISO 8601 time") from None
     if t.tzinfo is None or t.utcoffset().total_seconds() != 0:
         raise EventError("time: must be UTC (end with Z or +00:00)")
-    return t.astimezone(timezone.utc)
+    return t.astimezone(UTC)
 
 
 def parse_event(raw: object) -> Event:
@@ -137,19 +162,40 @@ def parse_event(raw: object) -> Event:
     if not isinstance(kind, str) or kind not in TYPES:
         raise EventError(f"type: expected one of {', '.join(TYPES)}")
     groups = raw.get("viewer_groups") or []
-    if not isinstance(groups, list) or not all(isinstance(g, str) and 0 < len(g) <= 255 for g in groups) \
-            or len(groups) > 200:
+    if (
+        not isinstance(groups, list)
+        or not all(isinstance(g, str) and 0 < len(g) <= 255 for g in groups)
+        or len(groups) > 200
+    ):
         raise EventError("viewer_groups: expected a list of at most 200 group names")
     duration = raw.get("duration_s")
-    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))
-                                 or duration < 0):
+    if duration is not None and (
+        isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration < 0
+    ):
         raise EventError("duration_s: expected a non-negative number of seconds")
     extra = raw.get("extra") or {}
     if not isinstance(extra, dict):
         raise EventError("extra: expected an object")
-    known = {"id", "time", "type", "owner", "app", "viewer", "actor", "viewer_groups", "profile", "page",
-             "session", "client", "user_agent", "outcome", "reason", "duration_s", "extra",
-             "schema_version"}
+    known = {
+        "id",
+        "time",
+        "type",
+        "owner",
+        "app",
+        "viewer",
+        "actor",
+        "viewer_groups",
+        "profile",
+        "page",
+        "session",
+        "client",
+        "user_agent",
+        "outcome",
+        "reason",
+        "duration_s",
+        "extra",
+        "schema_version",
+    }
     unknown = sorted(str(k) for k in raw if k not in known)
     if unknown:
         raise EventError(f"{unknown[0]}: unknown field")
@@ -157,14 +203,25 @@ def parse_event(raw: object) -> Event:
     if version != SCHEMA_VERSION:
         raise EventError(f"schema_version: this service reads version {SCHEMA_VERSION}")
     return Event(
-        id=ident, time=parse_time(raw.get("time")), type=kind,
-        owner=_text(raw, "owner", required=True), app=_text(raw, "app", required=True),
-        viewer=_text(raw, "viewer", required=kind in ("authorize", "session_start", "page_view",
-                                                      "session_end")),
+        id=ident,
+        time=parse_time(raw.get("time")),
+        type=kind,
+        owner=_text(raw, "owner", required=True),
+        app=_text(raw, "app", required=True),
+        viewer=_text(
+            raw,
+            "viewer",
+            required=kind in ("authorize", "session_start", "page_view", "session_end"),
+        ),
         actor=_text(raw, "actor"),
-        viewer_groups=tuple(sorted(set(groups))), profile=_text(raw, "profile"),
-        page=_text(raw, "page", required=kind == "page_view"), session=_text(raw, "session"),
-        client=_text(raw, "client"), user_agent=_text(raw, "user_agent"),
-        outcome=_text(raw, "outcome", required=kind == "authorize"), reason=_text(raw, "reason"),
-        duration_s=float(duration) if duration is not None else None, extra=dict(extra),
+        viewer_groups=tuple(sorted(set(groups))),
+        profile=_text(raw, "profile"),
+        page=_text(raw, "page", required=kind == "page_view"),
+        session=_text(raw, "session"),
+        client=_text(raw, "client"),
+        user_agent=_text(raw, "user_agent"),
+        outcome=_text(raw, "outcome", required=kind == "authorize"),
+        reason=_text(raw, "reason"),
+        duration_s=float(duration) if duration is not None else None,
+        extra=dict(extra),
     )

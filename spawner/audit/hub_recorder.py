@@ -42,10 +42,10 @@ _SHARES = re.compile(r"/hub/api/shares/([^/]+)/([^/]+)/?$")
 _CODES = re.compile(r"/hub/api/share-codes/([^/]+)/([^/]+)/?$")
 _ACCEPT = re.compile(r"/hub/accept-share/?$")
 
-_recorder: "HubAuditRecorder | None" = None
+_recorder: HubAuditRecorder | None = None
 
 
-def recorder() -> "HubAuditRecorder | None":
+def recorder() -> HubAuditRecorder | None:
     return _recorder
 
 
@@ -53,7 +53,7 @@ def actor_of(handler) -> tuple[str | None, str, bool]:
     """(name, kind, is_admin) of whoever made the request."""
     try:
         who = handler.current_user
-    except Exception:  # noqa: BLE001 - a failed lookup means "nobody"
+    except Exception:
         who = None
     if who is None:
         return None, "anonymous", False
@@ -74,7 +74,7 @@ def reason_for(actor: str | None, kind: str, admin: bool, owner: str) -> str:
 def _groups(user) -> list[str]:
     try:
         return sorted(g.name for g in user.groups)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return []
 
 
@@ -87,10 +87,11 @@ def _profile_of(handler, owner: str, app: str) -> str | None:
         profile = getattr(spawner, "app_profile", None)
         if not profile and app in user.orm_spawners:
             orm_spawner = user.orm_spawners[app]
-            profile = ((orm_spawner.state or {}).get("app_profile")
-                       or (orm_spawner.user_options or {}).get("profile"))
+            profile = (orm_spawner.state or {}).get("app_profile") or (
+                orm_spawner.user_options or {}
+            ).get("profile")
         return profile if isinstance(profile, str) else None
-    except Exception:  # noqa: BLE001 - a missing profile must not lose the event
+    except Exception:
         return None
 
 
@@ -106,8 +107,11 @@ def _peer(request) -> str | None:
     """The TCP peer's address, as the socket saw it (before tornado applied any header)."""
     context = getattr(getattr(request, "connection", None), "context", None)
     address = getattr(context, "address", None)
-    if getattr(context, "address_family", None) in (socket.AF_INET, socket.AF_INET6) \
-            and isinstance(address, tuple) and address:
+    if (
+        getattr(context, "address_family", None) in (socket.AF_INET, socket.AF_INET6)
+        and isinstance(address, tuple)
+        and address
+    ):
         return address[0]
     return None  # a Unix socket: no address to record
 
@@ -143,9 +147,10 @@ class HubAuditRecorder:
         if self._trusted is None:
             settings = getattr(handler, "settings", None) or {}
             try:
-                self._trusted = configured_trusted_proxies(settings.get("config"),
-                                                           settings.get("spawner_class"))
-            except Exception:  # noqa: BLE001 - a bad list also stops every spawn, saying why
+                self._trusted = configured_trusted_proxies(
+                    settings.get("config"), settings.get("spawner_class")
+                )
+            except Exception:
                 log.exception("trusted_proxies unreadable: recording TCP peers only")
                 self._trusted = ()
         return self._trusted
@@ -153,13 +158,16 @@ class HubAuditRecorder:
     def client(self, handler) -> str | None:
         """The address the outermost trusted proxy saw for this request."""
         request = handler.request
-        return client_address(_peer(request), request.headers.get_list("X-Forwarded-For"),
-                              self.trusted_proxies(handler))
+        return client_address(
+            _peer(request),
+            request.headers.get_list("X-Forwarded-For"),
+            self.trusted_proxies(handler),
+        )
 
     def record(self, kind: str, **fields) -> None:
         try:
             self.sender.emit(new_event(kind, **fields))
-        except Exception:  # noqa: BLE001 - auditing must never break the hub
+        except Exception:
             log.exception("could not record a %s audit event", kind)
 
     def log_function(self, handler) -> None:
@@ -168,7 +176,7 @@ class HubAuditRecorder:
         log_request(handler)
         try:
             self.observe(handler)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("audit recorder failed on %s", handler.request.path)
 
     def observe(self, handler) -> None:
@@ -185,9 +193,15 @@ class HubAuditRecorder:
         if m and method == "DELETE":
             owner, app = m.groups()
             actor, kind, admin = actor_of(handler)
-            self.record("app_stop", owner=owner, app=app, actor=actor,
-                        reason=reason_for(actor, kind, admin, owner),
-                        profile=_profile_of(handler, owner, app), client=self.client(handler))
+            self.record(
+                "app_stop",
+                owner=owner,
+                app=app,
+                actor=actor,
+                reason=reason_for(actor, kind, admin, owner),
+                profile=_profile_of(handler, owner, app),
+                client=self.client(handler),
+            )
             return
         m = _SHARES.search(path) or _CODES.search(path)
         if m and method in ("POST", "PATCH", "DELETE"):
@@ -200,8 +214,9 @@ class HubAuditRecorder:
                 if isinstance(body.get("expires_in"), int):
                     extra["expires_in"] = body["expires_in"]
             kind = "share_granted" if method == "POST" else "share_revoked"
-            self.record(kind, owner=owner, app=app, actor=actor, extra=extra,
-                        client=self.client(handler))
+            self.record(
+                kind, owner=owner, app=app, actor=actor, extra=extra, client=self.client(handler)
+            )
             return
         if _ACCEPT.search(path) and method == "POST":
             self._accepted(handler)
@@ -229,11 +244,17 @@ class HubAuditRecorder:
         if user is None:
             return
         profile = (spawner.user_options or {}).get("profile")
-        self.record("authorize", owner=spawner.user.name, app=spawner.name, viewer=user.name,
-                    viewer_groups=_groups(user), outcome=outcome,
-                    profile=profile if isinstance(profile, str) else None,
-                    client=self.client(handler),
-                    user_agent=(handler.request.headers.get("User-Agent") or "")[:512] or None)
+        self.record(
+            "authorize",
+            owner=spawner.user.name,
+            app=spawner.name,
+            viewer=user.name,
+            viewer_groups=_groups(user),
+            outcome=outcome,
+            profile=profile if isinstance(profile, str) else None,
+            client=self.client(handler),
+            user_agent=(handler.request.headers.get("User-Agent") or "")[:512] or None,
+        )
 
     def _accepted(self, handler) -> None:
         code = handler.get_argument("code", None)
@@ -246,8 +267,14 @@ class HubAuditRecorder:
         user = handler.current_user
         if spawner is None or user is None:
             return
-        self.record("share_granted", owner=spawner.user.name, app=spawner.name, actor=user.name,
-                    extra={"user": user.name, "via": "link"}, client=self.client(handler))
+        self.record(
+            "share_granted",
+            owner=spawner.user.name,
+            app=spawner.name,
+            actor=user.name,
+            extra={"user": user.name, "via": "link"},
+            client=self.client(handler),
+        )
 
 
 def install(c, *, spool_dir: str, url: str, token: str, trusted_proxies=None) -> HubAuditRecorder:

@@ -38,14 +38,13 @@ import os
 import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
+from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 from tornado.ioloop import IOLoop, PeriodicCallback
-
-from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 
 from .events import TYPES, EventError, parse_event, parse_time
 from .store import AuditStore, CursorError
@@ -58,8 +57,23 @@ MAX_BATCH = 5000
 MAX_BODY = 8 * 1024 * 1024
 EXPORT_CAP = 1_000_000
 _SERVER_SCOPE = re.compile(r"^[a-z:]+!server=([^/]+)/(.+)$")
-CSV_FIELDS = ("time", "type", "owner", "app", "viewer", "viewer_groups", "page", "session",
-              "profile", "outcome", "reason", "duration_s", "client", "user_agent", "id")
+CSV_FIELDS = (
+    "time",
+    "type",
+    "owner",
+    "app",
+    "viewer",
+    "viewer_groups",
+    "page",
+    "session",
+    "profile",
+    "outcome",
+    "reason",
+    "duration_s",
+    "client",
+    "user_agent",
+    "id",
+)
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
 
 
@@ -122,10 +136,11 @@ def _parse_body(raw: bytes):
     try:
         return json.loads(raw or b"null")
     except RecursionError:
-        raise web.HTTPError(400, "Body nests too deeply; send {\"events\": [ … ]} with "
-                            "plain events.") from None
+        raise web.HTTPError(
+            400, 'Body nests too deeply; send {"events": [ … ]} with plain events.'
+        ) from None
     except ValueError:
-        raise web.HTTPError(400, "Body is not JSON; send {\"events\": [ … ]}.") from None
+        raise web.HTTPError(400, 'Body is not JSON; send {"events": [ … ]}.') from None
 
 
 def _csv_cell(value) -> str:
@@ -143,8 +158,13 @@ def emit_json_lines(events, stream) -> None:
     Logging): ``{"log_type": "streamlit_hub_audit", ...event}``. Resends are not repeated."""
     if not events or stream is None:
         return
-    stream.write("".join(json.dumps({"log_type": "streamlit_hub_audit", **e.to_json()},
-                                    ensure_ascii=False) + "\n" for e in events))
+    stream.write(
+        "".join(
+            json.dumps({"log_type": "streamlit_hub_audit", **e.to_json()}, ensure_ascii=False)
+            + "\n"
+            for e in events
+        )
+    )
     stream.flush()
 
 
@@ -159,7 +179,8 @@ class _Base(web.RequestHandler):
 
     async def db(self, fn, *args, **kwargs):
         return await IOLoop.current().run_in_executor(
-            self.settings["audit_executor"], lambda: fn(*args, **kwargs))
+            self.settings["audit_executor"], lambda: fn(*args, **kwargs)
+        )
 
     def write_error(self, status_code, **kwargs):
         message = self._reason
@@ -188,30 +209,52 @@ class Metrics:
         from prometheus_client import CollectorRegistry, Counter, Histogram
 
         self.registry = CollectorRegistry()
-        self.received = Counter("streamlit_hub_audit_events_received",
-                                "Valid events received (resends included), by type.", ["type"],
-                                registry=self.registry)
-        self.stored = Counter("streamlit_hub_audit_events_stored",
-                              "Events stored for the first time.", registry=self.registry)
-        self.rejected = Counter("streamlit_hub_audit_events_rejected",
-                                "Events refused as malformed or forged.", registry=self.registry)
-        self.page_views = Counter("streamlit_hub_audit_page_views",
-                                  "Page views stored, by app.", ["owner", "app"],
-                                  registry=self.registry)
-        self.lag = Histogram("streamlit_hub_audit_delivery_lag_seconds",
-                             "Seconds from an event happening to the service storing it.",
-                             buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, float("inf")),
-                             registry=self.registry)
+        self.received = Counter(
+            "streamlit_hub_audit_events_received",
+            "Valid events received (resends included), by type.",
+            ["type"],
+            registry=self.registry,
+        )
+        self.stored = Counter(
+            "streamlit_hub_audit_events_stored",
+            "Events stored for the first time.",
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "streamlit_hub_audit_events_rejected",
+            "Events refused as malformed or forged.",
+            registry=self.registry,
+        )
+        self.page_views = Counter(
+            "streamlit_hub_audit_page_views",
+            "Page views stored, by app.",
+            ["owner", "app"],
+            registry=self.registry,
+        )
+        self.lag = Histogram(
+            "streamlit_hub_audit_delivery_lag_seconds",
+            "Seconds from an event happening to the service storing it.",
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, float("inf")),
+            registry=self.registry,
+        )
 
     def totals(self) -> dict:
         """Counts since the service started (``/api/stats``), read from the counters above."""
+
         def total(metric) -> int:
-            return int(sum(s.value for m in metric.collect() for s in m.samples
-                           if s.name.endswith("_total")))
+            return int(
+                sum(
+                    s.value
+                    for m in metric.collect()
+                    for s in m.samples
+                    if s.name.endswith("_total")
+                )
+            )
+
         return {"received": total(self.received), "stored": total(self.stored)}
 
     def observe(self, good, new_ids, rejected: int) -> None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for e in good:
             self.received.labels(e.type).inc()
         for e in {e.id: e for e in good if e.id in new_ids}.values():
@@ -255,15 +298,18 @@ class EventsHandler(_Base):
         trusted = model.get("kind") == "service" and model.get("name") in self.settings["trusted"]
         own_app = None if trusted else app_of_token(model)
         if not trusted and own_app is None:
-            raise web.HTTPError(403, f"{model.get('kind', 'user')} {model.get('name')!r} may "
-                                "not write audit events: only an app server's own token or "
-                                "the hub may.")
+            raise web.HTTPError(
+                403,
+                f"{model.get('kind', 'user')} {model.get('name')!r} may "
+                "not write audit events: only an app server's own token or "
+                "the hub may.",
+            )
         if len(self.request.body) > MAX_BODY:
             raise web.HTTPError(413, f"Body over {MAX_BODY} bytes; send smaller batches.")
         body = _parse_body(self.request.body)
         raw_events = body.get("events") if isinstance(body, dict) else None
         if not isinstance(raw_events, list):
-            raise web.HTTPError(400, "Expected a JSON object {\"events\": [ … ]}.")
+            raise web.HTTPError(400, 'Expected a JSON object {"events": [ … ]}.')
         if len(raw_events) > MAX_BATCH:
             raise web.HTTPError(413, f"At most {MAX_BATCH} events per request.")
         good, rejected, forged = [], [], False
@@ -273,13 +319,23 @@ class EventsHandler(_Base):
                 kind = raw.get("type")
                 if not isinstance(kind, str) or kind not in APP_SERVER_TYPES:
                     forged = True
-                    rejected.append({"index": i, "message": f"type: an app server may send only "
-                                     f"{', '.join(sorted(APP_SERVER_TYPES))}"})
+                    rejected.append(
+                        {
+                            "index": i,
+                            "message": f"type: an app server may send only "
+                            f"{', '.join(sorted(APP_SERVER_TYPES))}",
+                        }
+                    )
                     continue
                 if raw.get("owner", owner) != owner or raw.get("app", app) != app:
                     forged = True
-                    rejected.append({"index": i, "message": f"owner/app: this token belongs to "
-                                     f"{owner}/{app} and may write only its events"})
+                    rejected.append(
+                        {
+                            "index": i,
+                            "message": f"owner/app: this token belongs to "
+                            f"{owner}/{app} and may write only its events",
+                        }
+                    )
                     continue
                 raw = {**raw, "owner": owner, "app": app}
             try:
@@ -288,22 +344,47 @@ class EventsHandler(_Base):
                 rejected.append({"index": i, "message": str(e)})
         if raw_events and not good:
             self.settings["metrics"].observe([], set(), len(rejected))
-            log.warning("refused a batch of %d events from %s %s: %s", len(raw_events),
-                        model.get("kind", "user"), model.get("name"), rejected[0]["message"])
+            log.warning(
+                "refused a batch of %d events from %s %s: %s",
+                len(raw_events),
+                model.get("kind", "user"),
+                model.get("name"),
+                rejected[0]["message"],
+            )
             self.set_status(403 if forged else 400)
-            self.finish({"status": self.get_status(), "stored": 0, "rejected": rejected[:100],
-                         "message": rejected[0]["message"]})
+            self.finish(
+                {
+                    "status": self.get_status(),
+                    "stored": 0,
+                    "rejected": rejected[:100],
+                    "message": rejected[0]["message"],
+                }
+            )
             return
         new_ids = await self.db(self.store.add_new, good)
         stored = len(new_ids)
-        emit_json_lines([e for e in {e.id: e for e in good}.values() if e.id in new_ids],
-                        self.settings["event_stream"])
+        emit_json_lines(
+            [e for e in {e.id: e for e in good}.values() if e.id in new_ids],
+            self.settings["event_stream"],
+        )
         self.settings["metrics"].observe(good, new_ids, len(rejected))
         if rejected:
-            log.warning("refused %d of %d events from %s %s: %s", len(rejected), len(raw_events),
-                        model.get("kind", "user"), model.get("name"), rejected[0]["message"])
-        self.finish({"received": len(good), "stored": stored,
-                     "duplicates": len(good) - stored, "rejected": rejected[:100]})
+            log.warning(
+                "refused %d of %d events from %s %s: %s",
+                len(rejected),
+                len(raw_events),
+                model.get("kind", "user"),
+                model.get("name"),
+                rejected[0]["message"],
+            )
+        self.finish(
+            {
+                "received": len(good),
+                "stored": stored,
+                "duplicates": len(good) - stored,
+                "rejected": rejected[:100],
+            }
+        )
 
     async def get(self):
         """Query, newest first: JSON pages (``next`` cursor), or a full CSV / JSON-lines export."""
@@ -319,8 +400,13 @@ class EventsHandler(_Base):
         if fmt == "json":
             limit = self._int("limit", 100, 1, 1000)
             try:
-                events, nxt = await self.db(self.store.query, owners=owners, limit=limit,
-                                            cursor=self.get_argument("next", None), **args)
+                events, nxt = await self.db(
+                    self.store.query,
+                    owners=owners,
+                    limit=limit,
+                    cursor=self.get_argument("next", None),
+                    **args,
+                )
             except CursorError as e:
                 raise web.HTTPError(400, str(e)) from None
             self.finish({"events": events, "next": nxt})
@@ -328,8 +414,10 @@ class EventsHandler(_Base):
         await self._export(fmt, owners, args)
 
     async def _export(self, fmt, owners, args):
-        self.set_header("Content-Type", "text/csv; charset=utf-8" if fmt == "csv"
-                        else "application/jsonl; charset=utf-8")
+        self.set_header(
+            "Content-Type",
+            "text/csv; charset=utf-8" if fmt == "csv" else "application/jsonl; charset=utf-8",
+        )
         self.set_header("Content-Disposition", f'attachment; filename="audit-events.{fmt}"')
         if fmt == "csv":
             buf = io.StringIO()
@@ -337,8 +425,9 @@ class EventsHandler(_Base):
             self.write(buf.getvalue())
         cursor, sent = None, 0
         while sent < EXPORT_CAP:
-            events, cursor = await self.db(self.store.query, owners=owners, limit=1000,
-                                           cursor=cursor, **args)
+            events, cursor = await self.db(
+                self.store.query, owners=owners, limit=1000, cursor=cursor, **args
+            )
             buf = io.StringIO()
             writer = csv.writer(buf)
             for e in events:
@@ -408,15 +497,22 @@ class UsagePageHandler(HubOAuthenticated, _Base):
         reach = token_reach(model)
         owners, only = (None, {}) if reach is None else _narrow(reach, {})
         days = 14
-        since = datetime.now(timezone.utc) - timedelta(days=days)
-        summary = await self.db(self.store.summary, owners=owners, since=since,
-                                app=only.get("app"))
+        since = datetime.now(UTC) - timedelta(days=days)
+        summary = await self.db(self.store.summary, owners=owners, since=since, app=only.get("app"))
         recent, _ = await self.db(self.store.query, owners=owners, limit=50, **only)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
-        self.finish(render_usage_page(model["name"], owners is None, summary, recent, days,
-                                      self.settings["prefix"],
-                                      only=(only["owner"], only["app"]) if only else None))
+        self.finish(
+            render_usage_page(
+                model["name"],
+                owners is None,
+                summary,
+                recent,
+                days,
+                self.settings["prefix"],
+                only=(only["owner"], only["app"]) if only else None,
+            )
+        )
 
 
 def _svg_bars(daily: list[tuple[str, int]], label: str, days: list[str]) -> str:
@@ -430,36 +526,56 @@ def _svg_bars(daily: list[tuple[str, int]], label: str, days: list[str]) -> str:
     for i, day in enumerate(days):
         n = counts.get(day, 0)
         bh = max(1, round(h * n / top)) if n else 0
-        bars.append(f'<rect x="{i * (w + gap)}" y="{h - bh}" width="{w}" height="{bh}" fill="#2f6fb0">'
-                    f'<title>{html.escape(day)}: {n}</title></rect>'
-                    f'<rect x="{i * (w + gap)}" y="{h}" width="{w}" height="1" fill="#999"/>')
+        bars.append(
+            f'<rect x="{i * (w + gap)}" y="{h - bh}" width="{w}" height="{bh}" fill="#2f6fb0">'
+            f"<title>{html.escape(day)}: {n}</title></rect>"
+            f'<rect x="{i * (w + gap)}" y="{h}" width="{w}" height="1" fill="#999"/>'
+        )
     width = len(days) * (w + gap)
-    axis = (f'<text x="0" y="{h + 13}" font-size="10">{html.escape(days[0][5:])}</text>'
-            f'<text x="{width}" y="{h + 13}" font-size="10" text-anchor="end">'
-            f'{html.escape(days[-1][5:])} ({top} max)</text>')
-    return (f'<svg role="img" aria-label="{html.escape(label)}" width="{width}" height="{h + 16}" '
-            f'viewBox="0 0 {width} {h + 16}">{"".join(bars)}{axis}</svg>')
+    axis = (
+        f'<text x="0" y="{h + 13}" font-size="10">{html.escape(days[0][5:])}</text>'
+        f'<text x="{width}" y="{h + 13}" font-size="10" text-anchor="end">'
+        f"{html.escape(days[-1][5:])} ({top} max)</text>"
+    )
+    return (
+        f'<svg role="img" aria-label="{html.escape(label)}" width="{width}" height="{h + 16}" '
+        f'viewBox="0 0 {width} {h + 16}">{"".join(bars)}{axis}</svg>'
+    )
 
 
-def render_usage_page(me: str, everything: bool, summary: dict, recent: list[dict], days: int,
-                      prefix: str, only: tuple[str, str] | None = None) -> str:
+def render_usage_page(
+    me: str,
+    everything: bool,
+    summary: dict,
+    recent: list[dict],
+    days: int,
+    prefix: str,
+    only: tuple[str, str] | None = None,
+) -> str:
     e = html.escape
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     day_list = [(today - timedelta(days=days - 1 - i)).isoformat() for i in range(days)]
     rows = []
     for (owner, app), s in sorted(summary["apps"].items()):
         rows.append(
             f"<tr><td>{e(owner)}/{e(app)}</td><td>{s['page_views']}</td><td>{s['viewers']}</td>"
             f"<td>{s['sessions']}</td><td>{s['refused']}</td><td>{e(s['last'] or '')}</td>"
-            f"<td>{_svg_bars(summary['daily'].get((owner, app), []), f'Page views per day for {owner}/{app}', day_list)}</td></tr>")
+            f"<td>{_svg_bars(summary['daily'].get((owner, app), []), f'Page views per day for {owner}/{app}', day_list)}</td></tr>"
+        )
     events = "".join(
         f"<tr><td>{e(ev.get('time', ''))}</td><td>{e(ev.get('type', ''))}</td>"
         f"<td>{e(ev.get('owner', ''))}/{e(ev.get('app', ''))}</td>"
         f"<td>{e(ev.get('viewer') or ev.get('actor') or '')}</td>"
         f"<td>{e(ev.get('page') or ev.get('outcome') or ev.get('reason') or '')}</td></tr>"
-        for ev in recent)
-    scope = ("all apps" if everything else f"the app {only[0]}/{only[1]}" if only
-             else f"apps owned by {me}")
+        for ev in recent
+    )
+    scope = (
+        "all apps"
+        if everything
+        else f"the app {only[0]}/{only[1]}"
+        if only
+        else f"apps owned by {me}"
+    )
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>App usage and audit</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2rem;line-height:1.4}}
@@ -485,39 +601,60 @@ def make_app(env=None, *, hub_auth=None, event_stream=None) -> tuple[web.Applica
     db_url = env.get("STREAMLIT_HUB_AUDIT_DB_URL") or "sqlite:///audit.sqlite"
     retention = _float_env(env, "STREAMLIT_HUB_AUDIT_RETENTION_DAYS", 365.0, 0.001, 36500)
     name = env.get("JUPYTERHUB_SERVICE_NAME", "audit")
-    trusted = {name} | {t.strip() for t in env.get("STREAMLIT_HUB_AUDIT_TRUSTED", "").split(",")
-                        if t.strip()}
+    trusted = {name} | {
+        t.strip() for t in env.get("STREAMLIT_HUB_AUDIT_TRUSTED", "").split(",") if t.strip()
+    }
     if hub_auth is None:
         # The singleton, so the OAuth callback handler and the usage page share it.
         hub_auth = HubOAuth.instance(cache_max_age=60)
     store = AuditStore(db_url)
-    executor = ThreadPoolExecutor(1 if store.engine.dialect.name == "sqlite" else 4,
-                                  thread_name_prefix="audit-db")
-    settings = dict(audit_store=store, hub_auth=hub_auth, audit_executor=executor,
-                    trusted=trusted, prefix=prefix, retention_days=retention,
-                    event_stream=event_stream, metrics=Metrics())
-    app = web.Application([
-        (prefix + "api/health", HealthHandler),
-        (prefix + "api/events", EventsHandler),
-        (prefix + "api/stats", StatsHandler),
-        (prefix + "metrics", MetricsHandler),
-        (prefix + "api/openapi.json", OpenAPIHandler),
-        (prefix + "oauth_callback", HubOAuthCallbackHandler),
-        (prefix, UsagePageHandler),
-    ], **settings, cookie_secret=os.urandom(32), log_function=_quiet_log)
+    executor = ThreadPoolExecutor(
+        1 if store.engine.dialect.name == "sqlite" else 4, thread_name_prefix="audit-db"
+    )
+    settings = {
+        "audit_store": store,
+        "hub_auth": hub_auth,
+        "audit_executor": executor,
+        "trusted": trusted,
+        "prefix": prefix,
+        "retention_days": retention,
+        "event_stream": event_stream,
+        "metrics": Metrics(),
+    }
+    app = web.Application(
+        [
+            (prefix + "api/health", HealthHandler),
+            (prefix + "api/events", EventsHandler),
+            (prefix + "api/stats", StatsHandler),
+            (prefix + "metrics", MetricsHandler),
+            (prefix + "api/openapi.json", OpenAPIHandler),
+            (prefix + "oauth_callback", HubOAuthCallbackHandler),
+            (prefix, UsagePageHandler),
+        ],
+        **settings,
+        cookie_secret=os.urandom(32),
+        log_function=_quiet_log,
+    )
     return app, settings
 
 
 def _quiet_log(handler):
     status = handler.get_status()
     if status >= 400 or handler.request.method != "POST":
-        log.info("%d %s %s %.1fms", status, handler.request.method,
-                 handler.request.path, 1000 * handler.request.request_time())
+        log.info(
+            "%d %s %s %.1fms",
+            status,
+            handler.request.method,
+            handler.request.path,
+            1000 * handler.request.request_time(),
+        )
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=os.environ.get("STREAMLIT_HUB_LOG_LEVEL", "INFO"),
-                        format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("STREAMLIT_HUB_LOG_LEVEL", "INFO"),
+        format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s",
+    )
     try:
         app, settings = make_app(event_stream=sys.stdout)
     except (ServiceConfigError, ValueError) as e:
@@ -529,16 +666,23 @@ def main(argv=None) -> int:
     def purge():
         n = store.purge_older_than(settings["retention_days"])
         if n:
-            log.info("retention: removed %d events older than %s days", n, settings["retention_days"])
+            log.info(
+                "retention: removed %d events older than %s days", n, settings["retention_days"]
+            )
 
     async def run():
         await IOLoop.current().run_in_executor(settings["audit_executor"], purge)
-        PeriodicCallback(lambda: IOLoop.current().run_in_executor(
-            settings["audit_executor"], purge), 3600 * 1000).start()
+        PeriodicCallback(
+            lambda: IOLoop.current().run_in_executor(settings["audit_executor"], purge), 3600 * 1000
+        ).start()
         bind = os.environ.get("STREAMLIT_HUB_AUDIT_BIND") or url.hostname or "127.0.0.1"
         app.listen(url.port or 8082, bind, xheaders=True)
-        log.info("audit service on %s (store %s, retention %s days)", url.geturl(),
-                 store.engine.url.render_as_string(hide_password=True), settings["retention_days"])
+        log.info(
+            "audit service on %s (store %s, retention %s days)",
+            url.geturl(),
+            store.engine.url.render_as_string(hide_password=True),
+            settings["retention_days"],
+        )
         await asyncio.Event().wait()
 
     try:

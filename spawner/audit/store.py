@@ -19,16 +19,31 @@ from __future__ import annotations
 import base64
 import functools
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import (JSON, Column, DateTime, Index, MetaData, String, Table, and_,
-                        create_engine, distinct, event, func, or_, select)
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Index,
+    MetaData,
+    String,
+    Table,
+    and_,
+    create_engine,
+    distinct,
+    event,
+    func,
+    or_,
+    select,
+)
 
 from .events import Event, EventError, check_plain_json
 
 metadata = MetaData()
 audit_events = Table(
-    "audit_events", metadata,
+    "audit_events",
+    metadata,
     Column("id", String(64), primary_key=True),
     Column("time", DateTime, nullable=False),  # naive UTC
     Column("type", String(32), nullable=False),
@@ -45,7 +60,7 @@ audit_events = Table(
 
 
 def _naive_utc(t: datetime) -> datetime:
-    return t.astimezone(timezone.utc).replace(tzinfo=None)
+    return t.astimezone(UTC).replace(tzinfo=None)
 
 
 class CursorError(ValueError):
@@ -70,12 +85,14 @@ class AuditStore:
         strict = functools.partial(json.dumps, allow_nan=False)
         self.engine = create_engine(url, future=True, json_serializer=strict)
         if self.engine.dialect.name == "sqlite":
+
             @event.listens_for(self.engine, "connect")
             def _wal(dbapi_conn, _record):
                 cur = dbapi_conn.cursor()
                 cur.execute("PRAGMA journal_mode=WAL")
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.close()
+
         metadata.create_all(self.engine)
 
     def _insert(self):
@@ -93,26 +110,49 @@ class AuditStore:
         """Store events not seen before; return the ids of those that were new."""
         if not events:
             return set()
-        now = _naive_utc(datetime.now(timezone.utc))
+        now = _naive_utc(datetime.now(UTC))
         for e in events:
             try:
                 check_plain_json(e.to_json())
             except EventError as err:
                 raise ValueError(f"event {e.id}: {err}; not stored") from None
-        rows = [{"id": e.id, "time": _naive_utc(e.time), "type": e.type, "owner": e.owner,
-                 "app": e.app, "viewer": e.viewer, "outcome": e.outcome, "body": e.to_json(), "received_at": now}
-                for e in {e.id: e for e in events}.values()]
-        stmt = (self._insert().on_conflict_do_nothing(index_elements=["id"])
-                .returning(audit_events.c.id))
+        rows = [
+            {
+                "id": e.id,
+                "time": _naive_utc(e.time),
+                "type": e.type,
+                "owner": e.owner,
+                "app": e.app,
+                "viewer": e.viewer,
+                "outcome": e.outcome,
+                "body": e.to_json(),
+                "received_at": now,
+            }
+            for e in {e.id: e for e in events}.values()
+        ]
+        stmt = (
+            self._insert()
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(audit_events.c.id)
+        )
         with self.engine.begin() as conn:
             # RETURNING yields only the rows actually inserted (executemany's rowcount is
             # not that on PostgreSQL); SQLAlchemy batches it as "insertmanyvalues".
             return {row.id for row in conn.execute(stmt, rows)}
 
-    def query(self, *, owners: set[str] | None = None, owner: str | None = None,
-              app: str | None = None, viewer: str | None = None, type: str | None = None,
-              since: datetime | None = None, until: datetime | None = None,
-              limit: int = 100, cursor: str | None = None) -> tuple[list[dict], str | None]:
+    def query(
+        self,
+        *,
+        owners: set[str] | None = None,
+        owner: str | None = None,
+        app: str | None = None,
+        viewer: str | None = None,
+        type: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[dict], str | None]:
         """Events newest first, and the cursor of the next page (None at the end).
 
         ``owners``: restrict to these owners' apps (None: everything, for admins).
@@ -123,8 +163,12 @@ class AuditStore:
             if not owners:
                 return [], None
             where.append(t.c.owner.in_(sorted(owners)))
-        for col, value in ((t.c.owner, owner), (t.c.app, app), (t.c.viewer, viewer),
-                           (t.c.type, type)):
+        for col, value in (
+            (t.c.owner, owner),
+            (t.c.app, app),
+            (t.c.viewer, viewer),
+            (t.c.type, type),
+        ):
             if value is not None:
                 where.append(col == value)
         if since is not None:
@@ -135,16 +179,19 @@ class AuditStore:
             ct, cid = _decode_cursor(cursor)
             where.append(or_(t.c.time < ct, and_(t.c.time == ct, t.c.id < cid)))
         limit = max(1, min(int(limit), 1000))
-        stmt = (select(t.c.time, t.c.id, t.c.body).where(and_(*where) if where else True)
-                .order_by(t.c.time.desc(), t.c.id.desc()).limit(limit + 1))
+        stmt = (
+            select(t.c.time, t.c.id, t.c.body)
+            .where(and_(*where) if where else True)
+            .order_by(t.c.time.desc(), t.c.id.desc())
+            .limit(limit + 1)
+        )
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
         page = rows[:limit]
         nxt = _encode_cursor(page[-1].time, page[-1].id) if len(rows) > limit else None
         return [r.body for r in page], nxt
 
-    def summary(self, *, owners: set[str] | None, since: datetime,
-                app: str | None = None) -> dict:
+    def summary(self, *, owners: set[str] | None, since: datetime, app: str | None = None) -> dict:
         """Per app since ``since``: page views, distinct viewers, sessions, refusals, last
         event; and page views per day (for the usage page). ``app``: only apps of that name."""
         t = audit_events
@@ -159,10 +206,14 @@ class AuditStore:
         viewing = t.c.type.in_(("session_start", "page_view"))
         with self.engine.connect() as conn:
             for owner, app, kind, outcome, n, last in conn.execute(
-                    select(t.c.owner, t.c.app, t.c.type, t.c.outcome, func.count(), func.max(t.c.time))
-                    .where(*where).group_by(t.c.owner, t.c.app, t.c.type, t.c.outcome)):
-                s = apps.setdefault((owner, app), {"page_views": 0, "viewers": 0, "sessions": 0,
-                                                   "refused": 0, "last": None})
+                select(t.c.owner, t.c.app, t.c.type, t.c.outcome, func.count(), func.max(t.c.time))
+                .where(*where)
+                .group_by(t.c.owner, t.c.app, t.c.type, t.c.outcome)
+            ):
+                s = apps.setdefault(
+                    (owner, app),
+                    {"page_views": 0, "viewers": 0, "sessions": 0, "refused": 0, "last": None},
+                )
                 if kind == "page_view":
                     s["page_views"] += n
                 elif kind == "session_start":
@@ -173,15 +224,19 @@ class AuditStore:
                 if stamp and (s["last"] is None or stamp > s["last"]):
                     s["last"] = stamp
             for owner, app, n in conn.execute(
-                    select(t.c.owner, t.c.app, func.count(distinct(t.c.viewer)))
-                    .where(*where, viewing).group_by(t.c.owner, t.c.app)):
+                select(t.c.owner, t.c.app, func.count(distinct(t.c.viewer)))
+                .where(*where, viewing)
+                .group_by(t.c.owner, t.c.app)
+            ):
                 apps[(owner, app)]["viewers"] = n
             daily: dict = {}
             day = func.date(t.c.time)
             for owner, app, d, n in conn.execute(
-                    select(t.c.owner, t.c.app, day, func.count())
-                    .where(*where, t.c.type == "page_view")
-                    .group_by(t.c.owner, t.c.app, day).order_by(day)):
+                select(t.c.owner, t.c.app, day, func.count())
+                .where(*where, t.c.type == "page_view")
+                .group_by(t.c.owner, t.c.app, day)
+                .order_by(day)
+            ):
                 daily.setdefault((owner, app), []).append((str(d), n))
         return {"apps": apps, "daily": daily}
 
@@ -191,6 +246,6 @@ class AuditStore:
 
     def purge_older_than(self, days: float) -> int:
         """Retention: delete events older than ``days``; return how many."""
-        cutoff = _naive_utc(datetime.now(timezone.utc) - timedelta(days=days))
+        cutoff = _naive_utc(datetime.now(UTC) - timedelta(days=days))
         with self.engine.begin() as conn:
             return conn.execute(audit_events.delete().where(audit_events.c.time < cutoff)).rowcount

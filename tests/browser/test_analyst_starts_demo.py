@@ -6,7 +6,6 @@ from playwright.sync_api import expect
 
 from tests.browser.conftest import sign_in
 
-
 # Hands every progress message the spawn page shows to the test (the app is on another
 # origin than the hub's page, so page storage cannot carry them across the navigation).
 RECORD_PROGRESS = """

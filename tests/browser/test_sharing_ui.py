@@ -18,8 +18,10 @@ WINDOW = 2.0
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    with running_hub(tmp_path_factory.mktemp("shareui"),
-                     extra_config=f"c.StreamlitSpawnerMixin.auth_cache_seconds = {WINDOW}\n") as h:
+    with running_hub(
+        tmp_path_factory.mktemp("shareui"),
+        extra_config=f"c.StreamlitSpawnerMixin.auth_cache_seconds = {WINDOW}\n",
+    ) as h:
         alice = h.login("alice")
         h.start_app(alice, "alice", "demo", {"path": "apps/demo/app.py"})
         yield h

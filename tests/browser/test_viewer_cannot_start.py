@@ -1,10 +1,7 @@
 """A person, in headless Chromium: carol (viewers) sees no way to start an app, and asking
 the API anyway gets the reason."""
 
-import re
-
 import requests
-
 from playwright.sync_api import expect
 
 from tests.browser.conftest import sign_in
@@ -17,7 +14,8 @@ def test_carol_has_no_start_control_and_the_api_says_why(browser, hub, output_di
         sign_in(page, hub, "carol")
         expect(page.locator("#no-start")).to_be_visible()
         expect(page.locator("#quota-summary")).to_have_text(
-            "You can open apps shared with you; you cannot start apps.")
+            "You can open apps shared with you; you cannot start apps."
+        )
         assert page.locator("button.new-server-btn").count() == 0
         assert page.locator("a.start-server").count() == 0
         assert page.locator("#start").count() == 0
@@ -25,7 +23,11 @@ def test_carol_has_no_start_control_and_the_api_says_why(browser, hub, output_di
     finally:
         context.close()
     # She calls the REST API anyway, with her own token (from /hub/token): she gets the reason.
-    r = requests.post(hub.url + "/hub/api/users/carol/servers/mine", json={},
-                      headers={"Authorization": f"token {hub.token('carol')}"}, timeout=30)
+    r = requests.post(
+        hub.url + "/hub/api/users/carol/servers/mine",
+        json={},
+        headers={"Authorization": f"token {hub.token('carol')}"},
+        timeout=30,
+    )
     assert r.status_code == 403
     assert r.json()["message"] == "carol may open apps shared with them but not create apps."

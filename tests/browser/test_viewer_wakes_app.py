@@ -28,9 +28,13 @@ def test_carol_wakes_alices_stopped_app(browser, hub, output_dir):
 
         sign_in(carol, hub, "carol")
         carol.goto(hub.url + "/user/alice/demo/")
-        expect(carol.locator("#shared-app-stopped")).to_have_text("alice’s app “demo” is not running")
+        expect(carol.locator("#shared-app-stopped")).to_have_text(
+            "alice’s app “demo” is not running"
+        )
         carol.get_by_role("button", name="Start alice’s app").click()
-        expect(carol.locator("#wake-status")).to_have_text(re.compile(r"(Preparing to start|Validating|Starting|Waiting).*…"), timeout=30_000)
+        expect(carol.locator("#wake-status")).to_have_text(
+            re.compile(r"(Preparing to start|Validating|Starting|Waiting).*…"), timeout=30_000
+        )
         carol.screenshot(path=str(output_dir / "carol-wakes-app.png"))
         consent_then_app(carol)
         assert re.match(r".*/user/alice/demo/", carol.url)

@@ -4,8 +4,6 @@ one HTTP exchange, one websocket from the client's side, a hand-moved clock, a s
 import asyncio
 import json
 
-import pytest
-
 from spawner.app_server.auth import HubAuthMiddleware
 from spawner.app_server.hub_client import HubUnavailable
 from tests.helpers.app_settings import demo_settings
@@ -35,15 +33,28 @@ class ScriptedHub:
 
 
 def allowed(name, groups=()):
-    return {"name": name, "kind": "user", "groups": list(groups),
-            "scopes": ["access:servers!server=alice/demo"]}
+    return {
+        "name": name,
+        "kind": "user",
+        "groups": list(groups),
+        "scopes": ["access:servers!server=alice/demo"],
+    }
 
 
 async def downstream(scope, receive, send):
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json")]})
-    await send({"type": "http.response.body",
-                "body": json.dumps([[k.decode(), v.decode()] for k, v in scope["headers"]]).encode()})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send(
+        {
+            "type": "http.response.body",
+            "body": json.dumps([[k.decode(), v.decode()] for k, v in scope["headers"]]).encode(),
+        }
+    )
 
 
 async def call(mw, path="/user/alice/demo/", headers=(), method="GET", query=b""):
@@ -55,8 +66,14 @@ async def call(mw, path="/user/alice/demo/", headers=(), method="GET", query=b""
     async def send(m):
         sent.append(m)
 
-    scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(),
-             "query_string": query, "headers": [(k.lower().encode(), v.encode()) for k, v in headers]}
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers],
+    }
     await mw(scope, receive, send)
     start = sent[0]
     body = b"".join(m.get("body", b"") for m in sent[1:])
@@ -69,6 +86,7 @@ def make(ttl=30.0):
     hub = ScriptedHub()
     mw = HubAuthMiddleware(downstream, demo_settings(auth_cache_seconds=ttl), hub=hub)
     return mw, hub
+
 
 class EchoApp:
     """A stand-in for Streamlit's websocket endpoint: accept, echo each text, note the end."""
@@ -103,9 +121,14 @@ class Socket:
         self.mw = mw
         self.incoming: asyncio.Queue = asyncio.Queue()
         self.sent = []
-        self.scope = {"type": "websocket", "path": path, "raw_path": path.encode(),
-                      "query_string": b"", "subprotocols": ["streamlit"],
-                      "headers": [(k.lower().encode(), v.encode()) for k, v in headers]}
+        self.scope = {
+            "type": "websocket",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "subprotocols": ["streamlit"],
+            "headers": [(k.lower().encode(), v.encode()) for k, v in headers],
+        }
         self.incoming.put_nowait({"type": "websocket.connect"})
         self.task = None
 
@@ -148,6 +171,7 @@ def make_ws(ttl=30.0):
 
 WS_HOST = ("Host", "alice.apps.example.com")
 
+
 class Clock:
     """The middleware's monotonic clock, moved by hand: window tests need no sleeps."""
 
@@ -158,8 +182,8 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def clock(monkeypatch):
+def install_clock(monkeypatch):
+    """A Clock standing in for the middleware's monotonic time (tests/unit/conftest.py)."""
     import types
 
     import spawner.app_server.auth as auth
@@ -167,6 +191,7 @@ def clock(monkeypatch):
     c = Clock()
     monkeypatch.setattr(auth, "time", types.SimpleNamespace(monotonic=c.monotonic))
     return c
+
 
 class SessionLog:
     """Stands in for SessionAudit: what the middleware tells the audit about a session."""
@@ -209,7 +234,9 @@ class BytesEcho(EchoApp):
 
 def audited(ttl=30.0):
     hub, sessions = ScriptedHub(), SessionLog()
-    mw = HubAuthMiddleware(BytesEcho(), demo_settings(auth_cache_seconds=ttl), hub=hub, sessions=sessions)
+    mw = HubAuthMiddleware(
+        BytesEcho(), demo_settings(auth_cache_seconds=ttl), hub=hub, sessions=sessions
+    )
     hub.models["T"] = allowed("carol")
     return mw, hub, sessions
 

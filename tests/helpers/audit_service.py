@@ -33,8 +33,10 @@ def audit_service(tmp_path, tokens: dict, event_stream=None):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {"STREAMLIT_HUB_AUDIT_DB_URL": f"sqlite:///{tmp_path / 'a.sqlite'}",
-           "JUPYTERHUB_SERVICE_PREFIX": "/services/audit/"}
+    env = {
+        "STREAMLIT_HUB_AUDIT_DB_URL": f"sqlite:///{tmp_path / 'a.sqlite'}",
+        "JUPYTERHUB_SERVICE_PREFIX": "/services/audit/",
+    }
     app, settings = make_app(env, hub_auth=FakeHubAuth(tokens), event_stream=event_stream)
 
     async def fetch(method, path, token=None, body=None):
@@ -43,9 +45,15 @@ def audit_service(tmp_path, tokens: dict, event_stream=None):
             headers = {"Authorization": f"token {token}"} if token else {}
             if body is not None and not isinstance(body, (bytes, str)):
                 body = json.dumps(body)
-            resp = await AsyncHTTPClient().fetch(HTTPRequest(
-                f"http://127.0.0.1:{port}/services/audit/{path}", method=method, headers=headers,
-                body=body), raise_error=False)
+            resp = await AsyncHTTPClient().fetch(
+                HTTPRequest(
+                    f"http://127.0.0.1:{port}/services/audit/{path}",
+                    method=method,
+                    headers=headers,
+                    body=body,
+                ),
+                raise_error=False,
+            )
             return resp.code, resp.body.decode()
         finally:
             server.stop()

@@ -62,7 +62,9 @@ class ChartCluster(Hub):
         self.namespace = namespace
         self.policy_text = policy
         self.api_port = free_port()  # the double, from this side
-        self.hub_pod_port = free_port()  # the hub container's own port, as the kubelet's probes reach it
+        self.hub_pod_port = (
+            free_port()
+        )  # the hub container's own port, as the kubelet's probes reach it
         self.url = f"http://localhost:{self.port}"
         self.log_path = self.workdir / "hub.log"
         self.sandbox: Sandbox | None = None
@@ -74,58 +76,97 @@ class ChartCluster(Hub):
     # ---- render --------------------------------------------------------------------------
     def render(self) -> Rendered:
         overlay = self.workdir / "values-test.yaml"
-        overlay.write_text(yaml.safe_dump({"hub": {
-            "config": {"JupyterHub": {"subdomain_host": self.url}},
-            "extraEnv": {"STREAMLIT_HUB_PUBLIC_URL": self.url}}}))
+        overlay.write_text(
+            yaml.safe_dump(
+                {
+                    "hub": {
+                        "config": {"JupyterHub": {"subdomain_host": self.url}},
+                        "extraEnv": {"STREAMLIT_HUB_PUBLIC_URL": self.url},
+                    }
+                }
+            )
+        )
         return render(VALUES, LOCAL_VALUES, overlay, namespace=self.namespace)
 
     # ---- life cycle ----------------------------------------------------------------------
-    def start(self, timeout: float = 60.0) -> "ChartCluster":
+    def start(self, timeout: float = 60.0) -> ChartCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.rendered = r = self.render()
         self.pod = HubPod(r, site_objects(self.policy_text), self.root)
         mounts = self.pod.materialize()
         services = {s["metadata"]["name"]: "127.0.0.1" for s in r.all("Service")}
         self._check_service_ports(r)
-        self.sandbox = Sandbox(self.workdir / "ns", services, tmpfs=["/usr/local/etc", "/srv"],
-                               binds=mounts).__enter__()
-        base_env = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-                    "LANG": "C.UTF-8", "HOME": str(self.workdir)}
+        self.sandbox = Sandbox(
+            self.workdir / "ns", services, tmpfs=["/usr/local/etc", "/srv"], binds=mounts
+        ).__enter__()
+        base_env = {
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+            "LANG": "C.UTF-8",
+            "HOME": str(self.workdir),
+        }
         # the API double (its kubelet's pods live in this network too)
         self.double_proc = self.sandbox.run(
-            [sys.executable, "-m", "tests.helpers.kube_double", "--port", str(API_PORT),
-             "--workdir", str(self.cluster_dir), "--requests", str(self.requests_log)],
-            env={**os.environ, **base_env}, cwd=REPO, log=self.workdir / "double.log",
-            stdout=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "tests.helpers.kube_double",
+                "--port",
+                str(API_PORT),
+                "--workdir",
+                str(self.cluster_dir),
+                "--requests",
+                str(self.requests_log),
+            ],
+            env={**os.environ, **base_env},
+            cwd=REPO,
+            log=self.workdir / "double.log",
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         if self.double_proc.stdout.readline().strip() != "ready":
             raise RuntimeError("API double did not start:\n" + self._tail("double.log"))
         config = self.workdir / "kubeconfig"
-        config.write_text(kubeconfig(API_PORT).replace("namespace: default", f"namespace: {self.namespace}"))
+        config.write_text(
+            kubeconfig(API_PORT).replace("namespace: default", f"namespace: {self.namespace}")
+        )
         svc_env = service_env(r)
         # the proxy pod, as rendered
         chp = r.container("Deployment", "proxy", "chp")
-        proxy_env = {**svc_env, **base_env,
-                     "PATH": f"{REPO / 'node_modules/.bin'}:{base_env['PATH']}",
-                     "CONFIGPROXY_AUTH_TOKEN": r.secret_data("hub")[
-                         "hub.config.ConfigurableHTTPProxy.auth_token"]}
+        proxy_env = {
+            **svc_env,
+            **base_env,
+            "PATH": f"{REPO / 'node_modules/.bin'}:{base_env['PATH']}",
+            "CONFIGPROXY_AUTH_TOKEN": r.secret_data("hub")[
+                "hub.config.ConfigurableHTTPProxy.auth_token"
+            ],
+        }
         argv = [expand(a, proxy_env) for a in [*chp["command"], *chp["args"]]]
-        self.proxy_proc = self.sandbox.run(argv, env=proxy_env, cwd="/", log=self.workdir / "proxy.log")
+        self.proxy_proc = self.sandbox.run(
+            argv, env=proxy_env, cwd="/", log=self.workdir / "proxy.log"
+        )
         # the hub pod, as rendered
         hub_env = {**self.pod.env(self.namespace), **base_env, "KUBECONFIG": str(config)}
         self.hub_env = hub_env
         self.password = hub_env.get("STREAMLIT_HUB_DEMO_PASSWORD", "")
-        self.hub_proc = self.sandbox.run(self.pod.args(), env=hub_env, cwd=HUB_WORKDIR,
-                                         log=self.log_path)
+        self.hub_proc = self.sandbox.run(
+            self.pod.args(), env=hub_env, cwd=HUB_WORKDIR, log=self.log_path
+        )
         self.proc = self.hub_proc
         # the ingress: this side's localhost:<port> to the proxy pod; and the API, for checks
         proxy_port = next(p["containerPort"] for p in chp["ports"] if p["name"] == "http")
-        hub_port = next(p["containerPort"] for p in self.pod.container["ports"] if p["name"] == "http")
-        self.sandbox.forward([(self.port, proxy_port), (self.api_port, API_PORT),
-                              (self.hub_pod_port, hub_port)], self.workdir / "forward.log")
+        hub_port = next(
+            p["containerPort"] for p in self.pod.container["ports"] if p["name"] == "http"
+        )
+        self.sandbox.forward(
+            [(self.port, proxy_port), (self.api_port, API_PORT), (self.hub_pod_port, hub_port)],
+            self.workdir / "forward.log",
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.hub_proc.poll() is not None:
-                raise RuntimeError(f"hub exited with {self.hub_proc.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"hub exited with {self.hub_proc.returncode}:\n{self.log_tail()}"
+                )
             try:
                 if requests.get(self.url + "/hub/api/", timeout=2).status_code == 200:
                     return self
@@ -139,8 +180,10 @@ class ChartCluster(Hub):
         """Every process listens on 127.0.0.1 in the pod network, so a Service's port must be
         its pods' port (true of the hub's and the proxy API's; proxy-public is the forwarder's)."""
         for name, deploy, container in (("hub", "hub", "hub"), ("proxy-api", "proxy", "chp")):
-            named = {p.get("name"): p["containerPort"]
-                     for p in r.container("Deployment", deploy, container).get("ports") or []}
+            named = {
+                p.get("name"): p["containerPort"]
+                for p in r.container("Deployment", deploy, container).get("ports") or []
+            }
             for p in r.get("Service", name)["spec"]["ports"]:
                 target = p.get("targetPort", p["port"])
                 assert named.get(target, target) == p["port"], (name, p)

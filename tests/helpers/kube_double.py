@@ -37,7 +37,7 @@ import os
 import signal
 import sys
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -59,7 +59,7 @@ parsing.guess_k8s = _guess_k8s
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Emulator(kmock.KubernetesEmulator):
@@ -70,10 +70,14 @@ class Emulator(kmock.KubernetesEmulator):
         agent = request.headers.get("User-Agent", "")
         if self.requests_log is None or agent == KUBELET_AGENT:
             return
-        entry = {"method": str(request.method.value if request.method else ""),
-                 "action": str(request.action.value if request.action else ""),
-                 "resource": request.resource.plural if request.resource is not None else None,
-                 "namespace": request.namespace, "path": request.url.path, "agent": agent}
+        entry = {
+            "method": str(request.method.value if request.method else ""),
+            "action": str(request.action.value if request.action else ""),
+            "resource": request.resource.plural if request.resource is not None else None,
+            "namespace": request.namespace,
+            "path": request.url.path,
+            "agent": agent,
+        }
         with open(self.requests_log, "a") as f:
             f.write(json.dumps(entry) + "\n")
 
@@ -103,6 +107,7 @@ class Kubelet:
         self.base = base_url.rstrip("/")
         self.workdir = workdir
         self.procs: dict[str, asyncio.subprocess.Process] = {}
+        self.tasks: set[asyncio.Future] = set()  # the loop holds only weak references
         self.ips = (f"127.0.{a}.{b}" for a in range(10, 250) for b in range(2, 250))
         self.events = itertools.count(1)
 
@@ -111,7 +116,7 @@ class Kubelet:
             while True:
                 try:
                     await self.sync()
-                except Exception as e:  # noqa: BLE001 - a test double must keep going
+                except Exception as e:
                     print(f"kubelet: {e!r}", file=sys.stderr, flush=True)
                 await asyncio.sleep(0.2)
 
@@ -129,27 +134,58 @@ class Kubelet:
                 await self.patch(ns, name, {"metadata": {"finalizers": []}})
             elif key not in self.procs and pod.get("status", {}).get("phase") == "Pending":
                 await self.start(ns, name, pod)
-            elif key in self.procs and self.procs[key].returncode is not None \
-                    and pod["status"].get("phase") == "Running":
+            elif (
+                key in self.procs
+                and self.procs[key].returncode is not None
+                and pod["status"].get("phase") == "Running"
+            ):
                 code = self.procs[key].returncode
-                await self.patch(ns, name, {"status": {
-                    "phase": "Succeeded" if code == 0 else "Failed",
-                    "containerStatuses": [{"name": "notebook", "ready": False, "restartCount": 0,
-                                           "image": "", "imageID": "",
-                                           "state": {"terminated": {"exitCode": code}}}]}})
+                await self.patch(
+                    ns,
+                    name,
+                    {
+                        "status": {
+                            "phase": "Succeeded" if code == 0 else "Failed",
+                            "containerStatuses": [
+                                {
+                                    "name": "notebook",
+                                    "ready": False,
+                                    "restartCount": 0,
+                                    "image": "",
+                                    "imageID": "",
+                                    "state": {"terminated": {"exitCode": code}},
+                                }
+                            ],
+                        }
+                    },
+                )
 
     async def patch(self, ns, name, body):
-        async with self.http.patch(f"{self.base}/api/v1/namespaces/{ns}/pods/{name}", json=body,
-                                   headers={"Content-Type": "application/merge-patch+json"}) as r:
+        async with self.http.patch(
+            f"{self.base}/api/v1/namespaces/{ns}/pods/{name}",
+            json=body,
+            headers={"Content-Type": "application/merge-patch+json"},
+        ) as r:
             r.raise_for_status()
 
     async def event(self, ns, pod, reason, message):
-        body = {"apiVersion": "v1", "kind": "Event",
-                "metadata": {"name": f"{pod['metadata']['name']}.{next(self.events)}", "namespace": ns},
-                "involvedObject": {"kind": "Pod", "name": pod["metadata"]["name"], "namespace": ns,
-                                   "uid": pod["metadata"].get("uid")},
-                "reason": reason, "message": message, "type": "Normal",
-                "firstTimestamp": _now(), "lastTimestamp": _now(), "count": 1}
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{pod['metadata']['name']}.{next(self.events)}", "namespace": ns},
+            "involvedObject": {
+                "kind": "Pod",
+                "name": pod["metadata"]["name"],
+                "namespace": ns,
+                "uid": pod["metadata"].get("uid"),
+            },
+            "reason": reason,
+            "message": message,
+            "type": "Normal",
+            "firstTimestamp": _now(),
+            "lastTimestamp": _now(),
+            "count": 1,
+        }
         async with self.http.post(f"{self.base}/api/v1/namespaces/{ns}/events", json=body) as r:
             r.raise_for_status()
 
@@ -170,13 +206,18 @@ class Kubelet:
         await self.patch(ns, name, {"spec": {"nodeName": "loopback"}})
         await self.event(ns, pod, "Scheduled", f"Successfully assigned {key} to loopback")
         (container,) = pod["spec"]["containers"]
-        mounts = sorted(((m["mountPath"], self.local_path(ns, name, pod, m["name"]))
-                         for m in container.get("volumeMounts") or []), key=lambda m: -len(m[0]))
+        mounts = sorted(
+            (
+                (m["mountPath"], self.local_path(ns, name, pod, m["name"]))
+                for m in container.get("volumeMounts") or []
+            ),
+            key=lambda m: -len(m[0]),
+        )
 
         def local(value: str) -> str:
             for mount, path in mounts:
                 if value == mount or value.startswith(mount.rstrip("/") + "/"):
-                    return str(path) + value[len(mount.rstrip("/")):]
+                    return str(path) + value[len(mount.rstrip("/")) :]
             return value
 
         env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8"}
@@ -189,17 +230,28 @@ class Kubelet:
         command = [*(container.get("command") or []), *(container.get("args") or [])]
         if command and command[0] == "python":
             command[0] = sys.executable
-        await self.event(ns, pod, "Pulled", f'Container image "{container["image"]}" already present on machine')
+        await self.event(
+            ns, pod, "Pulled", f'Container image "{container["image"]}" already present on machine'
+        )
         log = open(self.workdir / f"{name}.log", "ab")
         cwd = local(container.get("workingDir") or env.get("HOME") or "/")
         proc = await asyncio.create_subprocess_exec(
-            *command, env=env, cwd=cwd if Path(cwd).is_dir() else str(self.workdir),
-            stdout=log, stderr=log, start_new_session=True)
+            *command,
+            env=env,
+            cwd=cwd if Path(cwd).is_dir() else str(self.workdir),
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
         self.procs[key] = proc
         await self.event(ns, pod, "Created", "Created container notebook")
         await self.event(ns, pod, "Started", "Started container notebook")
-        await self.patch(ns, name, {"status": {"phase": "Pending", "podIP": ip, "hostIP": "127.0.0.1"}})
-        asyncio.ensure_future(self.ready_when_listening(ns, name, ip, port, proc))
+        await self.patch(
+            ns, name, {"status": {"phase": "Pending", "podIP": ip, "hostIP": "127.0.0.1"}}
+        )
+        task = asyncio.ensure_future(self.ready_when_listening(ns, name, ip, port, proc))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def ready_when_listening(self, ns, name, ip, port, proc):
         for _ in range(600):
@@ -211,11 +263,32 @@ class Kubelet:
                 break
             except OSError:
                 await asyncio.sleep(0.1)
-        await self.patch(ns, name, {"status": {
-            "phase": "Running", "podIP": ip, "startTime": _now(),
-            "conditions": [{"type": "Ready", "status": "True"}, {"type": "PodScheduled", "status": "True"}],
-            "containerStatuses": [{"name": "notebook", "ready": True, "started": True, "restartCount": 0,
-                                   "image": "", "imageID": "", "state": {"running": {"startedAt": _now()}}}]}})
+        await self.patch(
+            ns,
+            name,
+            {
+                "status": {
+                    "phase": "Running",
+                    "podIP": ip,
+                    "startTime": _now(),
+                    "conditions": [
+                        {"type": "Ready", "status": "True"},
+                        {"type": "PodScheduled", "status": "True"},
+                    ],
+                    "containerStatuses": [
+                        {
+                            "name": "notebook",
+                            "ready": True,
+                            "started": True,
+                            "restartCount": 0,
+                            "image": "",
+                            "imageID": "",
+                            "state": {"running": {"startedAt": _now()}},
+                        }
+                    ],
+                }
+            },
+        )
 
     async def kill(self, key):
         proc = self.procs.pop(key, None)
@@ -227,7 +300,7 @@ class Kubelet:
             return
         try:
             await asyncio.wait_for(proc.wait(), 10)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
 

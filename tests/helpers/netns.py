@@ -42,8 +42,12 @@ def available() -> str | None:
     for tool in ("unshare", "nsenter", "mount"):
         if not shutil.which(tool):
             return f"{tool} (util-linux) is not installed"
-    probe = subprocess.run(["unshare", "--net", "--mount", "--propagation", "private", "true"],
-                           capture_output=True, text=True, timeout=30)
+    probe = subprocess.run(
+        ["unshare", "--net", "--mount", "--propagation", "private", "true"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     if probe.returncode != 0:
         return f"cannot make network and mount namespaces here: {probe.stderr.strip()}"
     return None
@@ -103,7 +107,7 @@ async def _pipe(reader, writer):
     finally:
         try:
             writer.close()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
 
@@ -132,10 +136,13 @@ def forward(netns: str, pairs: list[tuple[int, int]]) -> None:
                     await asyncio.gather(_pipe(reader, w2), _pipe(r2, writer))
                 except asyncio.CancelledError:
                     pass
+
             return handle
 
-        servers = [await asyncio.start_server(handler(inside), sock=s)
-                   for s, (_, inside) in zip(listeners, pairs)]
+        servers = [
+            await asyncio.start_server(handler(inside), sock=s)
+            for s, (_, inside) in zip(listeners, pairs, strict=False)
+        ]
         print("ready", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -159,7 +166,7 @@ class Sandbox:
         self.holder: subprocess.Popen | None = None
         self.procs: list[subprocess.Popen] = []
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         self.workdir.mkdir(parents=True, exist_ok=True)
         hosts = self.workdir / "hosts"
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
@@ -171,32 +178,66 @@ class Sandbox:
         for src, dst in self.binds:
             args += ["--bind", f"{src}={dst}"]
         self.holder = subprocess.Popen(
-            ["unshare", "--net", "--mount", "--propagation", "private", *args], cwd=REPO,
-            stdout=subprocess.PIPE, stderr=open(self.workdir / "holder.log", "wb"), text=True,
-            start_new_session=True)
+            ["unshare", "--net", "--mount", "--propagation", "private", *args],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=open(self.workdir / "holder.log", "wb"),
+            text=True,
+            start_new_session=True,
+        )
         if self.holder.stdout.readline().strip() != "ready":
             self.holder.wait(10)
-            raise RuntimeError("pod network did not start:\n"
-                               + (self.workdir / "holder.log").read_text(errors="replace"))
+            raise RuntimeError(
+                "pod network did not start:\n"
+                + (self.workdir / "holder.log").read_text(errors="replace")
+            )
         return self
 
-    def run(self, argv: list[str], *, env: dict, cwd: str | Path, log: Path, **kw) -> subprocess.Popen:
+    def run(
+        self, argv: list[str], *, env: dict, cwd: str | Path, log: Path, **kw
+    ) -> subprocess.Popen:
         """Start ``argv`` inside, in ``cwd`` (a path as seen inside)."""
         proc = subprocess.Popen(
             # (nsenter's --wd opens the folder before entering: cd inside instead)
-            ["nsenter", f"--target={self.holder.pid}", "--net", "--mount", "--",
-             "sh", "-c", 'cd "$0" && exec "$@"', str(cwd), *argv],
-            env=env, stdout=kw.pop("stdout", open(log, "ab")), stderr=subprocess.STDOUT,
-            start_new_session=True, **kw)
+            [
+                "nsenter",
+                f"--target={self.holder.pid}",
+                "--net",
+                "--mount",
+                "--",
+                "sh",
+                "-c",
+                'cd "$0" && exec "$@"',
+                str(cwd),
+                *argv,
+            ],
+            env=env,
+            stdout=kw.pop("stdout", open(log, "ab")),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **kw,
+        )
         self.procs.append(proc)
         return proc
 
     def forward(self, pairs: list[tuple[int, int]], log: Path) -> subprocess.Popen:
         args = [f"{o}:{i}" for o, i in pairs]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.helpers.netns", "forward",
-             "--netns", f"/proc/{self.holder.pid}/ns/net", *args], cwd=REPO,
-            stdout=subprocess.PIPE, stderr=open(log, "ab"), text=True, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "tests.helpers.netns",
+                "forward",
+                "--netns",
+                f"/proc/{self.holder.pid}/ns/net",
+                *args,
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=open(log, "ab"),
+            text=True,
+            start_new_session=True,
+        )
         if proc.stdout.readline().strip() != "ready":
             proc.wait(10)
             raise RuntimeError("forwarder did not start:\n" + log.read_text(errors="replace"))

@@ -40,8 +40,11 @@ class OAuthProviderDouble:
                 code = secrets.token_urlsafe(16)
                 double.codes[code] = double.email
                 target = self.get_argument("redirect_uri")
-                self.redirect(target + "?" + urlencode(
-                    {"code": code, "state": self.get_argument("state", "")}))
+                self.redirect(
+                    target
+                    + "?"
+                    + urlencode({"code": code, "state": self.get_argument("state", "")})
+                )
 
         class Token(tornado.web.RequestHandler):
             def post(self):
@@ -51,8 +54,14 @@ class OAuthProviderDouble:
                     raise tornado.web.HTTPError(400)
                 token = secrets.token_urlsafe(16)
                 double.tokens[token] = email
-                self.write({"access_token": token, "token_type": "Bearer", "expires_in": 3600,
-                            "scope": "openid email"})
+                self.write(
+                    {
+                        "access_token": token,
+                        "token_type": "Bearer",
+                        "expires_in": 3600,
+                        "scope": "openid email",
+                    }
+                )
 
         class UserInfo(tornado.web.RequestHandler):
             def get(self):
@@ -62,11 +71,20 @@ class OAuthProviderDouble:
                 if email is None:
                     raise tornado.web.HTTPError(401)
                 self.set_header("Content-Type", "application/json")
-                self.write(json.dumps({"email": email, "verified_email": True,
-                                       "hd": double.domain, "name": email.split("@")[0]}))
+                self.write(
+                    json.dumps(
+                        {
+                            "email": email,
+                            "verified_email": True,
+                            "hd": double.domain,
+                            "name": email.split("@")[0],
+                        }
+                    )
+                )
 
         return tornado.web.Application(
-            [(r"/authorize", Authorize), (r"/token", Token), (r"/userinfo", UserInfo)])
+            [(r"/authorize", Authorize), (r"/token", Token), (r"/userinfo", UserInfo)]
+        )
 
     def start(self):
         ready = threading.Event()

@@ -8,8 +8,12 @@ from collections import Counter
 
 from schemathesis import checks as st_checks
 
-CHECKS = [st_checks.not_a_server_error, st_checks.status_code_conformance,
-          st_checks.content_type_conformance, st_checks.response_schema_conformance]
+CHECKS = [
+    st_checks.not_a_server_error,
+    st_checks.status_code_conformance,
+    st_checks.content_type_conformance,
+    st_checks.response_schema_conformance,
+]
 
 
 class Tried(Counter):

@@ -33,8 +33,10 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 def postgres_server(port: int):
     bindir = postgres_bin()
     if bindir is None:
-        message = ("PostgreSQL is not installed: `apt-get install postgresql` (.ci/run does it) "
-                   "to test the audit store on PostgreSQL")
+        message = (
+            "PostgreSQL is not installed: `apt-get install postgresql` (.ci/run does it) "
+            "to test the audit store on PostgreSQL"
+        )
         if os.environ.get("CI"):
             pytest.fail(message)  # CI installs it: never let these tests vanish silently
         pytest.skip(message)
@@ -54,14 +56,35 @@ def _server(bindir: Path, workdir: Path, port: int):
     if os.geteuid() == 0:
         shutil.chown(workdir, "postgres")
         shutil.chown(data, "postgres")
-    subprocess.run(_as_postgres([str(bindir / "initdb"), "-D", str(data), "-A", "trust",
-                                 "-U", "postgres", "--no-sync"]),
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run(
+        _as_postgres(
+            [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"]
+        ),
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     log = open(workdir / "postgres.log", "wb")
-    proc = subprocess.Popen(_as_postgres([str(bindir / "postgres"), "-D", str(data),
-                                          "-c", "listen_addresses=127.0.0.1", "-p", str(port),
-                                          "-k", str(workdir), "-c", "fsync=off"]),
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        _as_postgres(
+            [
+                str(bindir / "postgres"),
+                "-D",
+                str(data),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-p",
+                str(port),
+                "-k",
+                str(workdir),
+                "-c",
+                "fsync=off",
+            ]
+        ),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     import psycopg
 
     url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
@@ -73,7 +96,7 @@ def _server(bindir: Path, workdir: Path, port: int):
         except psycopg.OperationalError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError((workdir / "postgres.log").read_text()[-2000:])
+                raise RuntimeError((workdir / "postgres.log").read_text()[-2000:]) from None
             time.sleep(0.2)
     try:
         yield url
@@ -94,4 +117,8 @@ def fresh_database(server_url: str) -> str:
     name = "t_" + uuid.uuid4().hex[:12]
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
-    return server_url.replace("postgresql://", "postgresql+psycopg://", 1).rsplit("/", 1)[0] + "/" + name
+    return (
+        server_url.replace("postgresql://", "postgresql+psycopg://", 1).rsplit("/", 1)[0]
+        + "/"
+        + name
+    )

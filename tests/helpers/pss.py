@@ -6,8 +6,16 @@ returns every breach it finds in a pod (JSON form), so a test can show the list 
 
 from __future__ import annotations
 
-ALLOWED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
-                   "persistentVolumeClaim", "projected", "secret"}
+ALLOWED_VOLUMES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
 
 
 def restricted_violations(pod: dict) -> list[str]:
@@ -38,6 +46,9 @@ def restricted_violations(pod: dict) -> list[str]:
             out.append(f"{name}: runAsNonRoot")
         if sc.get("runAsUser", psc.get("runAsUser")) == 0:
             out.append(f"{name}: runs as uid 0")
-        if (sc.get("seccompProfile") or {}).get("type", pod_seccomp) not in ("RuntimeDefault", "Localhost"):
+        if (sc.get("seccompProfile") or {}).get("type", pod_seccomp) not in (
+            "RuntimeDefault",
+            "Localhost",
+        ):
             out.append(f"{name}: seccompProfile")
     return out

@@ -23,9 +23,15 @@ def ws_url(http_base: str, prefix: str) -> str:
     return http_base.replace("http://", "ws://", 1).rstrip("/") + prefix + "_stcore/stream"
 
 
-async def run_session(url: str, headers: dict | None = None, *, reruns: int = 1,
-                      timeout: float = 30.0, origin: str | None = None,
-                      pages: list[str] | None = None) -> dict:
+async def run_session(
+    url: str,
+    headers: dict | None = None,
+    *,
+    reruns: int = 1,
+    timeout: float = 30.0,
+    origin: str | None = None,
+    pages: list[str] | None = None,
+) -> dict:
     """Connect, rerun the script ``reruns`` times, return what happened.
 
     ``pages``: page names to run in turn (what clicking in the sidebar does), one per rerun;
@@ -35,8 +41,14 @@ async def run_session(url: str, headers: dict | None = None, *, reruns: int = 1,
     hdrs = dict(headers or {})
     try:
         ws = await asyncio.wait_for(
-            websockets.connect(url, subprotocols=["streamlit"], additional_headers=hdrs,
-                               origin=origin, max_size=None, open_timeout=timeout),
+            websockets.connect(
+                url,
+                subprotocols=["streamlit"],
+                additional_headers=hdrs,
+                origin=origin,
+                max_size=None,
+                open_timeout=timeout,
+            ),
             timeout,
         )
     except websockets.exceptions.InvalidStatus as e:

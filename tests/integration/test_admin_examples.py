@@ -22,8 +22,13 @@ def readme_commands() -> list[str]:
 def run(cmd: str, hub, token) -> object:
     if not shutil.which("curl"):
         pytest.fail("curl is needed to run the README examples")
-    out = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=30,
-                         env={"PATH": "/usr/bin:/bin", "HUB": hub.url, "TOKEN": token})
+    out = subprocess.run(
+        ["bash", "-c", cmd],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin", "HUB": hub.url, "TOKEN": token},
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout) if out.stdout.strip() else None
 
@@ -39,7 +44,9 @@ def test_readme_admin_examples_work_as_written(hub, alice):
     assert run(commands[2], hub, token)["group"]["name"] == "data-scientists"
     listed = run(commands[3], hub, token)["items"]
     assert {(i["kind"], (i["user"] or i["group"])["name"]) for i in listed} == {
-        ("user", "carol"), ("group", "data-scientists")}
+        ("user", "carol"),
+        ("group", "data-scientists"),
+    }
     code = run(commands[4], hub, token)
     assert re.search(r"accept-share\?code=", code["accept_url"])
     run(commands[5], hub, token)

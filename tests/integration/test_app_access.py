@@ -46,7 +46,9 @@ def test_owner_gets_app_html_through_the_proxy_after_hub_oauth(hub, alice, demo)
     assert '<div id="root">' in r.text
     visited = [h.url for h in r.history]
     assert any("/hub/api/oauth2/authorize" in u for u in visited), visited
-    assert any(u.startswith(hub.app_origin("alice") + demo + "oauth_callback") for u in visited), visited
+    assert any(u.startswith(hub.app_origin("alice") + demo + "oauth_callback") for u in visited), (
+        visited
+    )
 
 
 def test_browser_holds_only_a_random_session_id_not_a_token(hub, alice, demo):
@@ -55,15 +57,18 @@ def test_browser_holds_only_a_random_session_id_not_a_token(hub, alice, demo):
     assert cookie.path == demo
     assert cookie.has_nonstandard_attr("HttpOnly")
     # The hub does not accept the session id as a token: it is not one.
-    r = requests.get(hub.url + "/hub/api/user",
-                     headers={"Authorization": f"token {cookie.value}"}, timeout=10)
+    r = requests.get(
+        hub.url + "/hub/api/user", headers={"Authorization": f"token {cookie.value}"}, timeout=10
+    )
     assert r.status_code == 403
 
 
 def test_websocket_session_runs_the_script(hub, alice, demo):
     hub.open_app(alice, "alice", "demo")
-    result = session(ws_url(hub.app_origin("alice"), demo),
-                     {"Cookie": hub.app_cookie_header(alice, "alice", "demo")})
+    result = session(
+        ws_url(hub.app_origin("alice"), demo),
+        {"Cookie": hub.app_cookie_header(alice, "alice", "demo")},
+    )
     assert result["finished"] == 1
     assert any("Sales demo" in t for t in result["texts"])
 
@@ -80,7 +85,9 @@ def test_anonymous_websocket_is_refused(hub, demo):
 
 
 def test_anonymous_non_get_is_refused_with_401(hub, demo):
-    r = requests.post(hub.app_origin("alice") + demo + "_stcore/upload_file/x/y", data=b"x", timeout=10)
+    r = requests.post(
+        hub.app_origin("alice") + demo + "_stcore/upload_file/x/y", data=b"x", timeout=10
+    )
     assert r.status_code == 401
     assert "Sign in" in r.json()["message"]
 
@@ -88,8 +95,12 @@ def test_anonymous_non_get_is_refused_with_401(hub, demo):
 def test_forged_session_cookie_is_refused(hub, demo):
     with pytest.raises(WebsocketRefused):
         session(ws_url(hub.app_origin("alice"), demo), {"Cookie": "streamlit-hub-session=forged"})
-    r = requests.get(hub.app_origin("alice") + demo, cookies={"streamlit-hub-session": "forged"},
-                     allow_redirects=False, timeout=10)
+    r = requests.get(
+        hub.app_origin("alice") + demo,
+        cookies={"streamlit-hub-session": "forged"},
+        allow_redirects=False,
+        timeout=10,
+    )
     assert r.status_code == 302 and "/hub/api/oauth2/authorize" in r.headers["location"]
 
 
@@ -105,8 +116,11 @@ def test_other_signed_in_user_is_refused_at_the_hub(hub, demo):
 
 def test_other_user_token_is_refused_by_the_app_server_http_and_ws(hub, demo):
     token = hub.token("carol")
-    r = requests.get(hub.app_origin("alice") + demo, headers={"Authorization": f"token {token}",
-                                              "Accept": "text/html"}, timeout=10)
+    r = requests.get(
+        hub.app_origin("alice") + demo,
+        headers={"Authorization": f"token {token}", "Accept": "text/html"},
+        timeout=10,
+    )
     assert r.status_code == 403
     assert "belongs to alice" in r.text and "carol" in r.text
     with pytest.raises(WebsocketRefused):
@@ -115,17 +129,28 @@ def test_other_user_token_is_refused_by_the_app_server_http_and_ws(hub, demo):
 
 def test_owner_token_is_accepted_http_and_ws(hub, demo):
     token = hub.token("alice")
-    r = requests.get(hub.app_origin("alice") + demo + "_stcore/health",
-                     headers={"Authorization": f"token {token}"}, timeout=10)
+    r = requests.get(
+        hub.app_origin("alice") + demo + "_stcore/health",
+        headers={"Authorization": f"token {token}"},
+        timeout=10,
+    )
     assert (r.status_code, r.text) == (200, "ok")
-    assert session(ws_url(hub.app_origin("alice"), demo), {"Authorization": f"token {token}"})["finished"] == 1
+    assert (
+        session(ws_url(hub.app_origin("alice"), demo), {"Authorization": f"token {token}"})[
+            "finished"
+        ]
+        == 1
+    )
 
 
 def test_cross_origin_websocket_is_refused_even_for_the_owner(hub, alice, demo):
     hub.open_app(alice, "alice", "demo")
     with pytest.raises(WebsocketRefused):
-        session(ws_url(hub.app_origin("alice"), demo), {"Cookie": hub.app_cookie_header(alice, "alice", "demo")},
-                origin="http://evil.example")
+        session(
+            ws_url(hub.app_origin("alice"), demo),
+            {"Cookie": hub.app_cookie_header(alice, "alice", "demo")},
+            origin="http://evil.example",
+        )
 
 
 def test_app_sees_verified_identity_and_no_hub_secrets(hub, alice, probe):
@@ -135,12 +160,15 @@ def test_app_sees_verified_identity_and_no_hub_secrets(hub, alice, probe):
     token = hub.token("alice")
     out = probe / "probe-out.json"
     out.unlink(missing_ok=True)
-    result = session(ws_url(hub.app_origin("alice"), "/user/alice/probe/"), {
-        "Cookie": cookie + "; _streamlit_xsrf=kept",
-        "X-Hub-User": "mallory",
-        "X-Hub-Groups": "admins",
-        "Authorization": f"token {token}",
-    })
+    result = session(
+        ws_url(hub.app_origin("alice"), "/user/alice/probe/"),
+        {
+            "Cookie": cookie + "; _streamlit_xsrf=kept",
+            "X-Hub-User": "mallory",
+            "X-Hub-Groups": "admins",
+            "Authorization": f"token {token}",
+        },
+    )
     assert result["finished"] == 1
     seen = json.loads(out.read_text())
     # identity: the forged headers were replaced by the verified ones
@@ -196,9 +224,11 @@ def test_start_from_the_options_form(hub, alice):
     form = alice.get(f"{hub.url}/hub/spawn/alice/viaform", timeout=30)
     assert form.status_code == 200
     assert 'name="path"' in form.text and "apps/demo/app.py" in form.text
-    r = alice.post(f"{hub.url}/hub/spawn/alice/viaform",
-                   data={"path": "apps/demo/app.py", "_xsrf": alice.headers["X-XSRFToken"]},
-                   timeout=60)
+    r = alice.post(
+        f"{hub.url}/hub/spawn/alice/viaform",
+        data={"path": "apps/demo/app.py", "_xsrf": alice.headers["X-XSRFToken"]},
+        timeout=60,
+    )
     assert r.status_code == 200
     hub.wait_ready(alice, "alice", "viaform")
     assert hub.open_app(alice, "alice", "viaform").status_code == 200
@@ -207,15 +237,20 @@ def test_start_from_the_options_form(hub, alice):
 
 def test_activity_is_posted_only_when_a_viewer_uses_the_app(hub, alice):
     hub.start_app(alice, "alice", "quiet", {"path": "apps/demo/app.py"})
+
     def last_activity():
-        return alice.get(f"{hub.url}/hub/api/users/alice", timeout=10).json()[
-            "servers"]["quiet"]["last_activity"]
+        return alice.get(f"{hub.url}/hub/api/users/alice", timeout=10).json()["servers"]["quiet"][
+            "last_activity"
+        ]
+
     started = last_activity()
     time.sleep(3.0)  # three activity intervals with nobody there
     assert last_activity() == started
     hub.open_app(alice, "alice", "quiet")
-    session(ws_url(hub.app_origin("alice"), "/user/alice/quiet/"),
-            {"Cookie": hub.app_cookie_header(alice, "alice", "quiet")})
+    session(
+        ws_url(hub.app_origin("alice"), "/user/alice/quiet/"),
+        {"Cookie": hub.app_cookie_header(alice, "alice", "quiet")},
+    )
     deadline = time.monotonic() + 10
     while last_activity() == started and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -235,13 +270,17 @@ def test_stop_leaves_no_app_process(hub, alice):
 
 
 def test_form_refusal_is_shown_as_a_page_with_the_reason(hub, alice):
-    r = alice.post(f"{hub.url}/hub/spawn/alice/badform",
-                   data={"path": "../bob/apps/demo/app.py", "_xsrf": alice.headers["X-XSRFToken"]},
-                   timeout=60)
+    r = alice.post(
+        f"{hub.url}/hub/spawn/alice/badform",
+        data={"path": "../bob/apps/demo/app.py", "_xsrf": alice.headers["X-XSRFToken"]},
+        timeout=60,
+    )
     assert r.status_code == 400
     assert "must not contain &#39;..&#39;" in r.text or "must not contain '..'" in r.text
     assert "Traceback" not in r.text
-    alice.delete(f"{hub.url}/hub/api/users/alice/servers/badform", json={"remove": True}, timeout=30)
+    alice.delete(
+        f"{hub.url}/hub/api/users/alice/servers/badform", json={"remove": True}, timeout=30
+    )
 
 
 def _environ(pid: int) -> dict:
@@ -252,17 +291,30 @@ def _environ(pid: int) -> dict:
 def _audit_service_pid(hub) -> int:
     from tests.helpers.procs import processes_mentioning
 
-    (pid,) = [p for p in processes_mentioning("spawner.audit.service")
-              if str(hub.data_dir).encode() in open(f"/proc/{p}/environ", "rb").read()]
+    (pid,) = [
+        p
+        for p in processes_mentioning("spawner.audit.service")
+        if str(hub.data_dir).encode() in open(f"/proc/{p}/environ", "rb").read()
+    ]
     return pid
 
 
 def test_secrets_stay_out_of_app_env_cmdline_logs_and_pages(hub, alice, demo):
     viewer_token = hub.token("alice")
-    r = requests.get(hub.app_origin("alice") + demo, headers={"Authorization": f"token {viewer_token}"}, timeout=10)
+    r = requests.get(
+        hub.app_origin("alice") + demo,
+        headers={"Authorization": f"token {viewer_token}"},
+        timeout=10,
+    )
     assert r.status_code == 200
-    served = r.text + requests.get(hub.app_origin("alice") + demo + "_stcore/health",
-                                   headers={"Authorization": f"token {viewer_token}"}, timeout=10).text
+    served = (
+        r.text
+        + requests.get(
+            hub.app_origin("alice") + demo + "_stcore/health",
+            headers={"Authorization": f"token {viewer_token}"},
+            timeout=10,
+        ).text
+    )
     proxy_env = _environ(hub.proxy_pid())  # the hub hands its proxy token to CHP by env
     hub_secrets = {
         "cookie secret": (hub.data_dir / "jupyterhub_cookie_secret").read_text().strip(),
@@ -273,7 +325,8 @@ def test_secrets_stay_out_of_app_env_cmdline_logs_and_pages(hub, alice, demo):
         "audit service token": _environ(_audit_service_pid(hub))["JUPYTERHUB_API_TOKEN"],
     }
     logs = hub.log_path.read_text(errors="replace") + "".join(
-        p.read_text(errors="replace") for p in (hub.data_dir / "logs").rglob("*.log"))
+        p.read_text(errors="replace") for p in (hub.data_dir / "logs").rglob("*.log")
+    )
     checked = 0
     for pid in hub.app_processes():
         env = _environ(pid)
@@ -296,12 +349,17 @@ def test_restart_skips_the_form_unless_the_stored_options_went_bad(hub, alice):
     hub.start_app(alice, "alice", "again", {"path": "apps/again/app.py"})
     hub.stop_app(alice, "alice", "again")
     # no form: it just starts (a link on the hub's own home page: the browser says same-origin)
-    r = alice.get(f"{hub.url}/hub/spawn/alice/again", headers={"Sec-Fetch-Site": "same-origin"},
-                  timeout=60)
+    r = alice.get(
+        f"{hub.url}/hub/spawn/alice/again", headers={"Sec-Fetch-Site": "same-origin"}, timeout=60
+    )
     assert 'name="path"' not in r.text
     hub.wait_ready(alice, "alice", "again")
     hub.stop_app(alice, "alice", "again")
     (folder / "app.py").unlink()  # the stored entry is gone: the form is back
     r = alice.get(f"{hub.url}/hub/spawn/alice/again", timeout=60)
-    assert 'name="path"' in r.text or "You have no apps yet" in r.text or 'id="streamlit-app-path"' in r.text
+    assert (
+        'name="path"' in r.text
+        or "You have no apps yet" in r.text
+        or 'id="streamlit-app-path"' in r.text
+    )
     alice.delete(f"{hub.url}/hub/api/users/alice/servers/again", json={"remove": True}, timeout=30)

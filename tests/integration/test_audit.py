@@ -7,7 +7,6 @@
 """
 
 import asyncio
-import json
 import os
 import signal
 import time
@@ -33,8 +32,9 @@ st.write("other page")
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    with running_hub(tmp_path_factory.mktemp("audit"),
-                     extra_config="c.Spawner.poll_interval = 1\n") as h:
+    with running_hub(
+        tmp_path_factory.mktemp("audit"), extra_config="c.Spawner.poll_interval = 1\n"
+    ) as h:
         folder = h.add_app("alice", "tiny", TINY)
         (folder / "pages").mkdir(exist_ok=True)
         (folder / "pages" / "2_Other.py").write_text(OTHER)
@@ -94,14 +94,19 @@ def app_token(hub, user, app) -> str:
     out = hub.home(user) / "apps" / app / "server-token.txt"
     out.unlink(missing_ok=True)
     hub.open_app(session_, user, app)
-    session(ws_url(hub.app_origin(user), f"/user/{user}/{app}/"),
-            {"Cookie": hub.app_cookie_header(session_, user, app)})
+    session(
+        ws_url(hub.app_origin(user), f"/user/{user}/{app}/"),
+        {"Cookie": hub.app_cookie_header(session_, user, app)},
+    )
     return out.read_text().strip()
 
 
 def audit_service_pid(hub) -> int:
-    pids = [p for p in processes_mentioning("spawner.audit.service")
-            if str(hub.data_dir).encode() in open(f"/proc/{p}/environ", "rb").read()]
+    pids = [
+        p
+        for p in processes_mentioning("spawner.audit.service")
+        if str(hub.data_dir).encode() in open(f"/proc/{p}/environ", "rb").read()
+    ]
     assert len(pids) == 1, pids
     return pids[0]
 
@@ -113,28 +118,45 @@ def test_the_trail_of_one_app(hub):
     assert r.status_code == 200, r.text
     r = hub.open_app(carol, "alice", "tiny")
     if 'id="authorize-open-app"' in r.text:  # the plain-words consent page, once per app
-        form = {"_xsrf": carol.cookies.get("_xsrf", path="/hub/"), "scopes": "read:users:groups!user"}
+        form = {
+            "_xsrf": carol.cookies.get("_xsrf", path="/hub/"),
+            "scopes": "read:users:groups!user",
+        }
         r = carol.post(r.url, data=form, timeout=30)
     assert r.status_code == 200 and "/user/alice/tiny/" in r.url
-    out = session(ws_url(hub.app_origin("alice"), "/user/alice/tiny/"),
-                  {"Cookie": hub.app_cookie_header(carol, "alice", "tiny"), "User-Agent": "audit-test/1"},
-                  pages=["", "Other", "Other", ""])
+    out = session(
+        ws_url(hub.app_origin("alice"), "/user/alice/tiny/"),
+        {"Cookie": hub.app_cookie_header(carol, "alice", "tiny"), "User-Agent": "audit-test/1"},
+        pages=["", "Other", "Other", ""],
+    )
     assert out["finished"] == 4
     refused = hub.open_app(bob, "alice", "tiny")
     assert refused.status_code == 403
-    r = alice.patch(f"{hub.url}/hub/api/shares/alice/tiny",
-                    json={"user": "carol", "scopes": ["access:servers!server=alice/tiny"]}, timeout=10)
+    r = alice.patch(
+        f"{hub.url}/hub/api/shares/alice/tiny",
+        json={"user": "carol", "scopes": ["access:servers!server=alice/tiny"]},
+        timeout=10,
+    )
     assert r.status_code == 200, r.text
     r = admin.delete(f"{hub.url}/hub/api/users/alice/servers/tiny", timeout=30)
     assert r.status_code in (202, 204)
 
-    found = wait_for(hub, lambda ev: {"app_stop", "share_revoked", "session_end"} <= {e["type"] for e in ev},
-                     owner="alice", app="tiny")
+    found = wait_for(
+        hub,
+        lambda ev: {"app_stop", "share_revoked", "session_end"} <= {e["type"] for e in ev},
+        owner="alice",
+        app="tiny",
+    )
     by_type = {}
     for e in sorted(found, key=lambda e: e["time"]):
         by_type.setdefault(e["type"], []).append(e)
     (start,) = by_type["app_start"]
-    assert (start["actor"], start["reason"], start["outcome"], start["profile"]) == ("alice", "user", "started", "small")
+    assert (start["actor"], start["reason"], start["outcome"], start["profile"]) == (
+        "alice",
+        "user",
+        "started",
+        "small",
+    )
     assert [e["extra"] for e in by_type["share_granted"]] == [{"user": "carol"}]
     assert [e["extra"] for e in by_type["share_revoked"]] == [{"user": "carol"}]
     outcomes = {(e["viewer"], e["outcome"]) for e in by_type["authorize"]}
@@ -144,7 +166,9 @@ def test_the_trail_of_one_app(hub):
     (s_start,), (s_end,) = by_type["session_start"], by_type["session_end"]
     assert s_start["viewer"] == "carol" and s_start["user_agent"] == "audit-test/1"
     assert [e["page"] for e in by_type["page_view"]] == ["app", "Other", "app"]
-    assert {e["session"] for e in by_type["page_view"]} == {s_start["session"]} == {s_end["session"]}
+    assert (
+        {e["session"] for e in by_type["page_view"]} == {s_start["session"]} == {s_end["session"]}
+    )
     assert s_end["duration_s"] > 0
     (stop,) = by_type["app_stop"]
     assert (stop["actor"], stop["reason"], stop["profile"]) == ("admin", "admin", "small")
@@ -152,9 +176,13 @@ def test_the_trail_of_one_app(hub):
     # Who may read: alice her own apps' trail; carol (owns nothing here) none of it.
     r = alice.get(hub.url + "/services/audit/api/events", timeout=10)
     assert r.status_code == 401  # a hub cookie is not a token for the service
-    mine = hub.api(hub.token("alice")).get(hub.url + "/services/audit/api/events", timeout=10).json()
+    mine = (
+        hub.api(hub.token("alice")).get(hub.url + "/services/audit/api/events", timeout=10).json()
+    )
     assert mine["events"] and {e["owner"] for e in mine["events"]} == {"alice"}
-    theirs = hub.api(hub.token("carol")).get(hub.url + "/services/audit/api/events", timeout=10).json()
+    theirs = (
+        hub.api(hub.token("carol")).get(hub.url + "/services/audit/api/events", timeout=10).json()
+    )
     assert theirs["events"] == []
 
 
@@ -175,7 +203,9 @@ def test_an_app_server_token_cannot_forge_events(hub):
     for event in attacks:
         r = api.post(ingest, json={"events": [event]}, timeout=10)
         assert r.status_code == 403, (event, r.text)
-    r = api.post(ingest, json={"events": [{**base, "id": "honest-0000", "type": "page_view"}]}, timeout=10)
+    r = api.post(
+        ingest, json={"events": [{**base, "id": "honest-0000", "type": "page_view"}]}, timeout=10
+    )
     assert r.status_code == 200 and r.json()["stored"] == 1
     stored = {e["id"]: e for e in events(hub, viewer="mallory")}
     assert set(stored) == {"honest-0000"}
@@ -194,8 +224,9 @@ def test_outage_of_30s_then_a_kill_loses_no_page_view(hub):
 
     async def views(sessions, per_session):
         pages = (["", "Other"] * per_session)[:per_session]
-        results = await asyncio.gather(*(run_session(url, headers, pages=pages, timeout=60)
-                                         for _ in range(sessions)))
+        results = await asyncio.gather(
+            *(run_session(url, headers, pages=pages, timeout=60) for _ in range(sessions))
+        )
         return sum(r["finished"] for r in results)
 
     pid = audit_service_pid(hub)
@@ -228,7 +259,10 @@ def test_usage_page_signs_in_with_the_hub_and_shows_only_what_the_reader_may_see
     alice = hub.login("alice")
     hub.start_app(alice, "alice", "tiny", {"path": "apps/tiny/app.py"})
     hub.open_app(alice, "alice", "tiny")
-    session(ws_url(hub.app_origin("alice"), "/user/alice/tiny/"), {"Cookie": hub.app_cookie_header(alice, "alice", "tiny")})
+    session(
+        ws_url(hub.app_origin("alice"), "/user/alice/tiny/"),
+        {"Cookie": hub.app_cookie_header(alice, "alice", "tiny")},
+    )
     wait_for(hub, lambda ev: ev, owner="alice", app="tiny", type="page_view")
     admin = hub.login("admin")
     page = admin.get(hub.url + "/services/audit/", timeout=30)
@@ -254,8 +288,11 @@ def test_the_service_keeps_its_trail_in_postgresql(tmp_path, postgres):
         alice = h.login("alice")
         h.start_app(alice, "alice", "demo", {"path": "apps/demo/app.py"})
         h.open_app(alice, "alice", "demo")
-        out = session(ws_url(h.app_origin("alice"), "/user/alice/demo/"),
-                      {"Cookie": h.app_cookie_header(alice, "alice", "demo")}, pages=["", "Details"])
+        out = session(
+            ws_url(h.app_origin("alice"), "/user/alice/demo/"),
+            {"Cookie": h.app_cookie_header(alice, "alice", "demo")},
+            pages=["", "Details"],
+        )
         assert out["finished"] == 2
         found = wait_for(h, lambda ev: len(ev) >= 2, app="demo", type="page_view")
         assert [e["page"] for e in sorted(found, key=lambda e: e["time"])] == ["app", "Details"]

@@ -23,8 +23,9 @@ TRIED = Tried()
 def hub(tmp_path_factory):
     with running_hub(tmp_path_factory.mktemp("openapi")) as h:
         env = open(f"/proc/{audit_service_pid(h)}/environ", "rb").read().split(b"\0")
-        h.writer_token = next(e.split(b"=", 1)[1].decode() for e in env
-                              if e.startswith(b"JUPYTERHUB_API_TOKEN="))
+        h.writer_token = next(
+            e.split(b"=", 1)[1].decode() for e in env if e.startswith(b"JUPYTERHUB_API_TOKEN=")
+        )
         h.reader_token = h.token("admin")
         yield h
     print(TRIED.report())
@@ -35,5 +36,8 @@ def hub(tmp_path_factory):
 def test_audit_api_conforms_to_its_openapi_document(case, hub):
     token = hub.writer_token if case.method == "POST" else hub.reader_token
     TRIED.add(case)
-    case.call_and_validate(base_url=f"{hub.url}/services/audit",
-                           headers={"Authorization": f"token {token}"}, checks=CHECKS)
+    case.call_and_validate(
+        base_url=f"{hub.url}/services/audit",
+        headers={"Authorization": f"token {token}"},
+        checks=CHECKS,
+    )

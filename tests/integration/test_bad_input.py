@@ -13,7 +13,8 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from tests.helpers.hub import PERMISSIVE_POLICY, running_hub
 
@@ -45,11 +46,17 @@ def _start(hub, api, name_quoted: str, body):
         assert json.loads(r.text)["message"]
         assert "Traceback" not in r.text
     if r.status_code in (201, 202):  # a fine request: undo it
-        api.delete(f"{hub.url}/hub/api/users/alice/servers/{name_quoted}", json={"remove": True},
-                   timeout=60)
+        api.delete(
+            f"{hub.url}/hub/api/users/alice/servers/{name_quoted}",
+            json={"remove": True},
+            timeout=60,
+        )
     else:
-        api.delete(f"{hub.url}/hub/api/users/alice/servers/{name_quoted}", json={"remove": True},
-                   timeout=30)
+        api.delete(
+            f"{hub.url}/hub/api/users/alice/servers/{name_quoted}",
+            json={"remove": True},
+            timeout=30,
+        )
     return r
 
 
@@ -65,8 +72,10 @@ def test_generated_app_names_get_a_4xx_never_a_5xx(hub, api, name):
 
 paths = st.one_of(
     st.text(max_size=300),
-    st.lists(st.sampled_from(["..", ".", "apps", "demo", "app.py", "", "/", "é", "\x00", "~"]),
-             max_size=12).map("/".join),
+    st.lists(
+        st.sampled_from(["..", ".", "apps", "demo", "app.py", "", "/", "é", "\x00", "~"]),
+        max_size=12,
+    ).map("/".join),
 )
 
 
@@ -81,23 +90,38 @@ def test_generated_entry_paths_get_a_4xx_and_nothing_starts(hub, api, path):
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5)
+    ),
     max_leaves=30,
 )
 
 
 @common
-@given(body=st.one_of(json_values, st.dictionaries(
-    st.sampled_from(["path", "profile", "source", "extra"]), json_values, max_size=4)))
+@given(
+    body=st.one_of(
+        json_values,
+        st.dictionaries(
+            st.sampled_from(["path", "profile", "source", "extra"]), json_values, max_size=4
+        ),
+    )
+)
 def test_generated_option_bodies_get_a_4xx_never_a_5xx(hub, api, body):
     TRIED["bodies"] += 1
     _start(hub, api, "fuzz", body)
 
 
 @common
-@given(raw=st.binary(max_size=200) | st.just(b"{" * 5000) | st.just(b'{"path": "' + b"a" * 100_000 + b'"}'))
+@given(
+    raw=st.binary(max_size=200)
+    | st.just(b"{" * 5000)
+    | st.just(b'{"path": "' + b"a" * 100_000 + b'"}')
+)
 def test_raw_and_huge_bodies_get_a_4xx(hub, api, raw):
     TRIED["raw"] += 1
     _start(hub, api, "fuzz", raw)
@@ -114,16 +138,22 @@ def test_html_in_policy_names_is_escaped_in_pages(hub):
 
 # ---- share codes and audit batches (issue #12): any shape, any depth, any number ----------
 
-numbers = (st.floats() | st.integers() | st.sampled_from([10 ** 400, -(10 ** 400), 2 ** 64])
-           | st.sampled_from([float("nan"), float("inf"), float("-inf")]))
+numbers = (
+    st.floats()
+    | st.integers()
+    | st.sampled_from([10**400, -(10**400), 2**64])
+    | st.sampled_from([float("nan"), float("inf"), float("-inf")])
+)
 hostile = st.recursive(
     st.none() | st.booleans() | numbers | st.text(max_size=30),
-    lambda inner: (st.lists(inner, max_size=5)
-                   | st.dictionaries(st.text(max_size=10), inner, max_size=5)),
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5)
+    ),
     max_leaves=30,
 )
-deep = st.integers(1, 3000).flatmap(lambda n: st.sampled_from(
-    ["[" * n + "]" * n, '{"a":' * n + "1" + "}" * n, "[" * n]))
+deep = st.integers(1, 3000).flatmap(
+    lambda n: st.sampled_from(["[" * n + "]" * n, '{"a":' * n + "1" + "}" * n, "[" * n])
+)
 
 
 def _as_text(body) -> str:
@@ -149,51 +179,100 @@ def linked(hub, api):
 
 
 share_fields = st.sampled_from(["expires_in", "scopes", "user", "group", "extra"])
-scope_texts = st.sampled_from(["access:servers", "access:servers!server=alice/linked", "bogus",
-                               "read:users!foo=bar", "shares!user", "", "!", "admin:users"])
+scope_texts = st.sampled_from(
+    [
+        "access:servers",
+        "access:servers!server=alice/linked",
+        "bogus",
+        "read:users!foo=bar",
+        "shares!user",
+        "",
+        "!",
+        "admin:users",
+    ]
+)
 
 
 @common
-@given(body=st.one_of(
-    hostile, deep,
-    st.dictionaries(share_fields, hostile | numbers | st.lists(scope_texts | hostile, max_size=3),
-                    max_size=3)))
+@given(
+    body=st.one_of(
+        hostile,
+        deep,
+        st.dictionaries(
+            share_fields,
+            hostile | numbers | st.lists(scope_texts | hostile, max_size=3),
+            max_size=3,
+        ),
+    )
+)
 def test_generated_share_code_bodies_get_a_4xx_never_a_5xx(hub, api, linked, body):
     TRIED["share_codes"] += 1
-    r = api.post(f"{hub.url}/hub/api/share-codes/alice/linked", data=_as_text(body),
-                 headers={"Content-Type": "application/json"}, timeout=30)
+    r = api.post(
+        f"{hub.url}/hub/api/share-codes/alice/linked",
+        data=_as_text(body),
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
     _answer(r, body)
 
 
-EVENT = {"id": "fuzz-00000000", "time": "2026-11-22T10:00:00Z", "type": "page_view",
-         "owner": "alice", "app": "linked", "viewer": "carol", "page": "p"}
-event_fields = st.sampled_from([*EVENT, "duration_s", "extra", "viewer_groups", "schema_version",
-                                "session", "unknown"])
-events = st.builds(lambda n, over: {**EVENT, "id": f"fuzz-{n:08d}", **over},
-                   st.integers(0, 10 ** 8), st.dictionaries(event_fields, hostile, max_size=3))
+EVENT = {
+    "id": "fuzz-00000000",
+    "time": "2026-11-22T10:00:00Z",
+    "type": "page_view",
+    "owner": "alice",
+    "app": "linked",
+    "viewer": "carol",
+    "page": "p",
+}
+event_fields = st.sampled_from(
+    [*EVENT, "duration_s", "extra", "viewer_groups", "schema_version", "session", "unknown"]
+)
+events = st.builds(
+    lambda n, over: {**EVENT, "id": f"fuzz-{n:08d}", **over},
+    st.integers(0, 10**8),
+    st.dictionaries(event_fields, hostile, max_size=3),
+)
 
 
 @common
-@given(body=st.one_of(hostile, deep, st.builds(lambda evs: {"events": evs},
-                                                st.lists(events | hostile, max_size=4))))
+@given(
+    body=st.one_of(
+        hostile,
+        deep,
+        st.builds(lambda evs: {"events": evs}, st.lists(events | hostile, max_size=4)),
+    )
+)
 @example(body={"events": [{**EVENT, "id": "fuzz-nan-extra", "extra": {"x": float("nan")}}]})
-@example(body={"events": [{**EVENT, "id": "fuzz-inf-duration", "type": "session_end",
-                           "duration_s": float("inf")}]})
+@example(
+    body={
+        "events": [
+            {**EVENT, "id": "fuzz-inf-duration", "type": "session_end", "duration_s": float("inf")}
+        ]
+    }
+)
 def test_generated_audit_batches_get_a_4xx_never_a_5xx(hub, linked, body):
     TRIED["audit"] += 1
-    r = requests.post(f"http://127.0.0.1:{hub.audit_port}/services/audit/api/events",
-                      data=_as_text(body), timeout=30,
-                      headers={"Authorization": f"token {linked}",
-                               "Content-Type": "application/json"})
+    r = requests.post(
+        f"http://127.0.0.1:{hub.audit_port}/services/audit/api/events",
+        data=_as_text(body),
+        timeout=30,
+        headers={"Authorization": f"token {linked}", "Content-Type": "application/json"},
+    )
     _answer(r, body)
 
 
 def test_the_audit_export_is_strict_json_after_the_fuzzing(hub, linked):
     """After the generated batches above (run first, in file order): nothing stored holds a
     NaN or an infinity."""
-    r = requests.get(f"http://127.0.0.1:{hub.audit_port}/services/audit/api/events",
-                     params={"format": "jsonl"}, timeout=30,
-                     headers={"Authorization": f"token {hub.token('admin')}"})
+    r = requests.get(
+        f"http://127.0.0.1:{hub.audit_port}/services/audit/api/events",
+        params={"format": "jsonl"},
+        timeout=30,
+        headers={"Authorization": f"token {hub.token('admin')}"},
+    )
     assert r.status_code == 200
     for line in r.text.splitlines():
-        json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} stored: {line[:200]}"))
+        json.loads(
+            line, parse_constant=lambda c, line=line: pytest.fail(f"{c} stored: {line[:200]}")
+        )

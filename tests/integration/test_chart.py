@@ -29,11 +29,20 @@ from tests.helpers.pss import restricted_violations
 from tests.helpers.streamlit_ws import session, ws_url
 
 _why_not = netns.available()
-pytestmark = [pytest.mark.integration, pytest.mark.skipif(_why_not is not None, reason=str(_why_not))]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(_why_not is not None, reason=str(_why_not)),
+]
 
 NS = "streamlit-hub"
-VERBS = {"LIST": "list", "WATCH": "watch", "FETCH": "get", "CREATE": "create",
-         "UPDATE": "patch", "DELETE": "delete"}
+VERBS = {
+    "LIST": "list",
+    "WATCH": "watch",
+    "FETCH": "get",
+    "CREATE": "create",
+    "UPDATE": "patch",
+    "DELETE": "delete",
+}
 
 
 def wait(predicate, timeout=30.0, interval=0.2):
@@ -67,8 +76,9 @@ def seed_demo_app(cluster, user):
 
 
 def audit_events(cluster, token) -> list[dict]:
-    r = cluster.api(token).get(cluster.url + "/services/audit/api/events", params={"limit": 1000},
-                               timeout=10)
+    r = cluster.api(token).get(
+        cluster.url + "/services/audit/api/events", params={"limit": 1000}, timeout=10
+    )
     return r.json()["events"] if r.status_code == 200 else []
 
 
@@ -107,16 +117,26 @@ def test_the_chart_runs_our_hub_and_serves_an_app_pod(cluster):
     # served over HTTP and websocket, on alice's own host, through the chart's proxy
     page = cluster.open_app(alice, "alice", "demo")
     assert page.status_code == 200 and page.url.startswith(cluster.app_url("alice", "demo"))
-    out = session(ws_url(cluster.app_origin("alice"), "/user/alice/demo/"),
-                  {"Cookie": cluster.app_cookie_header(alice, "alice", "demo")})
+    out = session(
+        ws_url(cluster.app_origin("alice"), "/user/alice/demo/"),
+        {"Cookie": cluster.app_cookie_header(alice, "alice", "demo")},
+    )
     assert out["finished"] == 1 and any("Sales demo" in t for t in out["texts"])
 
     # audit: from the hub (start, authorization) and from the app pod (over the hub Service)
     admin = cluster.token("admin")
-    found = wait(lambda: (lambda ev: ev if {"app_start", "authorize", "page_view"} <= {e["type"] for e in ev}
-                          else None)(audit_events(cluster, admin)), timeout=30)
+    found = wait(
+        lambda: (
+            lambda ev: (
+                ev if {"app_start", "authorize", "page_view"} <= {e["type"] for e in ev} else None
+            )
+        )(audit_events(cluster, admin)),
+        timeout=30,
+    )
     assert found, f"audit events missing:\n{cluster.log_tail()}"
-    assert any(e["type"] == "page_view" and e["owner"] == "alice" and e["app"] == "demo" for e in found)
+    assert any(
+        e["type"] == "page_view" and e["owner"] == "alice" and e["app"] == "demo" for e in found
+    )
 
     cluster.stop_app(alice, "alice", "demo")
     assert wait(lambda: not cluster.k8s(f"/api/v1/namespaces/{NS}/pods")["items"], timeout=30)

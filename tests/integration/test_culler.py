@@ -35,8 +35,9 @@ class Reader(threading.Thread):
 
     def run(self):
         async def hold():
-            async with websockets.connect(self.url, subprotocols=["streamlit"],
-                                          additional_headers=self.headers) as ws:
+            async with websockets.connect(
+                self.url, subprotocols=["streamlit"], additional_headers=self.headers
+            ) as ws:
                 msg = BackMsg()
                 msg.rerun_script.query_string = ""
                 await ws.send(msg.SerializeToString())
@@ -44,8 +45,9 @@ class Reader(threading.Thread):
                 while not self.stop.is_set():
                     try:
                         await asyncio.wait_for(ws.recv(), 0.5)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
+
         asyncio.run(hold())
 
 
@@ -57,8 +59,10 @@ def test_an_unused_app_is_culled_and_a_read_one_is_not(tmp_path):
         hub.start_app(alice, "alice", "read", {"path": "apps/idle/app.py"})
         started = time.monotonic()
         hub.open_app(alice, "alice", "read")
-        reader = Reader(ws_url(hub.app_origin("alice"), "/user/alice/read/"),
-                        {"Cookie": hub.app_cookie_header(alice, "alice", "read")})
+        reader = Reader(
+            ws_url(hub.app_origin("alice"), "/user/alice/read/"),
+            {"Cookie": hub.app_cookie_header(alice, "alice", "read")},
+        )
         reader.start()
         assert reader.opened.wait(30)
         try:
@@ -71,7 +75,9 @@ def test_an_unused_app_is_culled_and_a_read_one_is_not(tmp_path):
             culled_after = time.monotonic() - started
             servers = alice.get(f"{hub.url}/hub/api/users/alice", timeout=10).json()["servers"]
             print(f"idle app culled after {culled_after:.0f} s (policy idle_timeout 30 s)")
-            assert "idle" not in servers or not servers["idle"].get("ready"), "the unused app was not culled"
+            assert "idle" not in servers or not servers["idle"].get("ready"), (
+                "the unused app was not culled"
+            )
             assert culled_after >= 30
             assert servers["read"]["ready"], "the app a viewer is reading was culled"
         finally:
@@ -80,8 +86,11 @@ def test_an_unused_app_is_culled_and_a_read_one_is_not(tmp_path):
         admin = hub.api(hub.token("admin"))
         deadline = time.monotonic() + 20
         while True:
-            stops = admin.get(f"{hub.url}/services/audit/api/events",
-                              params={"app": "idle", "type": "app_stop"}, timeout=10).json()["events"]
+            stops = admin.get(
+                f"{hub.url}/services/audit/api/events",
+                params={"app": "idle", "type": "app_stop"},
+                timeout=10,
+            ).json()["events"]
             if stops or time.monotonic() > deadline:
                 break
             time.sleep(0.5)

@@ -58,7 +58,9 @@ def app_pids(hub) -> dict:
     out = {}
     for pid in hub.app_processes():
         env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
-        name = next(e.split(b"=", 1)[1].decode() for e in env if e.startswith(b"JUPYTERHUB_SERVER_NAME="))
+        name = next(
+            e.split(b"=", 1)[1].decode() for e in env if e.startswith(b"JUPYTERHUB_SERVER_NAME=")
+        )
         out[name] = pid
     return out
 
@@ -84,10 +86,18 @@ def test_hub_restart_keeps_apps_serving_and_resumes_them(hub):
     # while the hub is down, viewers keep using their apps through the proxy
     extra_views = 0
     for name, cookie in cookies.items():
-        assert session(ws_url(hub.app_origin("alice"), f"/user/alice/{name}/"), {"Cookie": cookie})["finished"] == 1
+        assert (
+            session(ws_url(hub.app_origin("alice"), f"/user/alice/{name}/"), {"Cookie": cookie})[
+                "finished"
+            ]
+            == 1
+        )
         extra_views += name == "app0"
-        r = requests.get(f"{hub.app_origin('alice')}/user/alice/{name}/_stcore/health", headers={"Cookie": cookie},
-                         timeout=10)
+        r = requests.get(
+            f"{hub.app_origin('alice')}/user/alice/{name}/_stcore/health",
+            headers={"Cookie": cookie},
+            timeout=10,
+        )
         assert (r.status_code, r.text) == (200, "ok")
     served_while_down = time.monotonic() - down
 
@@ -113,18 +123,22 @@ def test_hub_restart_keeps_apps_serving_and_resumes_them(hub):
     admin = hub.api(hub.token("admin"))
     deadline = time.monotonic() + 60
     while True:
-        views = admin.get(f"{hub.url}/services/audit/api/events",
-                          params={"app": "app0", "type": "page_view", "viewer": "alice", "limit": 1000},
-                          timeout=10).json()["events"]
+        views = admin.get(
+            f"{hub.url}/services/audit/api/events",
+            params={"app": "app0", "type": "page_view", "viewer": "alice", "limit": 1000},
+            timeout=10,
+        ).json()["events"]
         if len(views) >= total or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     assert reader.views > 10 and after_restart.views > 0
     assert reader.errors == after_restart.errors == 0, getattr(reader, "last_error", "")
     assert len(views) == total and len({v["id"] for v in views}) == total
-    print(f"hub restart: viewers served for {served_while_down:.1f} s while down; "
-          f"hub back after {up:.1f} s; {len(after)} apps resumed, same PIDs; "
-          f"{total} page views ({reader.views} before and while the hub was down), all in the audit trail once")
+    print(
+        f"hub restart: viewers served for {served_while_down:.1f} s while down; "
+        f"hub back after {up:.1f} s; {len(after)} apps resumed, same PIDs; "
+        f"{total} page views ({reader.views} before and while the hub was down), all in the audit trail once"
+    )
 
 
 class PageViews(threading.Thread):
@@ -140,8 +154,10 @@ class PageViews(threading.Thread):
     def run(self):
         while not self.stop.is_set():
             try:
-                self.views += session(self.url, {"Cookie": self.cookie}, pages=["", "Details"])["finished"]
-            except Exception as e:  # noqa: BLE001 - counted; the test requires none
+                self.views += session(self.url, {"Cookie": self.cookie}, pages=["", "Details"])[
+                    "finished"
+                ]
+            except Exception as e:
                 self.errors += 1
                 self.last_error = repr(e)
                 time.sleep(0.2)
@@ -177,7 +193,9 @@ def test_killed_app_is_marked_stopped_and_starts_again(hub):
     os.kill(pid, signal.SIGKILL)
     killed = time.monotonic()
     while time.monotonic() - killed < 20:
-        server = alice.get(f"{hub.url}/hub/api/users/alice", timeout=10).json()["servers"].get("fragile")
+        server = (
+            alice.get(f"{hub.url}/hub/api/users/alice", timeout=10).json()["servers"].get("fragile")
+        )
         if not server or not server["ready"]:
             break
         time.sleep(0.2)
@@ -204,8 +222,11 @@ def test_owner_sees_why_an_app_died_and_others_do_not(hub):
     hub.start_app(alice, "alice", "crashy")
     hub.open_app(alice, "alice", "crashy")
     try:
-        session(ws_url(hub.app_origin("alice"), "/user/alice/crashy/"),
-                {"Cookie": hub.app_cookie_header(alice, "alice", "crashy")}, timeout=10)
+        session(
+            ws_url(hub.app_origin("alice"), "/user/alice/crashy/"),
+            {"Cookie": hub.app_cookie_header(alice, "alice", "crashy")},
+            timeout=10,
+        )
     except Exception:
         pass  # the app exits under us, as designed
     deadline = time.monotonic() + 20
@@ -216,10 +237,18 @@ def test_owner_sees_why_an_app_died_and_others_do_not(hub):
     # stopped until someone starts it, and the crash is in the audit trail.
     time.sleep(3)
     assert "crashy" not in app_pids(hub)
-    assert not alice.get(f"{hub.url}/hub/api/users/alice", timeout=10).json()["servers"].get("crashy")
-    stops = hub.api(hub.token("admin")).get(f"{hub.url}/services/audit/api/events",
-                                            params={"app": "crashy", "type": "app_stop"},
-                                            timeout=10).json()["events"]
+    assert (
+        not alice.get(f"{hub.url}/hub/api/users/alice", timeout=10).json()["servers"].get("crashy")
+    )
+    stops = (
+        hub.api(hub.token("admin"))
+        .get(
+            f"{hub.url}/services/audit/api/events",
+            params={"app": "crashy", "type": "app_stop"},
+            timeout=10,
+        )
+        .json()["events"]
+    )
     assert [(e["reason"], e["extra"]["exit_status"]) for e in stops] == [("crash", 3)]
     url = f"{hub.url}/hub/api/streamlit/apps/alice/crashy/output"
     out = alice.get(url, timeout=10).json()
@@ -257,8 +286,11 @@ def test_memory_limit_still_holds_after_a_hub_restart(hub):
     hub.open_app(alice, "alice", "hungry")
     (folder / "eat").write_text("now")
     try:
-        session(ws_url(hub.app_origin("alice"), "/user/alice/hungry/"),
-                {"Cookie": hub.app_cookie_header(alice, "alice", "hungry")}, timeout=10)
+        session(
+            ws_url(hub.app_origin("alice"), "/user/alice/hungry/"),
+            {"Cookie": hub.app_cookie_header(alice, "alice", "hungry")},
+            timeout=10,
+        )
     except Exception:
         pass  # killed under us, as designed
     deadline = time.monotonic() + 20
@@ -266,6 +298,8 @@ def test_memory_limit_still_holds_after_a_hub_restart(hub):
         time.sleep(0.2)
     assert "hungry" not in app_pids(hub), "the app over its memory limit was not stopped"
     out = alice.get(f"{hub.url}/hub/api/streamlit/apps/alice/hungry/output", timeout=10).json()
-    assert "300M limit of its profile 'tiny'" in (out["stop_reason"] or "") + "\n".join(out["lines"]), out
+    assert "300M limit of its profile 'tiny'" in (out["stop_reason"] or "") + "\n".join(
+        out["lines"]
+    ), out
     after = app_pids(hub)
     assert {n: p for n, p in before.items() if n != "hungry"} == after  # only it died

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.conftest import have_proxy
-from tests.helpers.hub import browser_like_cookies, Hub
+from tests.helpers.hub import Hub, browser_like_cookies
 from tests.helpers.oauth_provider import OAuthProviderDouble
 
 POLICY = """

@@ -29,5 +29,8 @@ def hub(tmp_path_factory):
 @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
 def test_hub_api_extensions_conform_to_their_openapi_document(case, hub):
     TRIED.add(case)
-    case.call_and_validate(base_url=f"{hub.url}/hub/api/streamlit",
-                           headers={"Authorization": f"token {hub.alice_token}"}, checks=CHECKS)
+    case.call_and_validate(
+        base_url=f"{hub.url}/hub/api/streamlit",
+        headers={"Authorization": f"token {hub.alice_token}"},
+        checks=CHECKS,
+    )

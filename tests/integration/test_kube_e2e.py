@@ -36,16 +36,32 @@ defaults: {profiles: [], max_running_apps: 0, max_apps: 0}
 def double(tmp_path):
     port = free_port()
     workdir = tmp_path / "cluster"
-    proc = subprocess.Popen([sys.executable, "-m", "tests.helpers.kube_double", "--port", str(port),
-                             "--workdir", str(workdir)], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=open(tmp_path / "double.log", "wb"), text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.helpers.kube_double",
+            "--port",
+            str(port),
+            "--workdir",
+            str(workdir),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=open(tmp_path / "double.log", "wb"),
+        text=True,
+        start_new_session=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "ready", (tmp_path / "double.log").read_text()
         config = tmp_path / "kubeconfig"
         config.write_text(kubeconfig(port))
-        yield {"url": f"http://127.0.0.1:{port}", "kubeconfig": str(config), "workdir": workdir,
-               "log": tmp_path / "double.log"}
+        yield {
+            "url": f"http://127.0.0.1:{port}",
+            "kubeconfig": str(config),
+            "workdir": workdir,
+            "log": tmp_path / "double.log",
+        }
     finally:
         proc.terminate()
         proc.wait(30)
@@ -62,9 +78,13 @@ def test_an_app_runs_as_a_pod_through_the_real_hub_and_proxy(tmp_path, double):
         target = home / f.relative_to(REPO / "hub_config" / "demo_app")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(f.read_text())
-    env = {"STREAMLIT_HUB_MODE": "kubernetes", "STREAMLIT_HUB_AUTH": "demo",
-           "KUBECONFIG": double["kubeconfig"], "STREAMLIT_HUB_AUDIT_HOST": "127.0.0.1",
-           "STREAMLIT_HUB_AUDIT_BIND": "127.0.0.1"}
+    env = {
+        "STREAMLIT_HUB_MODE": "kubernetes",
+        "STREAMLIT_HUB_AUTH": "demo",
+        "KUBECONFIG": double["kubeconfig"],
+        "STREAMLIT_HUB_AUDIT_HOST": "127.0.0.1",
+        "STREAMLIT_HUB_AUDIT_BIND": "127.0.0.1",
+    }
     hub = Hub(tmp_path / "h", env=env, policy=POLICY)
     env["STREAMLIT_HUB_PUBLIC_URL"] = hub.url  # each analyst's apps on <analyst>.localhost
     hub.extra_config = textwrap.dedent(f"""
@@ -78,7 +98,7 @@ def test_an_app_runs_as_a_pod_through_the_real_hub_and_proxy(tmp_path, double):
         c.JupyterHub.db_url = f"sqlite:///{{data / 'jupyterhub.sqlite'}}"
         c.JupyterHub.cookie_secret_file = str(data / "cookie_secret")
         c.JupyterHub.pid_file = str(data / "jupyterhub.pid")
-        c.ConfigurableHTTPProxy.command = [r"{REPO / 'node_modules/.bin/configurable-http-proxy'}"]
+        c.ConfigurableHTTPProxy.command = [r"{REPO / "node_modules/.bin/configurable-http-proxy"}"]
         c.ConfigurableHTTPProxy.pid_file = str(data / "proxy.pid")
         c.JupyterHub.cleanup_servers = True
         c.JupyterHub.cleanup_proxy = True
@@ -96,25 +116,38 @@ def test_an_app_runs_as_a_pod_through_the_real_hub_and_proxy(tmp_path, double):
         assert pod["status"]["podIP"].startswith("127.0.")
         assert pod["metadata"]["labels"]["streamlit-hub.io/app"] == "demo"
         assert restricted_violations(pod) == [] and problems(pod, "V1Pod") == []
-        reasons = {e["reason"] for e in k8s(double, "/api/v1/namespaces/default/events")["items"]
-                   if e["involvedObject"]["name"] == pod["metadata"]["name"]}
+        reasons = {
+            e["reason"]
+            for e in k8s(double, "/api/v1/namespaces/default/events")["items"]
+            if e["involvedObject"]["name"] == pod["metadata"]["name"]
+        }
         assert {"Scheduled", "Pulled", "Started"} <= reasons
         page = hub.open_app(alice, "alice", "demo")
         assert page.status_code == 200 and "/user/alice/demo/" in page.url
-        out = session(ws_url(hub.app_origin("alice"), "/user/alice/demo/"),
-                      {"Cookie": hub.app_cookie_header(alice, "alice", "demo")})
+        out = session(
+            ws_url(hub.app_origin("alice"), "/user/alice/demo/"),
+            {"Cookie": hub.app_cookie_header(alice, "alice", "demo")},
+        )
         assert out["finished"] == 1 and any("Sales demo" in t for t in out["texts"])
         # over the quota (one running app for analysts): refused before any pod is made
-        r = alice.post(f"{hub.url}/hub/api/users/alice/servers/second", json={"path": "apps/demo/app.py"},
-                       timeout=60)
+        r = alice.post(
+            f"{hub.url}/hub/api/users/alice/servers/second",
+            json={"path": "apps/demo/app.py"},
+            timeout=60,
+        )
         assert r.status_code == 403 and "at once" in r.json()["message"]
         assert len(k8s(double, "/api/v1/namespaces/default/pods")["items"]) == 1
         hub.stop_app(alice, "alice", "demo")
         deadline = time.monotonic() + 30
-        while k8s(double, "/api/v1/namespaces/default/pods")["items"] and time.monotonic() < deadline:
+        while (
+            k8s(double, "/api/v1/namespaces/default/pods")["items"] and time.monotonic() < deadline
+        ):
             time.sleep(0.2)
         assert k8s(double, "/api/v1/namespaces/default/pods")["items"] == []
-        pvcs = [p["metadata"]["name"] for p in k8s(double, "/api/v1/namespaces/default/persistentvolumeclaims")["items"]]
+        pvcs = [
+            p["metadata"]["name"]
+            for p in k8s(double, "/api/v1/namespaces/default/persistentvolumeclaims")["items"]
+        ]
         assert pvcs == ["home-alice"]
     finally:
         left = hub.stop()

@@ -29,7 +29,9 @@ def test_link_rules_hold_on_the_rest_api(tmp_path):
 
         for who in (alice, admin):
             r = who.post(f"{codes}/alice/demo", json={"expires_in": 3600}, timeout=10)
-            assert r.status_code == 403 and "turned off for alice's apps" in r.json()["message"], r.text
+            assert r.status_code == 403 and "turned off for alice's apps" in r.json()["message"], (
+                r.text
+            )
         assert alice.get(f"{codes}/alice/demo", timeout=10).json()["items"] == []
         r = alice.post(f"{hub.url}/hub/api/shares/alice/demo", json={"user": "carol"}, timeout=10)
         assert r.status_code == 200  # sharing with people still works

@@ -1,6 +1,5 @@
 """The group policy on the real hub: every start path, exact under races, reasons shown."""
 
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -26,8 +25,11 @@ LIMIT_MESSAGE = "analysts may run 3 apps at once; you are running"
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    with running_hub(tmp_path_factory.mktemp("quota"), policy=POLICY,
-                     extra_config="c.Spawner.poll_interval = 1\n") as h:
+    with running_hub(
+        tmp_path_factory.mktemp("quota"),
+        policy=POLICY,
+        extra_config="c.Spawner.poll_interval = 1\n",
+    ) as h:
         yield h
 
 
@@ -39,24 +41,31 @@ def alice(hub):
 @pytest.fixture
 def clean(hub, alice):
     """Each test starts with none of alice's apps, and leaves none behind."""
+
     def wipe():
         url = f"{hub.url}/hub/api/users/alice?include_stopped_servers=1"
         servers = alice.get(url, timeout=10).json()["servers"]
         for name in [n for n in servers if n]:  # "" is the default server: not an app
-            alice.delete(f"{hub.url}/hub/api/users/alice/servers/{name}", json={"remove": True},
-                         timeout=60)
+            alice.delete(
+                f"{hub.url}/hub/api/users/alice/servers/{name}", json={"remove": True}, timeout=60
+            )
         deadline = time.monotonic() + 30
         while [n for n in alice.get(url, timeout=10).json()["servers"] if n]:
             assert time.monotonic() < deadline, "alice's apps did not go away"
             time.sleep(0.2)
+
     wipe()
     yield
     wipe()
 
 
 def _post_start(url, token, name, body):
-    r = requests.post(f"{url}/hub/api/users/alice/servers/{name}", json=body,
-                      headers={"Authorization": f"token {token}"}, timeout=120)
+    r = requests.post(
+        f"{url}/hub/api/users/alice/servers/{name}",
+        json=body,
+        headers={"Authorization": f"token {token}"},
+        timeout=120,
+    )
     return name, r.status_code, r.json().get("message", "") if r.content else ""
 
 
@@ -76,10 +85,16 @@ def test_50_concurrent_starts_run_exactly_3_and_47_get_the_reason(hub, alice, cl
     assert len(hub.app_processes()) == 3
     # /hub/metrics counts the refusals by the policy groups and reason, and spawn times by profile
     metrics = hub.api(hub.token("admin")).get(f"{hub.url}/hub/metrics", timeout=10).text
-    refusals = [line for line in metrics.splitlines()
-                if line.startswith('streamlit_hub_quota_refusals_total{groups="analysts",reason="running"}')]
+    refusals = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith('streamlit_hub_quota_refusals_total{groups="analysts",reason="running"}')
+    ]
     assert refusals and float(refusals[0].split()[-1]) >= 47, refusals
-    assert 'streamlit_hub_app_spawn_duration_seconds_count{outcome="started",profile="medium"}' in metrics
+    assert (
+        'streamlit_hub_app_spawn_duration_seconds_count{outcome="started",profile="medium"}'
+        in metrics
+    )
 
 
 def test_two_names_at_once_with_one_slot_left_start_exactly_one(hub, alice, clean):
@@ -104,9 +119,11 @@ def test_every_start_path_is_checked(hub, alice, clean):
     r = admin.post(f"{hub.url}/hub/api/users/alice/servers/byadmin", json=DEMO, timeout=60)
     assert (r.status_code, r.json()["message"]) == (403, expected)
     # the options form shows the same words
-    r = alice.post(f"{hub.url}/hub/spawn/alice/viaform",
-                   data={"path": "apps/demo/app.py", "_xsrf": alice.headers["X-XSRFToken"]},
-                   timeout=60)
+    r = alice.post(
+        f"{hub.url}/hub/spawn/alice/viaform",
+        data={"path": "apps/demo/app.py", "_xsrf": alice.headers["X-XSRFToken"]},
+        timeout=60,
+    )
     assert r.status_code == 403 and "may run 3 apps at once" in r.text
     # a restart after a stop (what happens after the idle culler): the stored options are
     # reused, the policy is asked again
@@ -118,11 +135,13 @@ def test_every_start_path_is_checked(hub, alice, clean):
 
 
 def test_a_profile_outside_the_group_is_refused(hub, alice, clean):
-    r = alice.post(f"{hub.url}/hub/api/users/alice/servers/big", json={**DEMO, "profile": "large"},
-                   timeout=60)
+    r = alice.post(
+        f"{hub.url}/hub/api/users/alice/servers/big", json={**DEMO, "profile": "large"}, timeout=60
+    )
     assert r.status_code == 403
-    assert r.json()["message"] == ("analysts may use the profiles small, medium; "
-                                   "'Large: 4 CPU, 4 GB' is not one of them.")
+    assert r.json()["message"] == (
+        "analysts may use the profiles small, medium; 'Large: 4 CPU, 4 GB' is not one of them."
+    )
     bob = hub.login("bob")
     hub.start_app(bob, "bob", "big", {**DEMO, "profile": "large"})
     hub.stop_app(bob, "bob", "big", remove=True)
@@ -171,8 +190,11 @@ def test_an_app_over_its_memory_limit_is_stopped_and_nothing_else(hub, alice, cl
     hub.start_app(alice, "alice", "hog", {"profile": "small"})
     hub.open_app(alice, "alice", "hog")
     try:
-        session(ws_url(hub.app_origin("alice"), "/user/alice/hog/"),
-                {"Cookie": hub.app_cookie_header(alice, "alice", "hog")}, timeout=20)
+        session(
+            ws_url(hub.app_origin("alice"), "/user/alice/hog/"),
+            {"Cookie": hub.app_cookie_header(alice, "alice", "hog")},
+            timeout=20,
+        )
     except (WebsocketRefused, Exception):
         pass  # the app may die while we talk to it
     deadline = time.monotonic() + 30
@@ -191,8 +213,10 @@ def test_an_app_over_its_memory_limit_is_stopped_and_nothing_else(hub, alice, cl
 
 
 def test_a_bad_policy_file_stops_the_hub_at_start_up(tmp_path):
-    bad = POLICY.replace("profiles: [small, medium], default_profile: medium",
-                         "profiles: [small, huge], default_profile: small")
+    bad = POLICY.replace(
+        "profiles: [small, medium], default_profile: medium",
+        "profiles: [small, huge], default_profile: small",
+    )
     h = Hub(tmp_path, policy=bad)
     with pytest.raises(RuntimeError) as e:
         h.start(timeout=30)
@@ -206,13 +230,21 @@ def test_max_apps_limits_named_servers_kept(tmp_path):
     try:
         alice = h.login("alice")
         for name in ("one", "two"):
-            assert alice.put(f"{h.url}/hub/api/users/alice/servers/{name}", json=DEMO,
-                             timeout=30).status_code == 201
+            assert (
+                alice.put(
+                    f"{h.url}/hub/api/users/alice/servers/{name}", json=DEMO, timeout=30
+                ).status_code
+                == 201
+            )
         r = alice.put(f"{h.url}/hub/api/users/alice/servers/three", json=DEMO, timeout=30)
         assert r.status_code == 400
         assert "already has the maximum of 2 named servers" in r.json()["message"]
         alice.delete(f"{h.url}/hub/api/users/alice/servers/two", json={"remove": True}, timeout=30)
-        assert alice.put(f"{h.url}/hub/api/users/alice/servers/three", json=DEMO,
-                         timeout=30).status_code == 201
+        assert (
+            alice.put(
+                f"{h.url}/hub/api/users/alice/servers/three", json=DEMO, timeout=30
+            ).status_code
+            == 201
+        )
     finally:
         assert h.stop() == []

@@ -16,7 +16,7 @@ import requests
 import websockets
 
 from tests.helpers.hub import running_hub
-from tests.helpers.streamlit_ws import WebsocketRefused, run_session, session, ws_url
+from tests.helpers.streamlit_ws import WebsocketRefused, session, ws_url
 
 WINDOW = 2.0  # auth_cache_seconds of this hub: how long a revoked viewer may keep going
 DEMO = {"path": "apps/demo/app.py"}
@@ -74,8 +74,11 @@ def ws_for(hub, s, path=APP, **kw):
 
 
 def cookie_for(s, path):
-    return "; ".join(f"{c.name}={c.value}" for c in s.cookies
-                     if path.startswith(c.path) and c.domain.endswith("localhost"))
+    return "; ".join(
+        f"{c.name}={c.value}"
+        for c in s.cookies
+        if path.startswith(c.path) and c.domain.endswith("localhost")
+    )
 
 
 def can_use(hub, s, path=APP) -> bool:
@@ -86,7 +89,7 @@ def can_use(hub, s, path=APP) -> bool:
     try:
         return ws_for(hub, s, path)["finished"] == 1
     except WebsocketRefused:
-        raise AssertionError("HTTP allowed but websocket refused")
+        raise AssertionError("HTTP allowed but websocket refused") from None
 
 
 def test_not_shared_is_refused_http_and_ws(hub, alice, short_link):
@@ -97,8 +100,12 @@ def test_not_shared_is_refused_http_and_ws(hub, alice, short_link):
     with pytest.raises(WebsocketRefused):
         ws_for(hub, bob)
     token = hub.token("bob")
-    assert requests.get(hub.app_origin("alice") + APP, headers={"Authorization": f"token {token}"},
-                        timeout=10).status_code == 403
+    assert (
+        requests.get(
+            hub.app_origin("alice") + APP, headers={"Authorization": f"token {token}"}, timeout=10
+        ).status_code
+        == 403
+    )
     with pytest.raises(WebsocketRefused):
         session(ws_url(hub.app_origin("alice"), APP), {"Authorization": f"token {token}"})
 
@@ -120,22 +127,33 @@ def test_shared_user_sees_plain_words_once_then_uses_the_app(hub, alice):
     assert "cannot act on your behalf" in page
     assert can_use(hub, carol)
     again = carol.get(hub.app_origin("alice") + APP, timeout=30)  # no second question
-    assert again.url == hub.app_origin("alice") + APP and 'id="authorize-open-app"' not in again.text
+    assert (
+        again.url == hub.app_origin("alice") + APP and 'id="authorize-open-app"' not in again.text
+    )
 
 
 def test_member_of_a_shared_group_uses_the_app(hub, alice):
-    r = alice.post(f"{hub.url}/hub/api/shares/alice/grouped", json={"group": "data-scientists"},
-                   timeout=10)
+    r = alice.post(
+        f"{hub.url}/hub/api/shares/alice/grouped", json={"group": "data-scientists"}, timeout=10
+    )
     assert r.status_code == 200, r.text
     bob = hub.login("bob")  # bob is in data-scientists
     assert can_use(hub, bob, "/user/alice/grouped/")
     carol_token = hub.token("carol")  # carol is not in that group
-    assert requests.get(hub.app_origin("alice") + "/user/alice/grouped/",
-                        headers={"Authorization": f"token {carol_token}"}, timeout=10).status_code == 403
+    assert (
+        requests.get(
+            hub.app_origin("alice") + "/user/alice/grouped/",
+            headers={"Authorization": f"token {carol_token}"},
+            timeout=10,
+        ).status_code
+        == 403
+    )
 
 
 def test_link_acceptors_use_the_app_and_others_do_not(hub, alice):
-    r = alice.post(f"{hub.url}/hub/api/share-codes/alice/demo", json={"expires_in": 3600}, timeout=10)
+    r = alice.post(
+        f"{hub.url}/hub/api/share-codes/alice/demo", json={"expires_in": 3600}, timeout=10
+    )
     assert r.status_code == 200, r.text
     accept_url = r.json()["accept_url"]
     erin = hub.login("erin")
@@ -159,8 +177,11 @@ def test_revoked_viewer_is_refused_within_the_window_http_and_open_ws(hub, alice
     async def scenario():
         from streamlit.proto.BackMsg_pb2 import BackMsg
 
-        ws = await websockets.connect(ws_url(hub.app_origin("alice"), APP), subprotocols=["streamlit"],
-                                      additional_headers={"Cookie": cookie})
+        ws = await websockets.connect(
+            ws_url(hub.app_origin("alice"), APP),
+            subprotocols=["streamlit"],
+            additional_headers={"Cookie": cookie},
+        )
         rerun = BackMsg()
         rerun.rerun_script.query_string = ""
         await ws.send(rerun.SerializeToString())
@@ -175,7 +196,7 @@ def test_revoked_viewer_is_refused_within_the_window_http_and_open_ws(hub, alice
                 await ws.send(rerun.SerializeToString())
                 while True:  # drain what arrived
                     await asyncio.wait_for(ws.recv(), 0.05)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             except websockets.exceptions.ConnectionClosed:
                 closed_after = time.monotonic() - revoked
@@ -194,9 +215,17 @@ def test_revoked_viewer_is_refused_within_the_window_http_and_open_ws(hub, alice
 
 def test_viewer_wakes_a_stopped_app_when_the_owner_allows_it(hub, alice):
     hub.start_app(alice, "alice", "wakeable", DEMO)
-    r = alice.post(f"{hub.url}/hub/api/shares/alice/wakeable", timeout=10, json={
-        "user": "carol",
-        "scopes": ["access:servers!server=alice/wakeable", "start:servers!server=alice/wakeable"]})
+    r = alice.post(
+        f"{hub.url}/hub/api/shares/alice/wakeable",
+        timeout=10,
+        json={
+            "user": "carol",
+            "scopes": [
+                "access:servers!server=alice/wakeable",
+                "start:servers!server=alice/wakeable",
+            ],
+        },
+    )
     assert r.status_code == 200, r.text
     hub.start_app(alice, "alice", "asleep", DEMO)
     alice.post(f"{hub.url}/hub/api/shares/alice/asleep", json={"user": "carol"}, timeout=10)
@@ -213,7 +242,10 @@ def test_viewer_wakes_a_stopped_app_when_the_owner_allows_it(hub, alice):
     # ...and the start API and the status API refuse, the latter without confirming it exists
     r = carol.post(f"{hub.url}/hub/api/users/alice/servers/asleep", json={}, timeout=30)
     assert r.status_code in (403, 404), r.text
-    assert carol.get(f"{hub.url}/hub/api/streamlit/apps/alice/asleep/status", timeout=10).status_code == 404
+    assert (
+        carol.get(f"{hub.url}/hub/api/streamlit/apps/alice/asleep/status", timeout=10).status_code
+        == 404
+    )
 
     # allowed (start:servers only, not `servers`): the page's button starts it through the
     # REST API and follows the status API, as its script does; then the app

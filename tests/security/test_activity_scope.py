@@ -8,7 +8,7 @@ exactly its scopes (``server_token_like``: the hub describes both alike).
 """
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -39,16 +39,17 @@ def activity_url(hub, where: str, user: str = "alice") -> str:
 
 
 def iso(when: datetime) -> str:
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def soon(seconds: float) -> datetime:
-    return datetime.now(timezone.utc) + timedelta(seconds=seconds)
+    return datetime.now(UTC) + timedelta(seconds=seconds)
 
 
 def last_activity(hub, app: str, token=None) -> datetime | None:
-    model = hub.api(token or hub.admin_token).get(f"{hub.url}/hub/api/users/alice",
-                                                  timeout=30).json()
+    model = (
+        hub.api(token or hub.admin_token).get(f"{hub.url}/hub/api/users/alice", timeout=30).json()
+    )
     value = model["servers"][app]["last_activity"]
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
@@ -59,8 +60,9 @@ def same(a: datetime | None, b: datetime) -> bool:
 
 
 def post(hub, token, where, body):
-    return hub.api(token).post(activity_url(hub, where), json=body, timeout=30,
-                               allow_redirects=False)
+    return hub.api(token).post(
+        activity_url(hub, where), json=body, timeout=30, allow_redirects=False
+    )
 
 
 def servers(**when: datetime) -> dict:
@@ -117,8 +119,10 @@ def test_people_admins_and_services_still_post_for_any_app(hub):
     # a token with users:activity and no server-limited access (what a service posting
     # activity would hold) is not held to one app
     r = hub.api(hub.admin_token).post(
-        f"{hub.url}/hub/api/users/alice/tokens", timeout=30,
-        json={"scopes": ["users:activity!user=alice"], "expires_in": 3600})
+        f"{hub.url}/hub/api/users/alice/tokens",
+        timeout=30,
+        json={"scopes": ["users:activity!user=alice"], "expires_in": 3600},
+    )
     assert r.status_code == 201, r.text
     by_service = soon(420)
     r = post(hub, r.json()["token"], "public", servers(two=by_service))
@@ -126,18 +130,23 @@ def test_people_admins_and_services_still_post_for_any_app(hub):
     assert same(last_activity(hub, "two"), by_service)
 
     # the idle culler reads what it always read, and none of a refused post
-    assert post(hub, hub.app_one_token, "internal",
-                servers(two=soon(50 * 60))).status_code == 403
-    culler = [p for p in processes_mentioning("jupyterhub_idle_culler")
-              if f"JUPYTERHUB_API_URL=http://127.0.0.1:{hub.hub_port}/".encode()
-              in open(f"/proc/{p}/environ", "rb").read()]
+    assert post(hub, hub.app_one_token, "internal", servers(two=soon(50 * 60))).status_code == 403
+    culler = [
+        p
+        for p in processes_mentioning("jupyterhub_idle_culler")
+        if f"JUPYTERHUB_API_URL=http://127.0.0.1:{hub.hub_port}/".encode()
+        in open(f"/proc/{p}/environ", "rb").read()
+    ]
     assert len(culler) == 1, culler
     env = open(f"/proc/{culler[0]}/environ", "rb").read().split(b"\0")
-    token = next(e.split(b"=", 1)[1].decode() for e in env
-                 if e.startswith(b"JUPYTERHUB_API_TOKEN="))
+    token = next(
+        e.split(b"=", 1)[1].decode() for e in env if e.startswith(b"JUPYTERHUB_API_TOKEN=")
+    )
     r = hub.api(token).get(f"{hub.url}/hub/api/users", params={"state": "ready"}, timeout=30)
     assert r.status_code == 200, r.text
     seen = next(u for u in r.json() if u["name"] == "alice")["servers"]
-    seen = {name: datetime.fromisoformat(s["last_activity"].replace("Z", "+00:00"))
-            for name, s in seen.items()}
+    seen = {
+        name: datetime.fromisoformat(s["last_activity"].replace("Z", "+00:00"))
+        for name, s in seen.items()
+    }
     assert same(seen["one"], by_admin) and same(seen["two"], by_service), seen

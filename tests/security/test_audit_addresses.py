@@ -36,8 +36,9 @@ def hub(tmp_path_factory):
 
 
 def events(hub, **filters) -> list[dict]:
-    r = hub.api(hub.admin_token).get(hub.url + "/services/audit/api/events",
-                                     params={"limit": 1000, **filters}, timeout=30)
+    r = hub.api(hub.admin_token).get(
+        hub.url + "/services/audit/api/events", params={"limit": 1000, **filters}, timeout=30
+    )
     assert r.status_code == 200, r.text
     return r.json()["events"]
 
@@ -64,19 +65,31 @@ def test_forwarded_headers_from_a_client_never_become_its_recorded_address(hub):
     carol.headers.update(SPOOF)
     r = hub.open_app(carol, "alice", "where")
     if 'id="authorize-open-app"' in r.text:  # the consent page, once per app
-        form = {"_xsrf": carol.cookies.get("_xsrf", path="/hub/"), "scopes": "read:users:groups!user"}
+        form = {
+            "_xsrf": carol.cookies.get("_xsrf", path="/hub/"),
+            "scopes": "read:users:groups!user",
+        }
         r = carol.post(r.url, data=form, timeout=30)
     assert r.status_code == 200 and "/user/alice/where/" in r.url, (r.status_code, r.url)
     assert any("/hub/api/oauth2/authorize" in h.url for h in r.history)
 
     # app side: the Streamlit websocket session, with the same forged headers
-    out = session(hub.app_ws_url("alice", "where"),
-                  {"Cookie": hub.app_cookie_header(carol, "alice", "where"),
-                   "User-Agent": "address-test/1", **SPOOF})
+    out = session(
+        hub.app_ws_url("alice", "where"),
+        {
+            "Cookie": hub.app_cookie_header(carol, "alice", "where"),
+            "User-Agent": "address-test/1",
+            **SPOOF,
+        },
+    )
     assert out["finished"] == 1
 
-    found = wait_for(hub, {"authorize", "session_start", "session_end", "share_granted"},
-                     owner="alice", app="where")
+    found = wait_for(
+        hub,
+        {"authorize", "session_start", "session_end", "share_granted"},
+        owner="alice",
+        app="where",
+    )
     by_type: dict[str, list[dict]] = {}
     for e in found:
         by_type.setdefault(e["type"], []).append(e)

@@ -25,7 +25,7 @@ from tests.helpers.streamlit_ws import WebsocketRefused, session, ws_url
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="per-analyst app accounts need root")
 
-HOSTILE = r'''
+HOSTILE = r"""
 import gc, json, os, pathlib
 import streamlit as st
 
@@ -53,14 +53,17 @@ for obj in gc.get_objects():
         loot["tokens"] += [entry[0] for entry in obj._sessions.values()]
 pathlib.Path("loot.json").write_text(json.dumps(loot))
 st.title("Totally harmless")
-'''
+"""
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    with running_hub(tmp_path_factory.mktemp("hostile"), extra_config="""
+    with running_hub(
+        tmp_path_factory.mktemp("hostile"),
+        extra_config="""
 c.StreamlitSpawnerMixin.auth_cache_seconds = 1.0
-""") as h:
+""",
+    ) as h:
         yield h
 
 
@@ -69,8 +72,12 @@ def world(hub):
     """bob runs demo (shared with the viewers group); alice runs evil (shared with carol)."""
     bob = hub.login("bob")
     hub.start_app(bob, "bob", "demo", {"path": "apps/demo/app.py"})
-    assert bob.post(f"{hub.url}/hub/api/shares/bob/demo", json={"group": "viewers"},
-                    timeout=10).status_code == 200
+    assert (
+        bob.post(
+            f"{hub.url}/hub/api/shares/bob/demo", json={"group": "viewers"}, timeout=10
+        ).status_code
+        == 200
+    )
     hub.open_app(bob, "bob", "demo")  # bob's app server now holds bob's session
 
     alice = hub.login("alice")
@@ -85,11 +92,18 @@ def world(hub):
         "hub log": hub.log_path,
     }
     hub.start_app(alice, "alice", "evil", {"path": "apps/evil/app.py"})
-    assert alice.post(f"{hub.url}/hub/api/shares/alice/evil", json={"user": "carol"},
-                      timeout=10).status_code == 200
+    assert (
+        alice.post(
+            f"{hub.url}/hub/api/shares/alice/evil", json={"user": "carol"}, timeout=10
+        ).status_code
+        == 200
+    )
     (folder / "targets.json").write_text(json.dumps({k: str(v) for k, v in targets.items()}))
-    folders = {"the data dir": data, "bob's home": data / "homes" / "bob",
-               "bob's logs": data / "logs" / "bob"}
+    folders = {
+        "the data dir": data,
+        "bob's home": data / "homes" / "bob",
+        "bob's logs": data / "logs" / "bob",
+    }
     (folder / "folders.json").write_text(json.dumps({k: str(v) for k, v in folders.items()}))
     (folder / "app.py").write_text(HOSTILE)
     hub.hand_over("alice", folder)
@@ -101,8 +115,12 @@ def world(hub):
     assert page.status_code == 200, page.status_code
     cookie = hub.app_cookie_header(carol, "alice", "evil")
     (folder / "loot.json").unlink(missing_ok=True)
-    assert session(ws_url(hub.app_origin("alice"), "/user/alice/evil/"),
-                   {"Cookie": cookie})["finished"] == 1  # the script runs for carol
+    assert (
+        session(ws_url(hub.app_origin("alice"), "/user/alice/evil/"), {"Cookie": cookie})[
+            "finished"
+        ]
+        == 1
+    )  # the script runs for carol
     loot = json.loads((folder / "loot.json").read_text())
     return {"loot": loot, "targets": targets, "carol": carol, "bob": bob}
 
@@ -121,8 +139,9 @@ def test_the_app_runs_as_an_account_of_its_own(world):
     assert world["loot"]["uid"] != 0
 
 
-@pytest.mark.parametrize("what", ["cookie secret", "hub database", "audit store",
-                                  "bob's app", "bob's log", "hub log"])
+@pytest.mark.parametrize(
+    "what", ["cookie secret", "hub database", "audit store", "bob's app", "bob's log", "hub log"]
+)
 def test_the_hubs_files_and_other_analysts_files_are_closed_to_the_app(world, what):
     got = world["loot"]["files"][what]
     assert got.startswith("refused:"), f"the app read the {what}: {got[:60]!r}"
@@ -138,8 +157,11 @@ def test_no_other_process_environment_is_readable(world, hub):
     """The proxy's auth token, the audit service's and the culler's hub tokens, and bob's app
     server's environment: none readable from alice's app."""
     environs = world["loot"]["environ"]
-    leaked = {pid: env[:80] for pid, env in environs.items()
-              if "CONFIGPROXY_AUTH_TOKEN" in env or "JUPYTERHUB_API_TOKEN" in env}
+    leaked = {
+        pid: env[:80]
+        for pid, env in environs.items()
+        if "CONFIGPROXY_AUTH_TOKEN" in env or "JUPYTERHUB_API_TOKEN" in env
+    }
     assert leaked == {}
     assert str(hub.proxy_pid()) not in environs
 
@@ -156,8 +178,9 @@ def test_a_viewer_token_stolen_by_one_app_does_not_open_another(world, hub):
     assert stolen, "the hostile app found no viewer token to replay (test set-up)"
     for token in stolen:
         headers = {"Authorization": f"token {token}"}
-        r = requests.get(hub.app_url("bob", "demo"), headers=headers, allow_redirects=False,
-                         timeout=10)
+        r = requests.get(
+            hub.app_url("bob", "demo"), headers=headers, allow_redirects=False, timeout=10
+        )
         assert r.status_code == 403, (r.status_code, r.text[:200])
         with pytest.raises(WebsocketRefused):
             session(ws_url(hub.app_origin("bob"), "/user/bob/demo/"), headers)
@@ -170,18 +193,23 @@ def test_every_admission_has_an_authorize_event_at_the_hub(world, hub):
     tokens, tried on the websocket here, open no session the hub never saw."""
     import datetime as dt
 
-    since = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    since = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     for token in world["loot"]["tokens"]:
         try:
-            session(ws_url(hub.app_origin("bob"), "/user/bob/demo/"),
-                    {"Authorization": f"token {token}"})
+            session(
+                ws_url(hub.app_origin("bob"), "/user/bob/demo/"),
+                {"Authorization": f"token {token}"},
+            )
         except WebsocketRefused:
             pass
     admin = hub.api(hub.token("admin"))
 
     def viewers(kind):
-        r = admin.get(f"{hub.url}/services/audit/api/events", timeout=10, params={
-            "type": kind, "owner": "bob", "app": "demo", "since": since})
+        r = admin.get(
+            f"{hub.url}/services/audit/api/events",
+            timeout=10,
+            params={"type": kind, "owner": "bob", "app": "demo", "since": since},
+        )
         return [e.get("viewer") for e in r.json()["events"]]
 
     time.sleep(3)  # app-side events reach the service within a second or two
@@ -197,18 +225,21 @@ def test_a_link_elsewhere_cannot_start_an_app(world, hub, fetch_site):
     hub.start_app(alice, "alice", "sleepy", {"path": "apps/demo/app.py"})
     hub.stop_app(alice, "alice", "sleepy")
     headers = {"Sec-Fetch-Site": fetch_site} if fetch_site else {}
-    for url in (f"{hub.url}/hub/spawn/alice/sleepy",
-                f"{hub.url}/hub/spawn/alice/sleepy?path=apps/demo/app.py"):
+    for url in (
+        f"{hub.url}/hub/spawn/alice/sleepy",
+        f"{hub.url}/hub/spawn/alice/sleepy?path=apps/demo/app.py",
+    ):
         r = alice.get(url, headers=headers, timeout=30)
         # (with options in the query, the confirmation also says why, as a 400)
         assert r.status_code in (200, 400) and 'id="streamlit-restart"' in r.text, r.text[:300]
         time.sleep(0.5)
-        server = alice.get(f"{hub.url}/hub/api/users/alice", timeout=10).json()["servers"].get("sleepy")
+        server = (
+            alice.get(f"{hub.url}/hub/api/users/alice", timeout=10).json()["servers"].get("sleepy")
+        )
         assert server is None or not (server["ready"] or server["pending"]), (url, server)
     # the confirmation's one button starts it (a POST with the hub's XSRF token, which this
     # session sends as X-XSRFToken)
-    r = alice.post(f"{hub.url}/hub/spawn/alice/sleepy", data={"streamlit-restart": "1"},
-                   timeout=60)
+    r = alice.post(f"{hub.url}/hub/spawn/alice/sleepy", data={"streamlit-restart": "1"}, timeout=60)
     assert r.status_code == 200, r.text[:300]
     hub.wait_ready(alice, "alice", "sleepy")
     hub.stop_app(alice, "alice", "sleepy")
@@ -219,7 +250,12 @@ def test_the_hub_signs_nobody_in_on_an_apps_host(hub):
     served there (a cookie set on alice's host is alice's JavaScript's to use)."""
     r = requests.get(f"{hub.app_origin('alice')}/hub/login", allow_redirects=False, timeout=10)
     assert r.status_code in (301, 302) and r.headers["location"].startswith(f"{hub.url}/hub/login")
-    r = requests.post(f"{hub.app_origin('alice')}/hub/login", allow_redirects=False, timeout=10,
-                      data={"username": "carol", "password": hub.password})
-    assert "set-cookie" not in {k.lower() for k in r.headers} or \
-        "jupyterhub-hub-login" not in r.headers.get("set-cookie", "")
+    r = requests.post(
+        f"{hub.app_origin('alice')}/hub/login",
+        allow_redirects=False,
+        timeout=10,
+        data={"username": "carol", "password": hub.password},
+    )
+    assert "set-cookie" not in {
+        k.lower() for k in r.headers
+    } or "jupyterhub-hub-login" not in r.headers.get("set-cookie", "")

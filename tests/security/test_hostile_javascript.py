@@ -78,8 +78,12 @@ def test_an_apps_javascript_cannot_mint_a_hub_token_for_its_admin_viewer(hub, br
     (folder / "hub-url.txt").write_text(hub.url)
     hub.hand_over("alice", folder / "hub-url.txt")
     hub.start_app(alice, "alice", "numbers", {"path": "apps/numbers/app.py"})
-    assert alice.post(f"{hub.url}/hub/api/shares/alice/numbers", json={"user": "admin"},
-                      timeout=10).status_code == 200
+    assert (
+        alice.post(
+            f"{hub.url}/hub/api/shares/alice/numbers", json={"user": "admin"}, timeout=10
+        ).status_code
+        == 200
+    )
     admin_api = hub.api(hub.token("admin"))
 
     def personal_tokens():  # API tokens, not the OAuth tokens apps get when admin signs in

@@ -3,13 +3,13 @@
 import pytest
 from jupyterhub.scopes import parse_scopes
 
-from spawner.activity_guard import (OwnServerActivityAPIHandler, activity_problem,
-                                    reachable_servers)
+from spawner.activity_guard import OwnServerActivityAPIHandler, activity_problem, reachable_servers
 from spawner.hub_host import hub_host_only
 
 # what the hub gives alice/one's server token (spawner/hubconfig.py, plus JupyterHub's own)
-APP_ONE = parse_scopes({"users:activity!user=alice", "access:servers!server=alice/one",
-                        "read:shares!server=alice/one"})
+APP_ONE = parse_scopes(
+    {"users:activity!user=alice", "access:servers!server=alice/one", "read:shares!server=alice/one"}
+)
 AT = {"last_activity": "2026-11-29T00:00:00Z"}
 
 
@@ -18,13 +18,17 @@ def test_an_app_token_reaches_only_its_own_server():
     assert reachable_servers(parse_scopes({"access:servers!server=alice/"})) == {"alice/"}
 
 
-@pytest.mark.parametrize("scopes", [
-    {"users:activity!user=alice"},  # no access:servers at all (a service posting activity)
-    {"users:activity", "access:servers"},  # an admin
-    {"users:activity!user=alice", "access:servers!user=alice"},  # a person's own token
-    {"access:servers!user=alice", "access:servers!server=alice/one"},
-    {"access:servers!group=analysts", "access:servers!server=alice/one"},
-], ids=["no-access", "admin", "person", "user-and-server", "group-and-server"])
+@pytest.mark.parametrize(
+    "scopes",
+    [
+        {"users:activity!user=alice"},  # no access:servers at all (a service posting activity)
+        {"users:activity", "access:servers"},  # an admin
+        {"users:activity!user=alice", "access:servers!user=alice"},  # a person's own token
+        {"access:servers!user=alice", "access:servers!server=alice/one"},
+        {"access:servers!group=analysts", "access:servers!server=alice/one"},
+    ],
+    ids=["no-access", "admin", "person", "user-and-server", "group-and-server"],
+)
 def test_credentials_not_limited_to_named_servers_are_not_held(scopes):
     parsed = parse_scopes(scopes)
     assert reachable_servers(parsed) is None
@@ -34,8 +38,10 @@ def test_credentials_not_limited_to_named_servers_are_not_held(scopes):
 def test_an_app_token_posts_for_its_own_app_only():
     assert activity_problem(APP_ONE, "alice", {"one": AT}) is None
     problem = activity_problem(APP_ONE, "alice", {"one": AT, "two": AT})
-    assert problem.startswith("This token may post activity only for the app it belongs to "
-                              "('alice/one'), not for alice's 'two'.")
+    assert problem.startswith(
+        "This token may post activity only for the app it belongs to "
+        "('alice/one'), not for alice's 'two'."
+    )
     assert "own token" in problem
     # another user's server of the same name is not its own
     assert "bob's 'one'" in activity_problem(APP_ONE, "bob", {"one": AT})
@@ -52,8 +58,9 @@ def test_bodies_without_servers_or_of_the_wrong_shape_are_jupyterhubs_to_answer(
 
 
 def test_a_long_list_of_other_servers_is_named_briefly():
-    problem = activity_problem(APP_ONE, "alice", {f"app{i}": AT for i in range(50)}
-                               | {"x" * 500: AT})
+    problem = activity_problem(
+        APP_ONE, "alice", {f"app{i}": AT for i in range(50)} | {"x" * 500: AT}
+    )
     assert "and 48 more" in problem and len(problem) < 400
 
 
@@ -72,9 +79,11 @@ def test_the_handler_answers_on_any_host_and_others_only_on_the_hubs():
 
 def test_the_refusal_names_each_app_exactly():
     problem = activity_problem(APP_ONE, "alice", {"two": AT, "three": AT, "one": AT})
-    assert problem == ("This token may post activity only for the app it belongs to "
-                       "('alice/one'), not for alice's 'three', 'two'. Post each app's activity "
-                       "with that app's own token, or use a token of the person who owns the app.")
+    assert problem == (
+        "This token may post activity only for the app it belongs to "
+        "('alice/one'), not for alice's 'three', 'two'. Post each app's activity "
+        "with that app's own token, or use a token of the person who owns the app."
+    )
 
 
 def test_names_are_shortened_past_60_characters_and_counted_past_three():
@@ -139,11 +148,14 @@ def test_the_handler_passes_its_own_apps_activity_on(passed_on):
     assert passed_on == ["alice"]
 
 
-@pytest.mark.parametrize("may, user, body", [
-    (False, True, {"servers": {"two": AT}}),   # no users:activity on alice: JupyterHub says 403
-    (True, False, {"servers": {"two": AT}}),   # no such user: JupyterHub says 404
-    (True, True, ["not", "an", "object"]),     # JupyterHub's 400
-])
+@pytest.mark.parametrize(
+    "may, user, body",
+    [
+        (False, True, {"servers": {"two": AT}}),  # no users:activity on alice: JupyterHub says 403
+        (True, False, {"servers": {"two": AT}}),  # no such user: JupyterHub says 404
+        (True, True, ["not", "an", "object"]),  # JupyterHub's 400
+    ],
+)
 def test_what_is_not_the_guards_to_judge_goes_to_jupyterhub(passed_on, may, user, body):
     run(_Handler(APP_TOKEN, body, may=may, user=user))
     assert passed_on == ["alice"]

@@ -46,11 +46,13 @@ def test_events_survive_outage_and_arrive_once(tmp_path):
     async def main():
         state = {"calls": 0, "fail": 3, "ids": []}
         server, url = _serve(state)
-        sender = AuditSender(AuditSpool(tmp_path, segment_seconds=0.05), url, "secret-token",
-                             batch=50)
+        sender = AuditSender(
+            AuditSpool(tmp_path, segment_seconds=0.05), url, "secret-token", batch=50
+        )
         sender.max_backoff = 0.2
-        sent = [new_event("page_view", owner="a", app="b", viewer="c", page=f"p{i}")
-                for i in range(300)]
+        sent = [
+            new_event("page_view", owner="a", app="b", viewer="c", page=f"p{i}") for i in range(300)
+        ]
         for e in sent:
             sender.emit(e)
         for _ in range(200):
@@ -111,8 +113,10 @@ def test_a_refused_batch_is_dropped_not_retried_forever(tmp_path):
 
 def test_a_full_spool_drops_new_events_and_says_so(tmp_path, caplog):
     spool = AuditSpool(tmp_path, max_bytes=2000)
-    kept = sum(spool.append(new_event("page_view", owner="a", app="b", viewer="c", page="p" * 50))
-               for _ in range(100))
+    kept = sum(
+        spool.append(new_event("page_view", owner="a", app="b", viewer="c", page="p" * 50))
+        for _ in range(100)
+    )
     assert 0 < kept < 100
     assert spool.dropped == 100 - kept
     assert "is full" in caplog.text

@@ -25,8 +25,11 @@ class Sender:
 def app_side(peer, headers, **settings) -> str | None:
     """The ``client`` of the session_start an app server records for this websocket."""
     sender = Sender()
-    scope = {"type": "websocket", "client": (peer, 50123) if peer else None,
-             "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]}
+    scope = {
+        "type": "websocket",
+        "client": (peer, 50123) if peer else None,
+        "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers],
+    }
     s = SimpleNamespace(owner="alice", server_name="demo", profile="", **settings)
     SessionAudit(s, sender).open(SimpleNamespace(name="carol", groups=()), scope)
     (event,) = sender.events
@@ -38,11 +41,20 @@ def hub_request(peer, headers, tornado_remote_ip):
     for k, v in headers:
         h.add(k, v)
     family = socket.AF_INET6 if peer and ":" in peer else socket.AF_INET
-    context = SimpleNamespace(address=(peer, 50123), address_family=family, remote_ip=tornado_remote_ip,
-                              _orig_remote_ip=peer)
-    return SimpleNamespace(headers=h, remote_ip=tornado_remote_ip, path="/hub/api/shares/alice/demo",
-                           method="POST", body=b'{"user": "carol"}',
-                           connection=SimpleNamespace(context=context))
+    context = SimpleNamespace(
+        address=(peer, 50123),
+        address_family=family,
+        remote_ip=tornado_remote_ip,
+        _orig_remote_ip=peer,
+    )
+    return SimpleNamespace(
+        headers=h,
+        remote_ip=tornado_remote_ip,
+        path="/hub/api/shares/alice/demo",
+        method="POST",
+        body=b'{"user": "carol"}',
+        connection=SimpleNamespace(context=context),
+    )
 
 
 def hub_side(peer, headers, settings=None, recorder=None, tmp=None) -> str | None:
@@ -51,9 +63,12 @@ def hub_side(peer, headers, settings=None, recorder=None, tmp=None) -> str | Non
     tornado_remote_ip = next((v for k, v in headers if k.lower() == "x-real-ip"), peer)
     rec = recorder or HubAuditRecorder(str(tmp), "http://127.0.0.1:1/x", "t")
     rec.sender = Sender()
-    handler = SimpleNamespace(request=hub_request(peer, headers, tornado_remote_ip),
-                              get_status=lambda: 200, settings=settings or {},
-                              current_user=SimpleNamespace(name="alice", kind="user", admin=False))
+    handler = SimpleNamespace(
+        request=hub_request(peer, headers, tornado_remote_ip),
+        get_status=lambda: 200,
+        settings=settings or {},
+        current_user=SimpleNamespace(name="alice", kind="user", admin=False),
+    )
     rec.observe(handler)
     (event,) = rec.sender.events
     assert event["type"] == "share_granted"
@@ -65,8 +80,17 @@ SPOOF = [("X-Forwarded-For", "6.6.6.6, 127.0.0.1"), ("X-Real-Ip", "7.7.7.7"), ("
 
 def test_the_app_side_ignores_what_the_client_put_in_x_forwarded_for_and_x_real_ip():
     assert app_side("127.0.0.1", SPOOF) == "127.0.0.1"
-    assert app_side("127.0.0.1", [("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-For", "127.0.0.1"),
-                                  ("X-Real-Ip", "7.7.7.7")]) == "127.0.0.1"
+    assert (
+        app_side(
+            "127.0.0.1",
+            [
+                ("X-Forwarded-For", "6.6.6.6"),
+                ("X-Forwarded-For", "127.0.0.1"),
+                ("X-Real-Ip", "7.7.7.7"),
+            ],
+        )
+        == "127.0.0.1"
+    )
     assert app_side("127.0.0.1", [("X-Real-Ip", "7.7.7.7")]) == "127.0.0.1"
 
 
@@ -76,15 +100,18 @@ def test_the_hub_side_ignores_x_real_ip_and_tornados_remote_ip(tmp_path):
     assert hub_side("127.0.0.1", [("X-Real-Ip", "7.7.7.7")], tmp=tmp_path) == "127.0.0.1"
 
 
-@pytest.mark.parametrize("peer, headers", [
-    ("127.0.0.1", SPOOF),
-    ("127.0.0.1", [("X-Forwarded-For", "203.0.113.9")]),
-    ("127.0.0.1", [("X-Forwarded-For", "6.6.6.6, ::ffff:127.0.0.1"), ("X-Real-Ip", "7.7.7.7")]),
-    ("::1", [("X-Forwarded-For", "6.6.6.6, 2001:db8::5")]),
-    ("198.51.100.4", [("X-Forwarded-For", "6.6.6.6"), ("X-Real-Ip", "7.7.7.7")]),
-    ("127.0.0.1", [("X-Forwarded-For", "6.6.6.6, unknown")]),
-    ("127.0.0.1", [("X-Forwarded-For", "6.6.6.6, " * 20_000 + "127.0.0.1")]),
-])
+@pytest.mark.parametrize(
+    "peer, headers",
+    [
+        ("127.0.0.1", SPOOF),
+        ("127.0.0.1", [("X-Forwarded-For", "203.0.113.9")]),
+        ("127.0.0.1", [("X-Forwarded-For", "6.6.6.6, ::ffff:127.0.0.1"), ("X-Real-Ip", "7.7.7.7")]),
+        ("::1", [("X-Forwarded-For", "6.6.6.6, 2001:db8::5")]),
+        ("198.51.100.4", [("X-Forwarded-For", "6.6.6.6"), ("X-Real-Ip", "7.7.7.7")]),
+        ("127.0.0.1", [("X-Forwarded-For", "6.6.6.6, unknown")]),
+        ("127.0.0.1", [("X-Forwarded-For", "6.6.6.6, " * 20_000 + "127.0.0.1")]),
+    ],
+)
 def test_the_hub_and_the_app_server_record_the_same_address(tmp_path, peer, headers):
     app, hub = app_side(peer, headers), hub_side(peer, headers, tmp=tmp_path)
     assert app == hub
@@ -110,6 +137,7 @@ def test_a_configured_ingress_hop_is_walked_the_same_on_both_sides(tmp_path):
 
 # ---- the setting's way from the hub to app servers ------------------------------------------
 
+
 def _probe_spawner(config=None):
     from spawner.mixin import StreamlitSpawnerMixin
 
@@ -133,7 +161,9 @@ def test_the_hub_setting_reaches_the_app_server_through_its_environment(monkeypa
     env = sp.get_env()
     assert env["STREAMLIT_HUB_TRUSTED_PROXIES"] == "127.0.0.0/8,::1/128"
 
-    sp = _probe_spawner(Config({"StreamlitSpawnerMixin": {"trusted_proxies": ["10.0.0.0/8", "fd00::/8"]}}))
+    sp = _probe_spawner(
+        Config({"StreamlitSpawnerMixin": {"trusted_proxies": ["10.0.0.0/8", "fd00::/8"]}})
+    )
     env = sp.get_env()
     s = from_environ({**ENV, **env}, scrub=False)
     assert networks_text(s.trusted_proxies) == "10.0.0.0/8,fd00::/8"
@@ -147,7 +177,7 @@ def test_the_hub_setting_defaults_from_its_environment_variable(monkeypatch):
     monkeypatch.setenv("STREAMLIT_HUB_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.0.0/16")
     assert _probe_spawner().trusted_proxies == ["10.0.0.0/8", "192.168.0.0/16"]
     monkeypatch.setenv("STREAMLIT_HUB_TRUSTED_PROXIES", "10.0.0.0/8, ten")
-    with pytest.raises(Exception, match="STREAMLIT_HUB_TRUSTED_PROXIES.*'ten'"):
+    with pytest.raises(Exception, match=r"STREAMLIT_HUB_TRUSTED_PROXIES.*'ten'"):
         _probe_spawner().trusted_proxies  # noqa: B018
 
 
@@ -155,6 +185,8 @@ def test_the_app_server_refuses_a_bad_list_naming_the_variable():
     from spawner.app_server.settings import SettingsError, from_environ
     from spawner.client_address import networks_text
 
-    assert networks_text(from_environ(dict(ENV), scrub=False).trusted_proxies) == "127.0.0.0/8,::1/128"
-    with pytest.raises(SettingsError, match="STREAMLIT_HUB_TRUSTED_PROXIES.*'10.0.0.0/40'"):
+    assert (
+        networks_text(from_environ(dict(ENV), scrub=False).trusted_proxies) == "127.0.0.0/8,::1/128"
+    )
+    with pytest.raises(SettingsError, match=r"STREAMLIT_HUB_TRUSTED_PROXIES.*'10.0.0.0/40'"):
         from_environ({**ENV, "STREAMLIT_HUB_TRUSTED_PROXIES": "10.0.0.0/40"}, scrub=False)

@@ -5,7 +5,7 @@ exact limits and messages (for mutation testing: docs/testing.md).
 """
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -15,8 +15,15 @@ T = "2026-11-22T10:00:00Z"
 
 
 def raw(**kw):
-    base = {"id": "ev-00000001", "time": T, "type": "page_view", "owner": "alice", "app": "demo",
-            "viewer": "carol", "page": "Details"}
+    base = {
+        "id": "ev-00000001",
+        "time": T,
+        "type": "page_view",
+        "owner": "alice",
+        "app": "demo",
+        "viewer": "carol",
+        "page": "Details",
+    }
     base.update(kw)
     return {k: v for k, v in base.items() if v is not None}
 
@@ -27,11 +34,20 @@ def refusal(candidate) -> str:
     return str(e.value)
 
 
-@pytest.mark.parametrize("ident, ok", [
-    ("a" * 8, True), ("a" * 7, False), ("a" * 64, True), ("a" * 65, False),
-    ("Az09_.:-", True), ("abcdefg!", False), ("abc defg", False), ("ünicode1", False),
-    ("0123456789abcdef\n", False),
-])
+@pytest.mark.parametrize(
+    "ident, ok",
+    [
+        ("a" * 8, True),
+        ("a" * 7, False),
+        ("a" * 64, True),
+        ("a" * 65, False),
+        ("Az09_.:-", True),
+        ("abcdefg!", False),
+        ("abc defg", False),
+        ("ünicode1", False),
+        ("0123456789abcdef\n", False),
+    ],
+)
 def test_ids(ident, ok):
     if ok:
         assert parse_event(raw(id=ident)).id == ident
@@ -51,15 +67,25 @@ def test_every_type_is_accepted_with_its_required_fields(kind):
 
 
 def test_an_unknown_type_lists_the_known_ones():
-    assert refusal(raw(type="hack")) == ("type: expected one of authorize, session_start, page_view, "
-                                         "session_end, app_start, app_stop, share_granted, share_revoked")
+    assert refusal(raw(type="hack")) == (
+        "type: expected one of authorize, session_start, page_view, "
+        "session_end, app_start, app_stop, share_granted, share_revoked"
+    )
 
 
-@pytest.mark.parametrize("kind, needs", [
-    ("authorize", ["viewer", "outcome"]), ("session_start", ["viewer"]), ("page_view", ["viewer", "page"]),
-    ("session_end", ["viewer"]), ("app_start", []), ("app_stop", []), ("share_granted", []),
-    ("share_revoked", []),
-])
+@pytest.mark.parametrize(
+    "kind, needs",
+    [
+        ("authorize", ["viewer", "outcome"]),
+        ("session_start", ["viewer"]),
+        ("page_view", ["viewer", "page"]),
+        ("session_end", ["viewer"]),
+        ("app_start", []),
+        ("app_stop", []),
+        ("share_granted", []),
+        ("share_revoked", []),
+    ],
+)
 def test_required_fields_per_type(kind, needs):
     base = raw(type=kind, viewer=None, page=None)
     for field in ("viewer", "page", "outcome"):
@@ -69,24 +95,44 @@ def test_required_fields_per_type(kind, needs):
         else:
             parse_event(candidate)
     for field in ("owner", "app"):
-        assert refusal({k: v for k, v in raw(type=kind, outcome="allowed").items() if k != field}) == f"{field}: is required"
+        assert (
+            refusal({k: v for k, v in raw(type=kind, outcome="allowed").items() if k != field})
+            == f"{field}: is required"
+        )
 
 
-@pytest.mark.parametrize("field, limit", [
-    ("viewer", 255), ("actor", 255), ("owner", 255), ("app", 64), ("profile", 63), ("page", 255),
-    ("client", 64), ("user_agent", 512), ("outcome", 32), ("reason", 255), ("session", 64),
-])
+@pytest.mark.parametrize(
+    "field, limit",
+    [
+        ("viewer", 255),
+        ("actor", 255),
+        ("owner", 255),
+        ("app", 64),
+        ("profile", 63),
+        ("page", 255),
+        ("client", 64),
+        ("user_agent", 512),
+        ("outcome", 32),
+        ("reason", 255),
+        ("session", 64),
+    ],
+)
 def test_text_fields_have_their_limits(field, limit):
     assert getattr(parse_event(raw(**{field: "x" * limit})), field) == "x" * limit
     assert refusal(raw(**{field: "x" * (limit + 1)})) == f"{field}: longer than {limit} characters"
 
 
-@pytest.mark.parametrize("value, message", [
-    ("", "expected a non-empty string"), (5, "expected a non-empty string"),
-    (["a"], "expected a non-empty string"),
-    ("a\x1fb", "contains control characters"), ("\x00", "contains control characters"),
-    ("a\tb", "contains control characters"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("", "expected a non-empty string"),
+        (5, "expected a non-empty string"),
+        (["a"], "expected a non-empty string"),
+        ("a\x1fb", "contains control characters"),
+        ("\x00", "contains control characters"),
+        ("a\tb", "contains control characters"),
+    ],
+)
 def test_text_fields_must_be_plain_text(value, message):
     assert refusal(raw(viewer=value)) == f"viewer: {message}"
 
@@ -95,14 +141,17 @@ def test_del_and_unicode_are_text():
     assert parse_event(raw(page="Ünïcödé \x7f page")).page == "Ünïcödé \x7f page"
 
 
-@pytest.mark.parametrize("value, words", [
-    (None, "time: expected an ISO 8601 UTC time like 2026-11-22T10:00:00Z"),
-    (1700000000, "time: expected an ISO 8601 UTC time"),
-    ("yesterday", "time: 'yesterday' is not an ISO 8601 time"),
-    ("2026-11-22T10:00:00", "time: must be UTC (end with Z or +00:00)"),
-    ("2026-11-22T10:00:00+01:00", "time: must be UTC (end with Z or +00:00)"),
-    ("2026-11-22T10:00:00-00:30", "time: must be UTC"),
-])
+@pytest.mark.parametrize(
+    "value, words",
+    [
+        (None, "time: expected an ISO 8601 UTC time like 2026-11-22T10:00:00Z"),
+        (1700000000, "time: expected an ISO 8601 UTC time"),
+        ("yesterday", "time: 'yesterday' is not an ISO 8601 time"),
+        ("2026-11-22T10:00:00", "time: must be UTC (end with Z or +00:00)"),
+        ("2026-11-22T10:00:00+01:00", "time: must be UTC (end with Z or +00:00)"),
+        ("2026-11-22T10:00:00-00:30", "time: must be UTC"),
+    ],
+)
 def test_times_that_are_refused(value, words):
     with pytest.raises(EventError) as e:
         parse_time(value)
@@ -115,12 +164,13 @@ def test_a_long_unparsable_time_is_cut_in_the_message():
     assert str(e.value) == f"time: {'x' * 40!r} is not an ISO 8601 time"
 
 
-@pytest.mark.parametrize("value", ["2026-11-22T10:00:00Z", "2026-11-22T10:00:00+00:00",
-                                   "2026-11-22T10:00:00.250000Z"])
+@pytest.mark.parametrize(
+    "value", ["2026-11-22T10:00:00Z", "2026-11-22T10:00:00+00:00", "2026-11-22T10:00:00.250000Z"]
+)
 def test_utc_times_are_accepted(value):
     t = parse_time(value)
     assert t.tzinfo is not None and t.utcoffset() == timedelta(0)
-    assert t.replace(microsecond=0) == datetime(2026, 11, 22, 10, tzinfo=timezone.utc)
+    assert t.replace(microsecond=0) == datetime(2026, 11, 22, 10, tzinfo=UTC)
 
 
 def test_the_size_limit_is_inclusive():
@@ -135,7 +185,10 @@ def test_the_size_limit_is_inclusive():
     assert len(json.dumps(at_limit, separators=(",", ":"))) == MAX_EVENT_BYTES
     assert parse_event(at_limit).extra["p"]
     at_limit["extra"]["p"] += "x"
-    assert refusal(at_limit) == f"(event): {MAX_EVENT_BYTES + 1} bytes, larger than 8192; keep events small"
+    assert (
+        refusal(at_limit)
+        == f"(event): {MAX_EVENT_BYTES + 1} bytes, larger than 8192; keep events small"
+    )
 
 
 def test_not_an_object_or_not_json():
@@ -144,32 +197,59 @@ def test_not_an_object_or_not_json():
     assert refusal(raw(extra={(1, 2): "tuple key"})).startswith("(event): not plain JSON")
 
 
-@pytest.mark.parametrize("groups, ok", [
-    ([], True), (["a"], True), (["g" * 255], True), (["g" * 256], False), ([""], False),
-    ([1], False), ("viewers", False), (["g"] * 200, True), ([f"g{i}" for i in range(201)], False),
-    ({"a": 1}, False),
-])
+@pytest.mark.parametrize(
+    "groups, ok",
+    [
+        ([], True),
+        (["a"], True),
+        (["g" * 255], True),
+        (["g" * 256], False),
+        ([""], False),
+        ([1], False),
+        ("viewers", False),
+        (["g"] * 200, True),
+        ([f"g{i}" for i in range(201)], False),
+        ({"a": 1}, False),
+    ],
+)
 def test_viewer_groups(groups, ok):
     if ok:
         parse_event(raw(viewer_groups=groups))
     else:
-        assert refusal(raw(viewer_groups=groups)) == "viewer_groups: expected a list of at most 200 group names"
+        assert (
+            refusal(raw(viewer_groups=groups))
+            == "viewer_groups: expected a list of at most 200 group names"
+        )
 
 
 def test_viewer_groups_are_kept_sorted_and_once():
     assert parse_event(raw(viewer_groups=["b", "a", "b"])).viewer_groups == ("a", "b")
 
 
-@pytest.mark.parametrize("duration, ok", [
-    (0, True), (0.0, True), (1.5, True), (10**6, True), (-0.001, False), (-1, False),
-    (True, False), (False, False), ("5", False), ([5], False),
-])
+@pytest.mark.parametrize(
+    "duration, ok",
+    [
+        (0, True),
+        (0.0, True),
+        (1.5, True),
+        (10**6, True),
+        (-0.001, False),
+        (-1, False),
+        (True, False),
+        (False, False),
+        ("5", False),
+        ([5], False),
+    ],
+)
 def test_durations(duration, ok):
     if ok:
         e = parse_event(raw(type="session_end", page=None, duration_s=duration))
         assert e.duration_s == float(duration) and isinstance(e.duration_s, float)
     else:
-        assert refusal(raw(duration_s=duration)) == "duration_s: expected a non-negative number of seconds"
+        assert (
+            refusal(raw(duration_s=duration))
+            == "duration_s: expected a non-negative number of seconds"
+        )
 
 
 def test_extra_unknown_fields_and_the_schema_version():
@@ -183,24 +263,63 @@ def test_extra_unknown_fields_and_the_schema_version():
 
 
 def test_an_event_round_trips_through_its_json():
-    full = raw(type="authorize", viewer_groups=["b", "a"], outcome="allowed", actor="hub",
-               profile="small", session="s1", client="10.0.0.1", user_agent="UA", reason="why",
-               duration_s=2, extra={"k": "v"}, time="2026-11-22T10:00:00.5+00:00")
+    full = raw(
+        type="authorize",
+        viewer_groups=["b", "a"],
+        outcome="allowed",
+        actor="hub",
+        profile="small",
+        session="s1",
+        client="10.0.0.1",
+        user_agent="UA",
+        reason="why",
+        duration_s=2,
+        extra={"k": "v"},
+        time="2026-11-22T10:00:00.5+00:00",
+    )
     e = parse_event(full)
     out = e.to_json()
-    assert out == {"id": "ev-00000001", "time": "2026-11-22T10:00:00.500000Z", "type": "authorize",
-                   "owner": "alice", "app": "demo", "viewer": "carol", "actor": "hub",
-                   "viewer_groups": ["a", "b"], "profile": "small", "page": "Details", "session": "s1",
-                   "client": "10.0.0.1", "user_agent": "UA", "outcome": "allowed", "reason": "why",
-                   "duration_s": 2.0, "extra": {"k": "v"}, "schema_version": 1}
+    assert out == {
+        "id": "ev-00000001",
+        "time": "2026-11-22T10:00:00.500000Z",
+        "type": "authorize",
+        "owner": "alice",
+        "app": "demo",
+        "viewer": "carol",
+        "actor": "hub",
+        "viewer_groups": ["a", "b"],
+        "profile": "small",
+        "page": "Details",
+        "session": "s1",
+        "client": "10.0.0.1",
+        "user_agent": "UA",
+        "outcome": "allowed",
+        "reason": "why",
+        "duration_s": 2.0,
+        "extra": {"k": "v"},
+        "schema_version": 1,
+    }
     assert parse_event(out) == e
 
 
 def test_to_json_leaves_out_what_is_empty_but_keeps_zero():
-    e = Event(id="ev-00000001", time=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=2))),
-              type="session_end", owner="a", app="b", duration_s=0.0)
-    assert e.to_json() == {"id": "ev-00000001", "time": "2026-01-02T01:04:05.000000Z", "type": "session_end",
-                           "owner": "a", "app": "b", "duration_s": 0.0, "schema_version": 1}
+    e = Event(
+        id="ev-00000001",
+        time=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=2))),
+        type="session_end",
+        owner="a",
+        app="b",
+        duration_s=0.0,
+    )
+    assert e.to_json() == {
+        "id": "ev-00000001",
+        "time": "2026-01-02T01:04:05.000000Z",
+        "type": "session_end",
+        "owner": "a",
+        "app": "b",
+        "duration_s": 0.0,
+        "schema_version": 1,
+    }
 
 
 # ---- strict JSON only (check_plain_json) ---------------------------------------------------
@@ -234,10 +353,21 @@ def test_nesting_too_deep_for_json_itself_is_refused_by_name():
     assert refusal(raw(extra={"x": deep})) == "(event): nested more than 16 levels deep"
 
 
-@pytest.mark.parametrize("value, ok", [
-    (2 ** 53, True), (-(2 ** 53), True), (2 ** 53 + 1, False), (-(2 ** 53) - 1, False), (True, True),
-    (1.5, True), (1e308, True), (float("inf"), False), (float("-inf"), False), (float("nan"), False),
-])
+@pytest.mark.parametrize(
+    "value, ok",
+    [
+        (2**53, True),
+        (-(2**53), True),
+        (2**53 + 1, False),
+        (-(2**53) - 1, False),
+        (True, True),
+        (1.5, True),
+        (1e308, True),
+        (float("inf"), False),
+        (float("-inf"), False),
+        (float("nan"), False),
+    ],
+)
 def test_numbers_must_be_finite_and_at_most_2_to_the_53(value, ok):
     from spawner.audit.events import check_plain_json
 
@@ -249,11 +379,15 @@ def test_numbers_must_be_finite_and_at_most_2_to_the_53(value, ok):
         message = str(e.value)
         assert message.startswith("extra.n[0]: ")
         if isinstance(value, float):
-            assert message == (f"extra.n[0]: {value!r} is not a finite number; JSON has no NaN or "
-                               "Infinity, send a finite number or leave the field out")
+            assert message == (
+                f"extra.n[0]: {value!r} is not a finite number; JSON has no NaN or "
+                "Infinity, send a finite number or leave the field out"
+            )
         else:
-            assert message == ("extra.n[0]: a number larger than 2**53 is not read the same by every "
-                               "JSON reader; send a smaller number or a string")
+            assert message == (
+                "extra.n[0]: a number larger than 2**53 is not read the same by every "
+                "JSON reader; send a smaller number or a string"
+            )
 
 
 def test_a_bad_value_at_the_top_is_named_event():
@@ -277,11 +411,16 @@ def test_times_are_utc_whatever_the_machines_time_zone(monkeypatch):
     time.tzset()
     try:
         t = parse_time("2026-11-22T10:00:00+00:00")
-        assert t.tzinfo is timezone.utc and t.hour == 10
+        assert t.tzinfo is UTC and t.hour == 10
         e = parse_event(raw())
         assert e.to_json()["time"] == "2026-11-22T10:00:00.000000Z"
-        local = Event(id="ev-00000001", time=datetime(2026, 1, 1, 9, tzinfo=timezone(timedelta(hours=9))),
-                      type="app_stop", owner="a", app="b")
+        local = Event(
+            id="ev-00000001",
+            time=datetime(2026, 1, 1, 9, tzinfo=timezone(timedelta(hours=9))),
+            type="app_stop",
+            owner="a",
+            app="b",
+        )
         assert local.to_json()["time"] == "2026-01-01T00:00:00.000000Z"
     finally:
         monkeypatch.delenv("TZ")

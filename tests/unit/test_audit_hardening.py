@@ -11,22 +11,33 @@ with a real hub):
 
 import json
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from spawner.audit.client import new_event
-from tests.helpers.audit_service import audit_service
 from spawner.audit.events import Event, EventError, parse_event
 from spawner.audit.store import AuditStore
+from tests.helpers.audit_service import audit_service
 
-SERVER_SCOPES = ["access:servers!server=alice/demo", "users:activity!user=alice",
-                 "read:shares!server=alice/demo"]
+SERVER_SCOPES = [
+    "access:servers!server=alice/demo",
+    "users:activity!user=alice",
+    "read:shares!server=alice/demo",
+]
 TOKENS = {
     "app-token": {"kind": "user", "name": "alice", "groups": [], "scopes": SERVER_SCOPES},
-    "alice-token": {"kind": "user", "name": "alice", "groups": [],
-                    "scopes": ["access:servers!user=alice", "read:users!user=alice",
-                               "users:activity!user=alice", "access:services!service=audit"]},
+    "alice-token": {
+        "kind": "user",
+        "name": "alice",
+        "groups": [],
+        "scopes": [
+            "access:servers!user=alice",
+            "read:users!user=alice",
+            "users:activity!user=alice",
+            "access:services!service=audit",
+        ],
+    },
     "hub-token": {"kind": "service", "name": "audit", "scopes": []},
     "auditor-token": {"kind": "user", "name": "admin", "scopes": ["custom:audit:read"]},
 }
@@ -62,8 +73,7 @@ NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e999", "-1e999"]
 @pytest.mark.parametrize("literal", NON_FINITE)
 @pytest.mark.parametrize("field", ["duration_s", "extra.load", "extra.a.b"])
 @pytest.mark.parametrize("token", ["hub-token", "app-token"])
-def test_non_finite_numbers_are_refused_with_a_400_naming_the_field(service, literal, field,
-                                                                   token):
+def test_non_finite_numbers_are_refused_with_a_400_naming_the_field(service, literal, field, token):
     event = new_event("session_end", owner="alice", app="demo", viewer="carol")
     code, body = service("POST", "api/events", token, _batch_text(event, field, literal))
     assert code == 400, body
@@ -82,8 +92,9 @@ def test_non_finite_numbers_in_lists_name_the_position(service):
 def test_in_a_mixed_batch_the_non_finite_event_is_refused_and_the_others_kept(service):
     good = _page_view(owner="alice", app="demo")
     bad = new_event("session_end", owner="alice", app="demo", viewer="carol")
-    text = _batch_text(bad, "duration_s", "NaN").replace('{"events": [', '{"events": [' +
-                                                          json.dumps(good) + ", ", 1)
+    text = _batch_text(bad, "duration_s", "NaN").replace(
+        '{"events": [', '{"events": [' + json.dumps(good) + ", ", 1
+    )
     code, body = service("POST", "api/events", "hub-token", text)
     assert code == 200, body
     out = json.loads(body)
@@ -96,8 +107,9 @@ def test_in_a_mixed_batch_the_non_finite_event_is_refused_and_the_others_kept(se
 
 def test_a_duration_too_large_for_a_float_is_a_400_not_a_500(service):
     event = new_event("session_end", owner="alice", app="demo", viewer="carol")
-    code, body = service("POST", "api/events", "hub-token",
-                         _batch_text(event, "duration_s", "1" + "0" * 400))
+    code, body = service(
+        "POST", "api/events", "hub-token", _batch_text(event, "duration_s", "1" + "0" * 400)
+    )
     assert code == 400 and json.loads(body)["message"].startswith("duration_s:"), body
 
 
@@ -110,12 +122,30 @@ def test_parse_event_refuses_non_finite_numbers(value):
         parse_event({**raw, "extra": {"k": value}})
 
 
-@pytest.mark.parametrize("event", [
-    Event(id="ev-nan-0001", time=datetime.now(timezone.utc), type="session_end",
-          owner="alice", app="demo", viewer="carol", duration_s=math.nan),
-    Event(id="ev-inf-0001", time=datetime.now(timezone.utc), type="page_view",
-          owner="alice", app="demo", viewer="carol", page="p", extra={"x": [math.inf]}),
-])
+@pytest.mark.parametrize(
+    "event",
+    [
+        Event(
+            id="ev-nan-0001",
+            time=datetime.now(UTC),
+            type="session_end",
+            owner="alice",
+            app="demo",
+            viewer="carol",
+            duration_s=math.nan,
+        ),
+        Event(
+            id="ev-inf-0001",
+            time=datetime.now(UTC),
+            type="page_view",
+            owner="alice",
+            app="demo",
+            viewer="carol",
+            page="p",
+            extra={"x": [math.inf]},
+        ),
+    ],
+)
 def test_the_store_never_holds_a_non_finite_number(tmp_path, event):
     store = AuditStore(f"sqlite:///{tmp_path / 'audit.sqlite'}")
     try:
@@ -128,6 +158,7 @@ def test_the_store_never_holds_a_non_finite_number(tmp_path, event):
 
 
 # ---- body shape and depth -------------------------------------------------------------
+
 
 def _nested(depth: int) -> str:
     return "[" * depth + "]" * depth
@@ -150,9 +181,24 @@ def test_deeply_nested_bodies_are_a_400(service, depth, where):
     assert service.store.count() == 0
 
 
-@pytest.mark.parametrize("text", ["[]", "[{}]", "1", "-1e999", "NaN", '"events"', "true", "null",
-                                  '{"events": {}}', '{"events": [1, "x", null, []]}',
-                                  '{"events": NaN}', "{}", ""])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[]",
+        "[{}]",
+        "1",
+        "-1e999",
+        "NaN",
+        '"events"',
+        "true",
+        "null",
+        '{"events": {}}',
+        '{"events": [1, "x", null, []]}',
+        '{"events": NaN}',
+        "{}",
+        "",
+    ],
+)
 @pytest.mark.parametrize("token", ["hub-token", "app-token"])
 def test_any_body_shape_is_a_4xx(service, text, token):
     code, body = service("POST", "api/events", token, text)
@@ -160,10 +206,21 @@ def test_any_body_shape_is_a_4xx(service, text, token):
     assert json.loads(body)["message"]
 
 
-@pytest.mark.parametrize("field,value", [
-    ("type", []), ("type", {}), ("type", ["page_view"]), ("owner", ["alice"]), ("app", {}),
-    ("id", []), ("time", 12), ("viewer_groups", [[]]), ("extra", [1]), ("page", {"a": 1}),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("type", []),
+        ("type", {}),
+        ("type", ["page_view"]),
+        ("owner", ["alice"]),
+        ("app", {}),
+        ("id", []),
+        ("time", 12),
+        ("viewer_groups", [[]]),
+        ("extra", [1]),
+        ("page", {"a": 1}),
+    ],
+)
 @pytest.mark.parametrize("token", ["hub-token", "app-token"])
 def test_odd_field_types_are_a_4xx(service, field, value, token):
     event = {**_page_view(owner="alice", app="demo"), field: value}
@@ -174,10 +231,14 @@ def test_odd_field_types_are_a_4xx(service, field, value, token):
 
 # ---- what an app server's token reads -------------------------------------------------
 
+
 def _seed(service):
-    events = [_page_view(owner="alice", app="demo"), _page_view(owner="alice", app="other"),
-              new_event("authorize", owner="alice", app="other", viewer="dave", outcome="allowed"),
-              _page_view(owner="bob", app="demo")]
+    events = [
+        _page_view(owner="alice", app="demo"),
+        _page_view(owner="alice", app="other"),
+        new_event("authorize", owner="alice", app="other", viewer="dave", outcome="allowed"),
+        _page_view(owner="bob", app="demo"),
+    ]
     code, _ = service("POST", "api/events", "hub-token", {"events": events})
     assert code == 200
 
@@ -187,8 +248,13 @@ def test_an_app_token_reads_only_its_own_apps_events(service):
     code, body = service("GET", "api/events", "app-token")
     assert code == 200
     assert {(e["owner"], e["app"]) for e in json.loads(body)["events"]} == {("alice", "demo")}
-    for query in ("app=other", "owner=alice&app=other", "owner=bob", "viewer=dave",
-                  "type=authorize"):
+    for query in (
+        "app=other",
+        "owner=alice&app=other",
+        "owner=bob",
+        "viewer=dave",
+        "type=authorize",
+    ):
         code, body = service("GET", f"api/events?{query}", "app-token")
         assert code == 200 and json.loads(body)["events"] == [], query
     for fmt in ("csv", "jsonl"):
@@ -197,7 +263,9 @@ def test_an_app_token_reads_only_its_own_apps_events(service):
     # the owner's own token still reads all of the owner's apps
     code, body = service("GET", "api/events", "alice-token")
     assert {(e["owner"], e["app"]) for e in json.loads(body)["events"]} == {
-        ("alice", "demo"), ("alice", "other")}
+        ("alice", "demo"),
+        ("alice", "other"),
+    }
 
 
 def test_an_app_token_sees_only_its_own_app_on_the_usage_page(service):

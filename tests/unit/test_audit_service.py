@@ -10,15 +10,26 @@ import json
 import pytest
 
 from spawner.audit.client import new_event
-from tests.helpers.audit_service import audit_service
 from spawner.audit.service import app_of_token
+from tests.helpers.audit_service import audit_service
 
 TOKENS = {
-    "app-token": {"kind": "user", "name": "alice", "groups": [],
-                  "scopes": ["access:servers!server=alice/demo", "users:activity!user=alice",
-                             "read:shares!server=alice/demo"]},
-    "alice-token": {"kind": "user", "name": "alice", "groups": [],
-                    "scopes": ["access:servers!user=alice", "read:users!user=alice"]},
+    "app-token": {
+        "kind": "user",
+        "name": "alice",
+        "groups": [],
+        "scopes": [
+            "access:servers!server=alice/demo",
+            "users:activity!user=alice",
+            "read:shares!server=alice/demo",
+        ],
+    },
+    "alice-token": {
+        "kind": "user",
+        "name": "alice",
+        "groups": [],
+        "scopes": ["access:servers!user=alice", "read:users!user=alice"],
+    },
     "hub-token": {"kind": "service", "name": "audit", "scopes": []},
     "auditor-token": {"kind": "user", "name": "admin", "scopes": ["custom:audit:read"]},
 }
@@ -44,12 +55,15 @@ def test_app_server_writes_its_own_app_and_owner_comes_from_the_token(service):
     assert (stored["owner"], stored["app"], stored["page"]) == ("alice", "demo", "Details")
 
 
-@pytest.mark.parametrize("event,why", [
-    (_page_view(owner="bob", app="secret"), "owner/app"),
-    (_page_view(owner="alice", app="other"), "owner/app"),
-    (new_event("authorize", owner="alice", app="demo", viewer="x", outcome="allowed"), "type"),
-    (new_event("app_stop", owner="alice", app="demo", reason="crash"), "type"),
-])
+@pytest.mark.parametrize(
+    "event,why",
+    [
+        (_page_view(owner="bob", app="secret"), "owner/app"),
+        (_page_view(owner="alice", app="other"), "owner/app"),
+        (new_event("authorize", owner="alice", app="demo", viewer="x", outcome="allowed"), "type"),
+        (new_event("app_stop", owner="alice", app="demo", reason="crash"), "type"),
+    ],
+)
 def test_app_server_cannot_forge_events(service, event, why):
     code, body = service("POST", "api/events", "app-token", {"events": [event]})
     assert code == 403 and json.loads(body)["rejected"][0]["message"].startswith(why)
@@ -82,15 +96,23 @@ def test_bad_batches_get_reasons_and_good_events_in_them_are_kept(service):
     code, body = service("POST", "api/events", "hub-token", {"events": [good, {"id": "x"}]})
     assert code == 200 and json.loads(body)["stored"] == 1
     assert json.loads(body)["rejected"][0]["index"] == 1
-    for payload, status in (("not json", 400), ({"events": "x"}, 400), ([1, 2], 400),
-                            ({"events": [{"id": "only-an-id"}]}, 400)):
+    for payload, status in (
+        ("not json", 400),
+        ({"events": "x"}, 400),
+        ([1, 2], 400),
+        ({"events": [{"id": "only-an-id"}]}, 400),
+    ):
         code, body = service("POST", "api/events", "hub-token", payload)
         assert code == status and json.loads(body)["message"]
 
 
 def test_readers_see_everything_owners_see_their_own(service):
-    service("POST", "api/events", "hub-token", {"events": [
-        _page_view(owner="alice", app="demo"), _page_view(owner="bob", app="b")]})
+    service(
+        "POST",
+        "api/events",
+        "hub-token",
+        {"events": [_page_view(owner="alice", app="demo"), _page_view(owner="bob", app="b")]},
+    )
     _, body = service("GET", "api/events", "alice-token")
     assert {e["owner"] for e in json.loads(body)["events"]} == {"alice"}
     _, body = service("GET", "api/events", "auditor-token")
@@ -100,7 +122,7 @@ def test_readers_see_everything_owners_see_their_own(service):
 
 def test_query_filters_paging_and_exports(service):
     events = [_page_view(owner="alice", app="demo") for _ in range(7)]
-    events[0]["viewer"] = "=HYPERLINK(\"http://evil\")"
+    events[0]["viewer"] = '=HYPERLINK("http://evil")'
     service("POST", "api/events", "hub-token", {"events": events})
     seen, cursor = [], None
     while True:
@@ -116,8 +138,13 @@ def test_query_filters_paging_and_exports(service):
     assert "'=HYPERLINK" in csv_text  # a formula is text in a spreadsheet
     code, lines = service("GET", "api/events?format=jsonl&viewer=carol", "auditor-token")
     assert len(lines.strip().splitlines()) == 6
-    for query, word in (("type=nope", "type"), ("limit=0", "limit"), ("since=yesterday", "since"),
-                        ("next=garbage", "next"), ("format=xml", "format")):
+    for query, word in (
+        ("type=nope", "type"),
+        ("limit=0", "limit"),
+        ("since=yesterday", "since"),
+        ("next=garbage", "next"),
+        ("format=xml", "format"),
+    ):
         code, body = service("GET", f"api/events?{query}", "auditor-token")
         assert code == 400 and json.loads(body)["message"].startswith(word), (query, body)
 
@@ -135,11 +162,28 @@ def test_usage_page_escapes_every_name():
     from spawner.audit.service import render_usage_page
 
     evil = "<script>alert(1)</script>"
-    summary = {"apps": {(evil, "app"): {"page_views": 1, "viewers": 1, "sessions": 1,
-                                        "refused": 0, "last": evil}},
-               "daily": {(evil, "app"): [(evil, 1)]}}
-    recent = [{"time": evil, "type": "page_view", "owner": evil, "app": evil, "viewer": evil,
-               "page": evil}]
+    summary = {
+        "apps": {
+            (evil, "app"): {
+                "page_views": 1,
+                "viewers": 1,
+                "sessions": 1,
+                "refused": 0,
+                "last": evil,
+            }
+        },
+        "daily": {(evil, "app"): [(evil, 1)]},
+    }
+    recent = [
+        {
+            "time": evil,
+            "type": "page_view",
+            "owner": evil,
+            "app": evil,
+            "viewer": evil,
+            "page": evil,
+        }
+    ]
     out = render_usage_page(evil, True, summary, recent, 14, "/services/audit/")
     assert "<script>" not in out and "&lt;script&gt;" in out
 
@@ -175,15 +219,26 @@ FORMULA_LEADS = ["=", "+", "-", "@", "\t", "\r"]
 def test_csv_cell_makes_every_formula_lead_text(lead):
     from spawner.audit.service import _csv_cell
 
-    value = lead + "HYPERLINK(\"http://evil\")"
+    value = lead + 'HYPERLINK("http://evil")'
     assert _csv_cell(value) == "'" + value
     assert _csv_cell([lead + "x", "y"]) == "'" + lead + "x,y"  # a list's first item leads
 
 
-@pytest.mark.parametrize("value, cell", [
-    (None, ""), ("", ""), ("carol", "carol"), ("a=b", "a=b"), ("'quoted", "'quoted"),
-    (" =x", " =x"), (["b", "a"], "b,a"), ([], ""), (1.5, "1.5"), (0, "0"),
-])
+@pytest.mark.parametrize(
+    "value, cell",
+    [
+        (None, ""),
+        ("", ""),
+        ("carol", "carol"),
+        ("a=b", "a=b"),
+        ("'quoted", "'quoted"),
+        (" =x", " =x"),
+        (["b", "a"], "b,a"),
+        ([], ""),
+        (1.5, "1.5"),
+        (0, "0"),
+    ],
+)
 def test_csv_cell_leaves_ordinary_values_alone(value, cell):
     from spawner.audit.service import _csv_cell
 
@@ -207,7 +262,10 @@ def test_the_csv_export_neutralises_every_formula_lead(service):
     code, text = service("GET", "api/events?format=csv", "auditor-token")
     assert code == 200
     rows = list(csv.DictReader(io.StringIO(text, newline="")))
-    assert sorted(r["viewer_groups"] for r in rows) == sorted("'" + lead + "SUM(A1)" for lead in FORMULA_LEADS)
+    assert sorted(r["viewer_groups"] for r in rows) == sorted(
+        "'" + lead + "SUM(A1)" for lead in FORMULA_LEADS
+    )
     assert sorted(r["page"] for r in rows if r["page"] != "Details") == sorted(
-        "'" + lead + "SUM(A1)" for lead in FORMULA_LEADS if lead.isprintable())
+        "'" + lead + "SUM(A1)" for lead in FORMULA_LEADS if lead.isprintable()
+    )
     assert all(r["viewer"] == "carol" for r in rows)

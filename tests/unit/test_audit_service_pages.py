@@ -7,7 +7,7 @@ its bar chart show, and the health, stats, OpenAPI and metrics endpoints.
 import asyncio
 import json
 import socket
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
@@ -27,7 +27,8 @@ def test_svg_bars_exactly():
         '<rect x="30" y="45" width="12" height="15" fill="#2f6fb0"><title>2026-11-22: 1</title></rect>'
         '<rect x="30" y="60" width="12" height="1" fill="#999"/>'
         '<text x="0" y="73" font-size="10">11-20</text>'
-        '<text x="45" y="73" font-size="10" text-anchor="end">11-22 (4 max)</text></svg>')
+        '<text x="45" y="73" font-size="10" text-anchor="end">11-22 (4 max)</text></svg>'
+    )
 
 
 def test_a_small_count_still_shows_a_bar():
@@ -36,7 +37,10 @@ def test_a_small_count_still_shows_a_bar():
 
 
 def test_no_views_in_the_period_is_said_in_words():
-    assert _svg_bars([("2020-01-01", 5)], "x", ["2026-11-22"]) == "<p>No page views in this period.</p>"
+    assert (
+        _svg_bars([("2020-01-01", 5)], "x", ["2026-11-22"])
+        == "<p>No page views in this period.</p>"
+    )
     assert _svg_bars([], "x", ["2026-11-22"]) == "<p>No page views in this period.</p>"
 
 
@@ -65,41 +69,81 @@ def test_the_usage_page_with_nothing_yet_exactly():
 
 
 def test_the_usage_page_rows_and_recent_events_exactly():
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     days = [(today - timedelta(days=2 - i)).isoformat() for i in range(3)]
-    summary = {"apps": {("bob", "b"): {"page_views": 5, "viewers": 2, "sessions": 3, "refused": 1, "last": "L"},
-                        ("alice", "a"): {"page_views": 0, "viewers": 0, "sessions": 0, "refused": 0, "last": None}},
-               "daily": {("bob", "b"): [(days[2], 5)]}}
-    recent = [{"time": "T1", "type": "page_view", "owner": "bob", "app": "b", "viewer": "carol", "page": "P"},
-              {"time": "T2", "type": "app_start", "owner": "bob", "app": "b", "actor": "bob", "reason": "user"},
-              {"time": "T3", "type": "authorize", "owner": "bob", "app": "b", "viewer": "v", "outcome": "refused"},
-              {}]
+    summary = {
+        "apps": {
+            ("bob", "b"): {"page_views": 5, "viewers": 2, "sessions": 3, "refused": 1, "last": "L"},
+            ("alice", "a"): {
+                "page_views": 0,
+                "viewers": 0,
+                "sessions": 0,
+                "refused": 0,
+                "last": None,
+            },
+        },
+        "daily": {("bob", "b"): [(days[2], 5)]},
+    }
+    recent = [
+        {
+            "time": "T1",
+            "type": "page_view",
+            "owner": "bob",
+            "app": "b",
+            "viewer": "carol",
+            "page": "P",
+        },
+        {
+            "time": "T2",
+            "type": "app_start",
+            "owner": "bob",
+            "app": "b",
+            "actor": "bob",
+            "reason": "user",
+        },
+        {
+            "time": "T3",
+            "type": "authorize",
+            "owner": "bob",
+            "app": "b",
+            "viewer": "v",
+            "outcome": "refused",
+        },
+        {},
+    ]
     page = render_usage_page("root", True, summary, recent, 3, "/p/")
     assert "<p>Signed in as root; showing all apps, last 3 days.\n" in page
     rows = (
         "<tr><td>alice/a</td><td>0</td><td>0</td><td>0</td><td>0</td><td></td>"
         "<td><p>No page views in this period.</p></td></tr>"
         "<tr><td>bob/b</td><td>5</td><td>2</td><td>3</td><td>1</td><td>L</td>"
-        f"<td>{_svg_bars([(days[2], 5)], 'Page views per day for bob/b', days)}</td></tr>")
-    events = ("<tr><td>T1</td><td>page_view</td><td>bob/b</td><td>carol</td><td>P</td></tr>"
-              "<tr><td>T2</td><td>app_start</td><td>bob/b</td><td>bob</td><td>user</td></tr>"
-              "<tr><td>T3</td><td>authorize</td><td>bob/b</td><td>v</td><td>refused</td></tr>"
-              "<tr><td></td><td></td><td>/</td><td></td><td></td></tr>")
+        f"<td>{_svg_bars([(days[2], 5)], 'Page views per day for bob/b', days)}</td></tr>"
+    )
+    events = (
+        "<tr><td>T1</td><td>page_view</td><td>bob/b</td><td>carol</td><td>P</td></tr>"
+        "<tr><td>T2</td><td>app_start</td><td>bob/b</td><td>bob</td><td>user</td></tr>"
+        "<tr><td>T3</td><td>authorize</td><td>bob/b</td><td>v</td><td>refused</td></tr>"
+        "<tr><td></td><td></td><td>/</td><td></td><td></td></tr>"
+    )
     assert page.endswith(TABLES.format(rows=rows, events=events))
-    assert f'aria-label="Page views per day for bob/b"' in page and f"{days[2][5:]} (5 max)" in page
+    assert 'aria-label="Page views per day for bob/b"' in page and f"{days[2][5:]} (5 max)" in page
     assert f">{days[0][5:]}</text>" in page  # the chart starts days - 1 days ago
 
 
 def test_the_usage_page_of_one_app():
-    page = render_usage_page("carol", False, {"apps": {}, "daily": {}}, [], 14, "/s/", only=("bob", "b"))
+    page = render_usage_page(
+        "carol", False, {"apps": {}, "daily": {}}, [], 14, "/s/", only=("bob", "b")
+    )
     assert "<p>Signed in as carol; showing the app bob/b, last 14 days.\n" in page
 
 
 # ---- the small endpoints ----------------------------------------------------------------------
 class HubAuth:
-    tokens = {"reader": {"kind": "user", "name": "admin", "scopes": ["custom:audit:read"]},
-              "metrics": {"kind": "service", "name": "prom", "scopes": ["read:metrics"]},
-              "nobody": {"kind": "user", "name": "x", "scopes": []}}
+    tokens = {
+        "reader": {"kind": "user", "name": "admin", "scopes": ["custom:audit:read"]},
+        "metrics": {"kind": "service", "name": "prom", "scopes": ["read:metrics"]},
+        "nobody": {"kind": "user", "name": "x", "scopes": []},
+    }
 
     async def user_for_token(self, token, sync=False):
         return self.tokens.get(token)
@@ -113,15 +157,18 @@ def fetch(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app, settings = make_app({"STREAMLIT_HUB_AUDIT_DB_URL": f"sqlite:///{tmp_path / 'a.sqlite'}"},
-                             hub_auth=HubAuth())
+    app, settings = make_app(
+        {"STREAMLIT_HUB_AUDIT_DB_URL": f"sqlite:///{tmp_path / 'a.sqlite'}"}, hub_auth=HubAuth()
+    )
 
     async def go(path, token=None):
         server = app.listen(port, "127.0.0.1")
         try:
             headers = {"Authorization": f"token {token}"} if token else {}
-            return await AsyncHTTPClient().fetch(HTTPRequest(f"http://127.0.0.1:{port}/services/audit/{path}",
-                                                             headers=headers), raise_error=False)
+            return await AsyncHTTPClient().fetch(
+                HTTPRequest(f"http://127.0.0.1:{port}/services/audit/{path}", headers=headers),
+                raise_error=False,
+            )
         finally:
             server.stop()
 
@@ -146,11 +193,15 @@ def test_the_openapi_document_is_served_as_json(fetch):
     assert r.body == OPENAPI_FILE.read_bytes() and json.loads(r.body)["openapi"]
 
 
-@pytest.mark.parametrize("token, code, words", [
-    (None, 401, "Scrape with a hub API token (read:metrics)."),
-    ("nobody", 403, "This token has neither read:metrics nor custom:audit:read."),
-    ("metrics", 200, None), ("reader", 200, None),
-])
+@pytest.mark.parametrize(
+    "token, code, words",
+    [
+        (None, 401, "Scrape with a hub API token (read:metrics)."),
+        ("nobody", 403, "This token has neither read:metrics nor custom:audit:read."),
+        ("metrics", 200, None),
+        ("reader", 200, None),
+    ],
+)
 def test_metrics_need_one_of_two_scopes(fetch, token, code, words):
     r = fetch("metrics", token)
     assert r.code == code
@@ -165,12 +216,14 @@ def test_metrics_need_one_of_two_scopes(fetch, token, code, words):
 
 # ---- the usage page and the exports, over HTTP ------------------------------------------------
 class Tokens(HubAuth):
-    tokens = {**HubAuth.tokens,
-              "hub": {"kind": "service", "name": "audit", "scopes": []},
-              "alice": {"kind": "user", "name": "alice", "scopes": []},
-              "apptok": {"kind": "user", "name": "alice", "scopes": ["access:servers!server=alice/demo"]},
-              "nokind": {"name": "alice", "scopes": []},
-              "audit-user": {"kind": "user", "name": "audit", "scopes": []}}
+    tokens = {
+        **HubAuth.tokens,
+        "hub": {"kind": "service", "name": "audit", "scopes": []},
+        "alice": {"kind": "user", "name": "alice", "scopes": []},
+        "apptok": {"kind": "user", "name": "alice", "scopes": ["access:servers!server=alice/demo"]},
+        "nokind": {"name": "alice", "scopes": []},
+        "audit-user": {"kind": "user", "name": "audit", "scopes": []},
+    }
 
     async def user_for_token(self, token, sync=False):
         if token == "hub-down":
@@ -178,6 +231,7 @@ class Tokens(HubAuth):
 
             raise web.HTTPError(502, "the hub is down")
         return self.tokens.get(token)
+
     login_url = "/hub/login-here"
 
     async def get_user(self, handler, sync=False):
@@ -193,8 +247,9 @@ def service(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app, settings = make_app({"STREAMLIT_HUB_AUDIT_DB_URL": f"sqlite:///{tmp_path / 'a.sqlite'}"},
-                             hub_auth=Tokens())
+    app, settings = make_app(
+        {"STREAMLIT_HUB_AUDIT_DB_URL": f"sqlite:///{tmp_path / 'a.sqlite'}"}, hub_auth=Tokens()
+    )
 
     async def go(method, path, token=None, body=None, headers=None):
         server = app.listen(port, "127.0.0.1")
@@ -202,10 +257,17 @@ def service(tmp_path):
             headers = dict(headers or {})
             if token:
                 headers["Authorization"] = f"token {token}"
-            return await AsyncHTTPClient().fetch(HTTPRequest(
-                f"http://127.0.0.1:{port}/services/audit/{path}", method=method, headers=headers,
-                body=json.dumps(body) if body is not None else None, follow_redirects=False,
-                allow_nonstandard_methods=True), raise_error=False)
+            return await AsyncHTTPClient().fetch(
+                HTTPRequest(
+                    f"http://127.0.0.1:{port}/services/audit/{path}",
+                    method=method,
+                    headers=headers,
+                    body=json.dumps(body) if body is not None else None,
+                    follow_redirects=False,
+                    allow_nonstandard_methods=True,
+                ),
+                raise_error=False,
+            )
         finally:
             server.stop()
 
@@ -218,15 +280,25 @@ def service(tmp_path):
 
 
 def view(i, owner="alice", app="demo", ago=timedelta(minutes=1), **kw):
-    t = datetime.now(timezone.utc) - ago
-    return {"id": f"ev-{owner}-{i:06d}", "time": t.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "type": "page_view",
-            "owner": owner, "app": app, "viewer": "carol", "page": "Détails", **kw}
+    t = datetime.now(UTC) - ago
+    return {
+        "id": f"ev-{owner}-{i:06d}",
+        "time": t.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "type": "page_view",
+        "owner": owner,
+        "app": app,
+        "viewer": "carol",
+        "page": "Détails",
+        **kw,
+    }
 
 
 def test_the_usage_page_headers_and_reach(service):
-    events = [view(i) for i in range(51)] + [view(1, owner="bob", app="b"),
-                                             view(902, ago=timedelta(days=14, hours=12)),
-                                             view(903, ago=timedelta(days=13, hours=12))]
+    events = [view(i) for i in range(51)] + [
+        view(1, owner="bob", app="b"),
+        view(902, ago=timedelta(days=14, hours=12)),
+        view(903, ago=timedelta(days=13, hours=12)),
+    ]
     assert service("POST", "api/events", "hub", {"events": events}).code == 200
     r = service("GET", "", "reader")
     assert r.code == 200
@@ -243,7 +315,12 @@ def test_the_usage_page_headers_and_reach(service):
 
 
 def test_exports_are_files_of_their_format(service):
-    service("POST", "api/events", "hub", {"events": [view(i) for i in range(1001)] + [view(1, owner="bob")]})
+    service(
+        "POST",
+        "api/events",
+        "hub",
+        {"events": [view(i) for i in range(1001)] + [view(1, owner="bob")]},
+    )
     r = service("GET", "api/events?format=csv", "alice")
     assert r.headers["Content-Type"] == "text/csv; charset=utf-8"
     assert r.headers["Content-Disposition"] == 'attachment; filename="audit-events.csv"'
@@ -279,15 +356,31 @@ def test_the_usage_page_of_an_app_servers_token_shows_its_app_only(service):
 def test_the_page_counts_days_in_utc_whatever_the_machines_zone(monkeypatch):
     import time
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     zone = "Etc/GMT+12" if now.hour < 12 else "Etc/GMT-14"  # a zone whose date is not UTC's today
     monkeypatch.setenv("TZ", zone)
     time.tzset()
     try:
-        today = datetime.now(timezone.utc).date().isoformat()
-        svg_page = render_usage_page("a", True, {"apps": {("a", "b"): {"page_views": 1, "viewers": 1, "sessions": 0,
-                                                                        "refused": 0, "last": None}},
-                                                 "daily": {("a", "b"): [(today, 1)]}}, [], 2, "/")
+        today = datetime.now(UTC).date().isoformat()
+        svg_page = render_usage_page(
+            "a",
+            True,
+            {
+                "apps": {
+                    ("a", "b"): {
+                        "page_views": 1,
+                        "viewers": 1,
+                        "sessions": 0,
+                        "refused": 0,
+                        "last": None,
+                    }
+                },
+                "daily": {("a", "b"): [(today, 1)]},
+            },
+            [],
+            2,
+            "/",
+        )
         assert f"<title>{today}: 1</title>" in svg_page
     finally:
         monkeypatch.delenv("TZ")
@@ -299,7 +392,10 @@ def test_errors_are_json_with_the_reason(service, monkeypatch):
     assert r.code == 405 and r.headers["Content-Type"] == "application/json"
     assert json.loads(r.body) == {"status": 405, "message": "Method Not Allowed"}
     r = service("GET", "api/events")
-    assert json.loads(r.body) == {"status": 401, "message": "Sign in through the hub, or send a hub API token."}
+    assert json.loads(r.body) == {
+        "status": 401,
+        "message": "Sign in through the hub, or send a hub API token.",
+    }
 
     def broken(**kw):
         raise RuntimeError("the database is gone")
@@ -307,11 +403,23 @@ def test_errors_are_json_with_the_reason(service, monkeypatch):
     monkeypatch.setattr(service.settings["audit_store"], "query", broken)
     r = service("GET", "api/events", "reader")
     assert r.code == 500 and r.headers["Content-Type"] == "application/json"
-    assert json.loads(r.body) == {"status": 500, "message": "The audit service failed; the error is in its log."}
+    assert json.loads(r.body) == {
+        "status": 500,
+        "message": "The audit service failed; the error is in its log.",
+    }
 
 
-@pytest.mark.parametrize("query, code, n", [("", 200, 100), ("?limit=1", 200, 1), ("?limit=1000", 200, 101),
-                                            ("?limit=5", 200, 5), ("?limit=0", 400, 0), ("?limit=1001", 400, 0)])
+@pytest.mark.parametrize(
+    "query, code, n",
+    [
+        ("", 200, 100),
+        ("?limit=1", 200, 1),
+        ("?limit=1000", 200, 101),
+        ("?limit=5", 200, 5),
+        ("?limit=0", 400, 0),
+        ("?limit=1001", 400, 0),
+    ],
+)
 def test_page_sizes(service, query, code, n):
     service("POST", "api/events", "hub", {"events": [view(i) for i in range(101)]})
     r = service("GET", "api/events" + query, "reader")
@@ -337,8 +445,9 @@ def test_main_refuses_a_bad_setting_with_its_name(monkeypatch, capsys):
 
     monkeypatch.setenv("STREAMLIT_HUB_AUDIT_RETENTION_DAYS", "soon")
     assert main([]) == 2
-    assert capsys.readouterr().err == ("streamlit-hub-audit: STREAMLIT_HUB_AUDIT_RETENTION_DAYS='soon' "
-                                       "is not a number\n")
+    assert capsys.readouterr().err == (
+        "streamlit-hub-audit: STREAMLIT_HUB_AUDIT_RETENTION_DAYS='soon' is not a number\n"
+    )
 
 
 def test_main_purges_old_events_and_listens_where_it_is_told(monkeypatch, tmp_path, caplog):
@@ -350,14 +459,20 @@ def test_main_purges_old_events_and_listens_where_it_is_told(monkeypatch, tmp_pa
 
     db = f"sqlite:///{tmp_path / 'a.sqlite'}"
     store = AuditStore(db)
-    old = datetime.now(timezone.utc) - timedelta(days=400)
-    store.add([parse_event({**view(1), "time": old.strftime("%Y-%m-%dT%H:%M:%SZ")}), parse_event(view(2))])
+    old = datetime.now(UTC) - timedelta(days=400)
+    store.add(
+        [parse_event({**view(1), "time": old.strftime("%Y-%m-%dT%H:%M:%SZ")}), parse_event(view(2))]
+    )
     store.engine.dispose()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    for k, v in {"STREAMLIT_HUB_AUDIT_DB_URL": db, "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}",
-                 "JUPYTERHUB_API_TOKEN": "t", "JUPYTERHUB_CLIENT_ID": "service-audit"}.items():
+    for k, v in {
+        "STREAMLIT_HUB_AUDIT_DB_URL": db,
+        "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}",
+        "JUPYTERHUB_API_TOKEN": "t",
+        "JUPYTERHUB_CLIENT_ID": "service-audit",
+    }.items():
         monkeypatch.setenv(k, v)
     listened = []
 
@@ -371,7 +486,9 @@ def test_main_purges_old_events_and_listens_where_it_is_told(monkeypatch, tmp_pa
     assert service_module.main([]) == 0
     assert listened == [None]  # it was listening on the port of JUPYTERHUB_SERVICE_URL
     assert "retention: removed 1 events older than 365.0 days" in caplog.messages
-    assert (f"audit service on http://127.0.0.1:{port} (store {db}, retention 365.0 days)") in caplog.messages
+    assert (
+        f"audit service on http://127.0.0.1:{port} (store {db}, retention 365.0 days)"
+    ) in caplog.messages
     check = AuditStore(db)
     assert check.count() == 1
     check.engine.dispose()
@@ -390,11 +507,15 @@ def post(service, monkeypatch):
         async def go():
             server = service.app.listen(service.port, "127.0.0.1")
             try:
-                return await AsyncHTTPClient().fetch(HTTPRequest(
-                    service.url + "api/events", method="POST", headers=h, body=body), raise_error=False)
+                return await AsyncHTTPClient().fetch(
+                    HTTPRequest(service.url + "api/events", method="POST", headers=h, body=body),
+                    raise_error=False,
+                )
             finally:
                 server.stop()
+
         return asyncio.run(go())
+
     send.module = service_module
     return send
 
@@ -404,24 +525,30 @@ def message(r):
 
 
 def test_ingest_refusals_say_exactly_why(service, post, monkeypatch):
-    assert message(post(b"{}", token="hub-down")) == "The hub could not check this token; retry later."
+    assert (
+        message(post(b"{}", token="hub-down")) == "The hub could not check this token; retry later."
+    )
     assert post(b"{}", token="hub-down").code == 503
     r = post(b"{}", token=None)
-    assert r.code == 401 and message(r) == "Send events with a hub API token: Authorization: token …"
+    assert (
+        r.code == 401 and message(r) == "Send events with a hub API token: Authorization: token …"
+    )
     r = post(b"{}", token=None, headers={"Cookie": "session=hub"})  # a cookie is no token here
     assert r.code == 401
     r = post(b"{}", token="alice")
-    assert r.code == 403 and message(r) == ("user 'alice' may not write audit events: only an app "
-                                            "server's own token or the hub may.")
+    assert r.code == 403 and message(r) == (
+        "user 'alice' may not write audit events: only an app server's own token or the hub may."
+    )
     r = post(b"{}", token="audit-user")  # a *user* named like the service is not the service
     assert r.code == 403 and message(r).startswith("user 'audit' may not")
     r = post(b"{}", token="nokind")
     assert r.code == 403 and message(r).startswith("user 'alice' may not")
-    assert message(post(b"")) == "Expected a JSON object {\"events\": [ … ]}."
-    assert message(post(b"[1]")) == "Expected a JSON object {\"events\": [ … ]}."
-    assert message(post(b"{x")) == "Body is not JSON; send {\"events\": [ … ]}."
-    assert message(post(b"[" * 100000 + b"]" * 100000)) == ("Body nests too deeply; send {\"events\": [ … ]} "
-                                                            "with plain events.")
+    assert message(post(b"")) == 'Expected a JSON object {"events": [ … ]}.'
+    assert message(post(b"[1]")) == 'Expected a JSON object {"events": [ … ]}.'
+    assert message(post(b"{x")) == 'Body is not JSON; send {"events": [ … ]}.'
+    assert message(post(b"[" * 100000 + b"]" * 100000)) == (
+        'Body nests too deeply; send {"events": [ … ]} with plain events.'
+    )
     monkeypatch.setattr(post.module, "MAX_BODY", 20)
     assert post(b'{"events": []}      ').code == 200  # 20 bytes: the limit
     r = post(b'{"events": []}       ')
@@ -439,7 +566,11 @@ def test_an_app_server_batch_keeps_going_after_a_refused_event(service, post):
     assert r.code == 200
     body = json.loads(r.body)
     assert body["stored"] == 1 and body["rejected"] == [
-        {"index": 0, "message": "type: an app server may send only page_view, session_end, session_start"}]
+        {
+            "index": 0,
+            "message": "type: an app server may send only page_view, session_end, session_start",
+        }
+    ]
 
 
 def test_a_token_without_a_kind_is_a_users(service):
@@ -448,14 +579,22 @@ def test_a_token_without_a_kind_is_a_users(service):
     assert [e["owner"] for e in events] == ["alice"]
 
 
-@pytest.mark.parametrize("query, code, words", [
-    ("owner=" + "o" * 255, 200, None), ("owner=" + "o" * 256, 400, "owner: expected 1 to 255 characters"),
-    ("app=", 400, "app: expected 1 to 255 characters"),
-    ("type=x", 400, "type: expected one of authorize, session_start, page_view, session_end, app_start, "
-                    "app_stop, share_granted, share_revoked"),
-    ("until=soon", 400, "until: 'soon' is not an ISO 8601 time"),
-    ("since=soon", 400, "since: 'soon' is not an ISO 8601 time"),
-])
+@pytest.mark.parametrize(
+    "query, code, words",
+    [
+        ("owner=" + "o" * 255, 200, None),
+        ("owner=" + "o" * 256, 400, "owner: expected 1 to 255 characters"),
+        ("app=", 400, "app: expected 1 to 255 characters"),
+        (
+            "type=x",
+            400,
+            "type: expected one of authorize, session_start, page_view, session_end, app_start, "
+            "app_stop, share_granted, share_revoked",
+        ),
+        ("until=soon", 400, "until: 'soon' is not an ISO 8601 time"),
+        ("since=soon", 400, "since: 'soon' is not an ISO 8601 time"),
+    ],
+)
 def test_query_filters_exactly(service, query, code, words):
     r = service("GET", "api/events?" + query, "reader")
     assert r.code == code
@@ -464,11 +603,18 @@ def test_query_filters_exactly(service, query, code, words):
 
 
 def test_until_and_since_filter(service):
-    service("POST", "api/events", "hub", {"events": [view(1, ago=timedelta(hours=3)), view(2, ago=timedelta(hours=1))]})
-    cut = (datetime.now(timezone.utc) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    service(
+        "POST",
+        "api/events",
+        "hub",
+        {"events": [view(1, ago=timedelta(hours=3)), view(2, ago=timedelta(hours=1))]},
+    )
+    cut = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
     before = json.loads(service("GET", f"api/events?until={cut}", "reader").body)["events"]
     after = json.loads(service("GET", f"api/events?since={cut}", "reader").body)["events"]
-    assert [e["id"] for e in before] == ["ev-alice-000001"] and [e["id"] for e in after] == ["ev-alice-000002"]
+    assert [e["id"] for e in before] == ["ev-alice-000001"] and [e["id"] for e in after] == [
+        "ev-alice-000002"
+    ]
 
 
 def test_events_are_logged_one_json_line_each_in_utf_8():
@@ -492,6 +638,11 @@ def test_metrics_label_received_events_by_type_and_time_their_delivery(service):
     service("POST", "api/events", "hub", {"events": [view(1, ago=timedelta(seconds=0))]})
     text = service("GET", "metrics", "metrics").body.decode()
     assert 'streamlit_hub_audit_events_received_total{type="page_view"} 1.0' in text
-    lag = float(next(line.split()[-1] for line in text.splitlines()
-                     if line.startswith("streamlit_hub_audit_delivery_lag_seconds_sum")))
+    lag = float(
+        next(
+            line.split()[-1]
+            for line in text.splitlines()
+            if line.startswith("streamlit_hub_audit_delivery_lag_seconds_sum")
+        )
+    )
     assert 0 <= lag < 1

@@ -53,8 +53,10 @@ def test_pages_are_named_and_reruns_of_the_same_page_are_not_views():
     sender = Sender()
     viewer = SimpleNamespace(name="carol", groups=("viewers",))
     # the local proxy (the peer) appended the address it saw (tests/unit/test_client_address.py)
-    scope = {"headers": [(b"x-forwarded-for", b"10.1.2.3"), (b"user-agent", b"UA")],
-             "client": ("127.0.0.1", 5)}
+    scope = {
+        "headers": [(b"x-forwarded-for", b"10.1.2.3"), (b"user-agent", b"UA")],
+        "client": ("127.0.0.1", 5),
+    }
     s = SessionAudit(_settings(), sender).open(viewer, scope)
     _run(s, _new_session("h-main"), _navigation("h-main"))
     _run(s, _new_session("h-details"), _navigation("h-details"))
@@ -63,17 +65,29 @@ def test_pages_are_named_and_reruns_of_the_same_page_are_not_views():
     s.end("closed")
     s.end("closed")  # idempotent
     kinds = [(e["type"], e.get("page")) for e in sender.events]
-    assert kinds == [("session_start", None), ("page_view", "app"), ("page_view", "Details"),
-                     ("page_view", "app"), ("session_end", None)]
+    assert kinds == [
+        ("session_start", None),
+        ("page_view", "app"),
+        ("page_view", "Details"),
+        ("page_view", "app"),
+        ("session_end", None),
+    ]
     first = sender.events[0]
-    assert (first["owner"], first["app"], first["viewer"], first["client"], first["user_agent"]) == \
-        ("alice", "demo", "carol", "10.1.2.3", "UA")
+    assert (
+        first["owner"],
+        first["app"],
+        first["viewer"],
+        first["client"],
+        first["user_agent"],
+    ) == ("alice", "demo", "carol", "10.1.2.3", "UA")
     assert sender.events[-1]["extra"] == {"page": "app"} and sender.events[-1]["duration_s"] >= 0
 
 
 def test_a_single_page_app_is_named_after_its_entry_file():
     sender = Sender()
-    s = SessionAudit(_settings(), sender).open(SimpleNamespace(name="c", groups=()), {"headers": []})
+    s = SessionAudit(_settings(), sender).open(
+        SimpleNamespace(name="c", groups=()), {"headers": []}
+    )
     finished = ForwardMsg()
     finished.script_finished = 1
     _run(s, _new_session("h-main"), finished.SerializeToString())
@@ -82,7 +96,9 @@ def test_a_single_page_app_is_named_after_its_entry_file():
 
 def test_garbage_frames_and_unwatched_frames_are_ignored():
     sender = Sender()
-    s = SessionAudit(_settings(), sender).open(SimpleNamespace(name="c", groups=()), {"headers": []})
+    s = SessionAudit(_settings(), sender).open(
+        SimpleNamespace(name="c", groups=()), {"headers": []}
+    )
     s.client_frame(b"\xff\x00garbage")
     s.server_frame(_new_session("h-main"))  # no rerun asked: not watched
     s.client_frame(_rerun())

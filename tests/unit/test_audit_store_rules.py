@@ -7,7 +7,7 @@ store sends to PostgreSQL without a server.
 
 import math
 import warnings
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -15,7 +15,7 @@ import spawner.audit.store as store_module
 from spawner.audit.events import Event
 from spawner.audit.store import AuditStore, _naive_utc, audit_events
 
-T0 = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
 
 def ev(i, t=None, **kw):
@@ -63,16 +63,23 @@ def test_the_limit_is_clamped_to_1_to_1000(store):
 
 def test_events_at_the_same_time_are_ordered_by_id_and_paged_exactly_once(store):
     same = [ev(i, t=T0) for i in (3, 1, 4, 5, 9, 2, 6)]
-    store.add(same + [ev(100, t=T0 + timedelta(seconds=1)), ev(101, t=T0 - timedelta(seconds=1)),
-                      ev(0, t=T0 + timedelta(seconds=2))])  # later, with the smallest id
+    store.add(
+        [
+            *same,
+            ev(100, t=T0 + timedelta(seconds=1)),
+            ev(101, t=T0 - timedelta(seconds=1)),
+            ev(0, t=T0 + timedelta(seconds=2)),
+        ]
+    )  # later, with the smallest id
     seen, cursor = [], None
     while True:
         page, cursor = store.query(limit=2, cursor=cursor)
         seen += ids(page)
         if cursor is None:
             break
-    assert seen == ["ev-00000000", "ev-00000100"] + [f"ev-{i:08d}" for i in (9, 6, 5, 4, 3, 2, 1)] + [
-        "ev-00000101"]
+    assert seen == ["ev-00000000", "ev-00000100"] + [
+        f"ev-{i:08d}" for i in (9, 6, 5, 4, 3, 2, 1)
+    ] + ["ev-00000101"]
 
 
 def test_an_unfiltered_query_builds_no_empty_condition(store):
@@ -100,8 +107,17 @@ def test_a_non_finite_number_is_refused_naming_the_event_and_field(store):
 
 def test_the_json_column_is_written_by_a_strict_encoder(store):
     # even a row that bypasses the event checks cannot hold NaN
-    row = {"id": "raw-0001", "time": _naive_utc(T0), "type": "page_view", "owner": "a", "app": "b",
-           "viewer": None, "outcome": None, "body": {"x": math.inf}, "received_at": _naive_utc(T0)}
+    row = {
+        "id": "raw-0001",
+        "time": _naive_utc(T0),
+        "type": "page_view",
+        "owner": "a",
+        "app": "b",
+        "viewer": None,
+        "outcome": None,
+        "body": {"x": math.inf},
+        "received_at": _naive_utc(T0),
+    }
     with pytest.raises(Exception) as e:
         with store.engine.begin() as conn:
             conn.execute(audit_events.insert(), [row])
@@ -181,7 +197,9 @@ def test_the_insert_sent_to_pg_skips_known_ids_by_on_conflict():
     sql = str(stmt.compile(dialect=postgresql.dialect()))
     assert "ON CONFLICT (id) DO NOTHING RETURNING audit_events.id" in sql
     assert [r["id"] for r in rows] == ["ev-00000001", "ev-00000002"]  # one row per id
-    assert rows[0]["body"]["id"] == "ev-00000001" and rows[0]["time"] == datetime(2026, 11, 22, 10, 0, 1)
+    assert rows[0]["body"]["id"] == "ev-00000001" and rows[0]["time"] == datetime(
+        2026, 11, 22, 10, 0, 1
+    )
 
 
 def test_on_sqlite_the_store_uses_sqlites_insert(store):
@@ -196,14 +214,16 @@ def test_nothing_to_add_touches_nothing(store):
 
 # ---- retention ------------------------------------------------------------------------------
 def test_retention_keeps_an_event_exactly_at_the_cutoff(store, monkeypatch):
-    now = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
     class Frozen(datetime):
         @classmethod
         def now(cls, tz=None):
             return now if tz else now.replace(tzinfo=None)
 
-    store.add([ev(1, t=now - timedelta(days=30)), ev(2, t=now - timedelta(days=30, microseconds=1))])
+    store.add(
+        [ev(1, t=now - timedelta(days=30)), ev(2, t=now - timedelta(days=30, microseconds=1))]
+    )
     monkeypatch.setattr(store_module, "datetime", Frozen)
     assert store.purge_older_than(30) == 1
     assert ids(store.query()[0]) == ["ev-00000001"]
@@ -211,36 +231,64 @@ def test_retention_keeps_an_event_exactly_at_the_cutoff(store, monkeypatch):
 
 # ---- the usage summary ----------------------------------------------------------------------
 def test_summary_counts_each_app_of_each_owner_apart(store):
-    store.add([
-        ev(1, viewer="carol"), ev(2, viewer="dave", outcome="x"),  # page views in two groups
-        ev(3, type="session_start", page=None, viewer="erin"),
-        ev(4, type="session_start", page=None, viewer="erin", outcome="y"),
-        ev(5, type="authorize", page=None, viewer="mallory", outcome="refused"),
-        ev(6, type="authorize", page=None, viewer="frank", outcome="allowed"),
-        ev(7, app="other", viewer="carol"),
-        ev(8, owner="bob", viewer="carol"),  # bob's app of the same name
-        ev(9, type="app_start", page=None, viewer=None, app="quiet"),
-    ])
+    store.add(
+        [
+            ev(1, viewer="carol"),
+            ev(2, viewer="dave", outcome="x"),  # page views in two groups
+            ev(3, type="session_start", page=None, viewer="erin"),
+            ev(4, type="session_start", page=None, viewer="erin", outcome="y"),
+            ev(5, type="authorize", page=None, viewer="mallory", outcome="refused"),
+            ev(6, type="authorize", page=None, viewer="frank", outcome="allowed"),
+            ev(7, app="other", viewer="carol"),
+            ev(8, owner="bob", viewer="carol"),  # bob's app of the same name
+            ev(9, type="app_start", page=None, viewer=None, app="quiet"),
+        ]
+    )
     out = store.summary(owners=None, since=T0)
     assert out["apps"] == {
-        ("alice", "demo"): {"page_views": 2, "viewers": 3, "sessions": 2, "refused": 1,
-                            "last": "2026-11-22 10:00"},
-        ("alice", "other"): {"page_views": 1, "viewers": 1, "sessions": 0, "refused": 0,
-                             "last": "2026-11-22 10:00"},
-        ("bob", "demo"): {"page_views": 1, "viewers": 1, "sessions": 0, "refused": 0,
-                          "last": "2026-11-22 10:00"},
-        ("alice", "quiet"): {"page_views": 0, "viewers": 0, "sessions": 0, "refused": 0,
-                             "last": "2026-11-22 10:00"},
+        ("alice", "demo"): {
+            "page_views": 2,
+            "viewers": 3,
+            "sessions": 2,
+            "refused": 1,
+            "last": "2026-11-22 10:00",
+        },
+        ("alice", "other"): {
+            "page_views": 1,
+            "viewers": 1,
+            "sessions": 0,
+            "refused": 0,
+            "last": "2026-11-22 10:00",
+        },
+        ("bob", "demo"): {
+            "page_views": 1,
+            "viewers": 1,
+            "sessions": 0,
+            "refused": 0,
+            "last": "2026-11-22 10:00",
+        },
+        ("alice", "quiet"): {
+            "page_views": 0,
+            "viewers": 0,
+            "sessions": 0,
+            "refused": 0,
+            "last": "2026-11-22 10:00",
+        },
     }
-    assert out["daily"] == {("alice", "demo"): [("2026-11-22", 2)], ("alice", "other"): [("2026-11-22", 1)],
-                            ("bob", "demo"): [("2026-11-22", 1)]}
+    assert out["daily"] == {
+        ("alice", "demo"): [("2026-11-22", 2)],
+        ("alice", "other"): [("2026-11-22", 1)],
+        ("bob", "demo"): [("2026-11-22", 1)],
+    }
 
 
 def test_summary_days_in_order_and_the_latest_event(store):
     days = [T0 + timedelta(days=d, hours=h) for d, h in ((2, 1), (0, 0), (1, 5), (2, 3))]
     store.add([ev(i, t=t) for i, t in enumerate(days)])
     out = store.summary(owners={"alice"}, since=T0)
-    assert out["daily"] == {("alice", "demo"): [("2026-11-22", 1), ("2026-11-23", 1), ("2026-11-24", 2)]}
+    assert out["daily"] == {
+        ("alice", "demo"): [("2026-11-22", 1), ("2026-11-23", 1), ("2026-11-24", 2)]
+    }
     assert out["apps"][("alice", "demo")]["last"] == "2026-11-24 13:00"
 
 
@@ -256,10 +304,17 @@ def test_summary_since_is_inclusive_and_filters_by_owner_and_app(store):
 def test_summary_last_is_the_latest_of_all_kinds_of_event(store):
     # the groups of one app come back in key order (page_view before session_start): the
     # latest stamp must win whichever group holds it
-    store.add([ev(1, t=T0 + timedelta(hours=3)),
-               ev(2, type="session_start", page=None, t=T0 + timedelta(hours=1)),
-               ev(3, type="authorize", page=None, outcome="allowed", t=T0)])
-    assert store.summary(owners=None, since=T0)["apps"][("alice", "demo")]["last"] == "2026-11-22 13:00"
+    store.add(
+        [
+            ev(1, t=T0 + timedelta(hours=3)),
+            ev(2, type="session_start", page=None, t=T0 + timedelta(hours=1)),
+            ev(3, type="authorize", page=None, outcome="allowed", t=T0),
+        ]
+    )
+    assert (
+        store.summary(owners=None, since=T0)["apps"][("alice", "demo")]["last"]
+        == "2026-11-22 13:00"
+    )
 
 
 def test_pages_and_days_are_ordered_by_the_database_not_by_chance():

@@ -11,23 +11,45 @@ import pytest
 
 from spawner.app_server.auth import SESSION_COOKIE, STATE_COOKIE, HubAuthMiddleware
 from tests.helpers.app_settings import demo_settings
-from tests.helpers.asgi_auth import (WS_HOST, ScriptedHub, Socket, allowed, call, clock,  # noqa: F401
-                                     downstream, make, make_ws)
+from tests.helpers.asgi_auth import (
+    WS_HOST,
+    ScriptedHub,
+    Socket,
+    allowed,
+    call,
+    downstream,
+    make,
+    make_ws,
+)
 
 
 def test_headers_are_scrubbed_and_identity_set():
     mw, hub = make()
     hub.models["T"] = allowed("carol", ["viewers", "b"])
-    status, _, body = asyncio.run(call(mw, headers=[
-        ("Authorization", "token T"), ("X-Hub-User", "mallory"), ("X-Hub-Admin", "1"),
-        ("Cookie", "jupyterhub-session-id=s; _streamlit_xsrf=x; other=y; streamlit-hub-session=z"),
-    ]))
+    status, _, body = asyncio.run(
+        call(
+            mw,
+            headers=[
+                ("Authorization", "token T"),
+                ("X-Hub-User", "mallory"),
+                ("X-Hub-Admin", "1"),
+                (
+                    "Cookie",
+                    "jupyterhub-session-id=s; _streamlit_xsrf=x; other=y; streamlit-hub-session=z",
+                ),
+            ],
+        )
+    )
     assert status == 200
     seen = json.loads(body)
     assert ["x-hub-user", "carol"] in seen and ["x-hub-groups", "b,viewers"] in seen
     assert ["cookie", "_streamlit_xsrf=x"] in seen
     names = [k for k, _ in seen]
-    assert "authorization" not in names and "x-hub-admin" not in names and names.count("x-hub-user") == 1
+    assert (
+        "authorization" not in names
+        and "x-hub-admin" not in names
+        and names.count("x-hub-user") == 1
+    )
 
 
 def test_revoked_access_is_seen_after_the_cache_window():
@@ -40,6 +62,7 @@ def test_revoked_access_is_seen_after_the_cache_window():
         assert (await call(mw, headers=h))[0] == 200  # still inside the window
         await asyncio.sleep(0.25)
         return (await call(mw, headers=h))[0]
+
     assert asyncio.run(scenario()) == 403
 
 
@@ -47,8 +70,11 @@ def test_concurrent_first_requests_ask_the_hub_once():
     async def scenario():
         mw, hub = make()
         hub.models["T"] = allowed("carol")
-        results = await asyncio.gather(*[call(mw, headers=[("Authorization", "token T")]) for _ in range(20)])
+        results = await asyncio.gather(
+            *[call(mw, headers=[("Authorization", "token T")]) for _ in range(20)]
+        )
         return [r[0] for r in results], hub.calls
+
     statuses, calls = asyncio.run(scenario())
     assert statuses == [200] * 20 and calls == 1
 
@@ -56,15 +82,20 @@ def test_concurrent_first_requests_ask_the_hub_once():
 def test_hub_outage_is_a_503_not_a_crash():
     mw, hub = make()
     hub.down = True
-    status, headers, body = asyncio.run(call(mw, headers=[("Authorization", "token T")]))
+    status, _headers, body = asyncio.run(call(mw, headers=[("Authorization", "token T")]))
     assert status == 503 and "Try again" in json.loads(body)["message"]
 
 
 def test_callback_with_unknown_state_is_refused():
     mw, _ = make()
-    status, _, body = asyncio.run(call(mw, path="/user/alice/demo/oauth_callback",
-                                       query=b"code=abc&state=guess",
-                                       headers=[("Cookie", f"{STATE_COOKIE}=guess")]))
+    status, _, body = asyncio.run(
+        call(
+            mw,
+            path="/user/alice/demo/oauth_callback",
+            query=b"code=abc&state=guess",
+            headers=[("Cookie", f"{STATE_COOKIE}=guess")],
+        )
+    )
     assert status == 400 and b"stale" in body
 
 
@@ -77,25 +108,31 @@ def test_login_round_trip_sets_a_session_and_returns_to_the_page():
         state = headers["location"].split("state=")[1].split("&")[0]
         state_cookie = headers["set-cookie"][0].split(";")[0]
         # a different browser (no state cookie) cannot finish this login
-        bad = await call(mw, path="/user/alice/demo/oauth_callback",
-                         query=f"code=CODE&state={state}".encode())
+        bad = await call(
+            mw, path="/user/alice/demo/oauth_callback", query=f"code=CODE&state={state}".encode()
+        )
         assert bad[0] == 400
         # the state was used up by that attempt: start again and finish properly
         status, headers, _ = await call(mw, path="/user/alice/demo/page", query=b"x=1")
         state = headers["location"].split("state=")[1].split("&")[0]
         state_cookie = headers["set-cookie"][0].split(";")[0]
-        status, headers, _ = await call(mw, path="/user/alice/demo/oauth_callback",
-                                        query=f"code=CODE&state={state}".encode(),
-                                        headers=[("Cookie", state_cookie)])
+        status, headers, _ = await call(
+            mw,
+            path="/user/alice/demo/oauth_callback",
+            query=f"code=CODE&state={state}".encode(),
+            headers=[("Cookie", state_cookie)],
+        )
         assert status == 302 and headers["location"] == "/user/alice/demo/page?x=1"
         sid = headers["set-cookie"][0].split(";")[0]
         assert sid.startswith(SESSION_COOKIE) and "tok-CODE" not in sid
         return (await call(mw, headers=[("Cookie", sid)]))[0]
+
     assert asyncio.run(scenario()) == 200
 
 
-@pytest.mark.parametrize("path, status", [("/user/alice/demo", 302), ("/user/bob/demo/", 404),
-                                          ("/", 404)])
+@pytest.mark.parametrize(
+    "path, status", [("/user/alice/demo", 302), ("/user/bob/demo/", 404), ("/", 404)]
+)
 def test_paths_outside_the_prefix(path, status):
     mw, _ = make()
     assert asyncio.run(call(mw, path=path))[0] == status
@@ -108,17 +145,24 @@ async def signed_in(mw, code: str) -> list[tuple[str, str]]:
     assert status == 302
     state = headers["location"].split("state=")[1].split("&")[0]
     state_cookie = headers["set-cookie"][0].split(";")[0]
-    status, headers, _ = await call(mw, path="/user/alice/demo/oauth_callback",
-                                    query=f"code={code}&state={state}".encode(),
-                                    headers=[("Cookie", state_cookie)])
+    status, headers, _ = await call(
+        mw,
+        path="/user/alice/demo/oauth_callback",
+        query=f"code={code}&state={state}".encode(),
+        headers=[("Cookie", state_cookie)],
+    )
     assert status == 302, status
     return [("Cookie", headers["set-cookie"][0].split(";")[0])]
 
 
-GROUP_SHARES = [{"group": {"name": "data-scientists"}, "user": None,
-                 "scopes": ["access:servers!server=alice/demo"]},
-                {"group": {"name": "viewers"}, "user": None,
-                 "scopes": ["read:users:name!user=alice"]}]  # no access in this one
+GROUP_SHARES = [
+    {
+        "group": {"name": "data-scientists"},
+        "user": None,
+        "scopes": ["access:servers!server=alice/demo"],
+    },
+    {"group": {"name": "viewers"}, "user": None, "scopes": ["read:users:name!user=alice"]},
+]  # no access in this one
 
 
 def test_member_of_a_shared_group_is_admitted_without_the_scope_on_the_token():
@@ -135,6 +179,7 @@ def test_member_of_a_shared_group_is_admitted_without_the_scope_on_the_token():
         await asyncio.sleep(0.25)
         bob_after = (await call(mw, headers=bob_session))[0]
         return bob, carol, bob_after
+
     assert asyncio.run(scenario()) == (200, 403, 403)
 
 
@@ -142,20 +187,24 @@ def test_a_token_minted_for_another_apps_client_does_not_ride_a_group_share():
     """Cross-app replay: a group member's token that another app (alice/evil) holds, issued
     to that app's OAuth client, carries no access scope for alice/demo; presented here, it
     must not be admitted through demo's group share (only tokens demo's own client got)."""
+
     async def scenario():
         mw, hub = make()
-        hub.models["EVIL-HELD"] = {**allowed("bob", ["data-scientists"]),
-                                   "scopes": ["access:servers!server=alice/evil",
-                                              "read:users:groups!user=bob"]}
+        hub.models["EVIL-HELD"] = {
+            **allowed("bob", ["data-scientists"]),
+            "scopes": ["access:servers!server=alice/evil", "read:users:groups!user=bob"],
+        }
         hub.shares = GROUP_SHARES
         by_header = (await call(mw, headers=[("Authorization", "token EVIL-HELD")]))[0]
         return by_header, hub.share_calls
+
     status, share_calls = asyncio.run(scenario())
     assert status == 403 and share_calls == 0
 
 
 def test_a_group_share_revoked_is_refused_within_one_window_not_two():
     """The verdict rests on the share list: it expires with the list's age, not after it."""
+
     async def scenario():
         mw, hub = make(ttl=0.4)
         hub.models["tok-B"] = {**allowed("bob", ["data-scientists"]), "scopes": []}
@@ -170,6 +219,7 @@ def test_a_group_share_revoked_is_refused_within_one_window_not_two():
         await asyncio.sleep(0.45 - (asyncio.get_running_loop().time() - revoked))
         later = (await call(mw, headers=carol))[0]  # > one window after the revocation
         return first, later, (await call(mw, headers=bob))[0]
+
     assert asyncio.run(scenario()) == (200, 403, 403)
 
 
@@ -180,6 +230,7 @@ def test_a_comma_in_a_group_name_stays_one_group():
     assert status == 200
     groups = dict(json.loads(body))["x-hub-groups"]
     from urllib.parse import unquote
+
     assert [unquote(g) for g in groups.split(",")] == ["b", "viewers,admins", "Ünï"]
 
 
@@ -193,6 +244,7 @@ def test_hub_restart_keeps_admitted_viewers_but_admits_no_one_new():
         kept = (await call(mw, headers=[("Authorization", "token T")]))[0]
         stranger = (await call(mw, headers=[("Authorization", "token U")]))[0]
         return first, kept, stranger
+
     assert asyncio.run(scenario()) == (200, 200, 503)
 
 
@@ -200,17 +252,31 @@ def test_a_rejected_token_is_not_sent_to_the_hub_again_within_the_window():
     async def scenario():
         mw, hub = make(ttl=30)
         for _ in range(50):
-            assert (await call(mw, headers=[("Authorization", "token garbage")], method="POST"))[0] == 401
+            assert (await call(mw, headers=[("Authorization", "token garbage")], method="POST"))[
+                0
+            ] == 401
         return hub.calls
+
     assert asyncio.run(scenario()) == 1
 
 
-
-@pytest.mark.parametrize("value, ok", [
-    ("token T", True), ("Token T", True), ("bearer T", True), ("Bearer T", True), ("TOKEN T", True),
-    ("token   T", True), ("  token T  ", True),
-    ("Basic T", False), ("token", False), ("token  ", False), ("T", False), ("", False),
-])
+@pytest.mark.parametrize(
+    "value, ok",
+    [
+        ("token T", True),
+        ("Token T", True),
+        ("bearer T", True),
+        ("Bearer T", True),
+        ("TOKEN T", True),
+        ("token   T", True),
+        ("  token T  ", True),
+        ("Basic T", False),
+        ("token", False),
+        ("token  ", False),
+        ("T", False),
+        ("", False),
+    ],
+)
 def test_authorization_header_forms(value, ok):
     mw, hub = make()
     hub.models["T"] = allowed("carol")
@@ -221,10 +287,15 @@ def test_authorization_header_forms(value, ok):
 def test_only_streamlits_own_and_listed_cookies_reach_the_app_in_one_header():
     mw = HubAuthMiddleware(downstream, demo_settings(pass_cookies=("keep",)), hub=ScriptedHub())
     mw.hub.models["T"] = allowed("carol")
-    status, _, body = asyncio.run(call(mw, headers=[
-        ("Authorization", "token T"),
-        ("Cookie", "_streamlit_a=1; drop=2; keep=3; _streamlit_b=4"),
-    ]))
+    _status, _, body = asyncio.run(
+        call(
+            mw,
+            headers=[
+                ("Authorization", "token T"),
+                ("Cookie", "_streamlit_a=1; drop=2; keep=3; _streamlit_b=4"),
+            ],
+        )
+    )
     seen = json.loads(body)
     assert [v for k, v in seen if k == "cookie"] == ["_streamlit_a=1; keep=3; _streamlit_b=4"]
     assert [k for k, _ in seen if k in ("cookie", "authorization")] == ["cookie"]
@@ -237,7 +308,9 @@ def test_the_groups_header_encodes_each_name():
     assert ["x-hub-groups", "a%2Cb,c%2Fd"] in json.loads(body)
 
 
-@pytest.mark.parametrize("cookie", ["streamlit-hub-session", "streamlit-hub-session=", "=x", "nothing"])
+@pytest.mark.parametrize(
+    "cookie", ["streamlit-hub-session", "streamlit-hub-session=", "=x", "nothing"]
+)
 def test_malformed_session_cookies_are_no_session(cookie):
     mw, _ = make()
     assert asyncio.run(call(mw, headers=[("Cookie", cookie)], method="POST"))[0] == 401
@@ -255,6 +328,7 @@ def test_a_session_idle_for_twelve_hours_is_forgotten(clock):
         clock.now += 12 * 3600 + 0.5
         codes.append((await call(mw, headers=h, method="POST"))[0])
         return codes, "sid" in mw._sessions
+
     assert asyncio.run(scenario()) == ([200, 401], False)
 
 
@@ -275,9 +349,12 @@ def test_log_lines_of_refused_and_closed_websockets_and_of_an_outage(clock, capl
     caplog.set_level(logging.INFO, "streamlit_hub.auth")
 
     async def scenario():
-        mw, hub, app = make_ws(ttl=5)
+        mw, hub, _app = make_ws(ttl=5)
         hub.models["T"] = allowed("carol")
-        evil = Socket(mw, [("Authorization", "token T"), WS_HOST, ("Origin", "https://e.example/" + "x" * 200)])
+        evil = Socket(
+            mw,
+            [("Authorization", "token T"), WS_HOST, ("Origin", "https://e.example/" + "x" * 200)],
+        )
         await mw(evil.scope, evil._receive, evil._send)
         sock = await Socket(mw, [("Authorization", "token T"), WS_HOST]).open()
         hub.models["T"] = None
@@ -286,7 +363,11 @@ def test_log_lines_of_refused_and_closed_websockets_and_of_an_outage(clock, capl
         await asyncio.wait_for(sock.task, 2)
         hub.down = True
         await call(mw, headers=[("Authorization", "token U")])
+
     asyncio.run(scenario())
-    assert caplog.messages[0] == "refused cross-origin websocket from " + ("https://e.example/" + "x" * 200)[:100]
+    assert (
+        caplog.messages[0]
+        == "refused cross-origin websocket from " + ("https://e.example/" + "x" * 200)[:100]
+    )
     assert "closing a websocket: access to alice/demo was withdrawn" in caplog.messages
     assert "cannot authenticate a request: down" in caplog.messages

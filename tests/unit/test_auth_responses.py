@@ -11,14 +11,17 @@ import base64
 import hashlib
 import json
 import logging
-import types
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-import spawner.app_server.auth as auth
-from spawner.app_server.auth import (SESSION_COOKIE, STATE_COOKIE, HubAuthMiddleware,
-                                     _origin_matches_host, groups_header_value)
+from spawner.app_server.auth import (
+    SESSION_COOKIE,
+    STATE_COOKIE,
+    HubAuthMiddleware,
+    _origin_matches_host,
+    groups_header_value,
+)
 from spawner.app_server.hub_client import HubUnavailable
 from tests.helpers.app_settings import demo_settings
 
@@ -46,7 +49,12 @@ class Hub:
 
 
 def allowed(name):
-    return {"name": name, "kind": "user", "groups": [], "scopes": ["access:servers!server=alice/demo"]}
+    return {
+        "name": name,
+        "kind": "user",
+        "groups": [],
+        "scopes": ["access:servers!server=alice/demo"],
+    }
 
 
 async def app_ok(scope, receive, send):
@@ -68,8 +76,14 @@ async def exchange(mw, path=PREFIX, headers=(), method="GET", query=b"", omit=()
     async def send(m):
         sent.append(m)
 
-    scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(),
-             "query_string": query, "headers": [(k.lower().encode(), v.encode()) for k, v in headers]}
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers],
+    }
     for key in omit:
         scope.pop(key)
     await mw(scope, receive, send)
@@ -84,11 +98,19 @@ def run(coro):
 def test_a_refusal_as_json_exactly():
     mw, _ = make()
     sent = run(exchange(mw, method="POST"))
-    body = json.dumps({"status": 401, "message": "Sign in required. Sign in through the hub to use this app."}).encode()
+    body = json.dumps(
+        {"status": 401, "message": "Sign in required. Sign in through the hub to use this app."}
+    ).encode()
     assert sent == [
-        {"type": "http.response.start", "status": 401,
-         "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                     (b"cache-control", b"no-store")]},
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+            ],
+        },
         {"type": "http.response.body", "body": body},
     ]
 
@@ -98,24 +120,30 @@ def test_a_refusal_as_a_page_exactly():
     hub.models["T"] = {**allowed("carol"), "scopes": []}
     sent = run(exchange(mw, headers=[("Authorization", "token T"), ("Accept", "text/html,*/*")]))
     body = (
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         "<title>This app belongs to alice</title>"
         "<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;"
         "padding:0 1rem;line-height:1.5}</style></head><body>"
         "<h1>This app belongs to alice</h1><p>You are signed in as carol, but alice has not shared "
         "the app “demo” with you. Ask alice to share it with you or with one of your groups.</p>"
-        "<p><a href=\"/hub/home\">Back to the hub</a></p></body></html>"
-    ).encode("utf-8")
+        '<p><a href="/hub/home">Back to the hub</a></p></body></html>'
+    ).encode()
     assert sent == [
-        {"type": "http.response.start", "status": 403,
-         "headers": [(b"content-type", b"text/html; charset=utf-8"),
-                     (b"content-length", str(len(body)).encode()), (b"cache-control", b"no-store")]},
+        {
+            "type": "http.response.start",
+            "status": 403,
+            "headers": [
+                (b"content-type", b"text/html; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+            ],
+        },
         {"type": "http.response.body", "body": body},
     ]
 
 
 def test_a_refusal_page_escapes_what_it_shows():
-    mw, hub = make(owner="<al>", hub_url="/h\"ub/")
+    mw, hub = make(owner="<al>", hub_url='/h"ub/')
     hub.models["T"] = {**allowed("<b>"), "scopes": []}
     sent = run(exchange(mw, headers=[("Authorization", "token T"), ("Accept", "text/html")]))
     page = sent[1]["body"].decode()
@@ -128,9 +156,11 @@ def test_the_forbidden_message_of_the_default_server_and_its_json():
     hub.models["T"] = {**allowed("carol"), "scopes": []}
     sent = run(exchange(mw, headers=[("Authorization", "token T")]))
     assert json.loads(sent[1]["body"]) == {
-        "status": 403, "message": "This app belongs to alice. You are signed in as carol, but alice has "
-                                  "not shared the app “default” with you. Ask alice to share it with you "
-                                  "or with one of your groups."}
+        "status": 403,
+        "message": "This app belongs to alice. You are signed in as carol, but alice has "
+        "not shared the app “default” with you. Ask alice to share it with you "
+        "or with one of your groups.",
+    }
 
 
 def test_a_head_request_gets_the_status_and_no_body():
@@ -144,7 +174,10 @@ def test_nothing_is_served_outside_the_prefix():
     mw, _ = make()
     sent = run(exchange(mw, path="/user/bob/", method="POST"))
     assert sent[0]["status"] == 404
-    assert json.loads(sent[1]["body"]) == {"status": 404, "message": "Not found. Nothing is served here."}
+    assert json.loads(sent[1]["body"]) == {
+        "status": 404,
+        "message": "Not found. Nothing is served here.",
+    }
 
 
 def test_a_hub_outage_is_a_503_with_its_reason():
@@ -156,19 +189,35 @@ def test_a_hub_outage_is_a_503_with_its_reason():
     hub.identify = down
     sent = run(exchange(mw, headers=[("Authorization", "token T")]))
     assert sent[0]["status"] == 503
-    assert json.loads(sent[1]["body"])["message"] == ("The hub is not answering. Sign-in could not be "
-                                                      "checked. Try again in a minute.")
+    assert json.loads(sent[1]["body"])["message"] == (
+        "The hub is not answering. Sign-in could not be checked. Try again in a minute."
+    )
 
 
 # ---- redirects ------------------------------------------------------------------------------
-@pytest.mark.parametrize("query, location", [(b"", PREFIX), (b"a=1&b=2", PREFIX + "?a=1&b=2"), (None, PREFIX)])
+@pytest.mark.parametrize(
+    "query, location", [(b"", PREFIX), (b"a=1&b=2", PREFIX + "?a=1&b=2"), (None, PREFIX)]
+)
 def test_the_prefix_without_its_slash_redirects_exactly(query, location):
     mw, _ = make()
-    sent = run(exchange(mw, path=PREFIX[:-1], query=query or b"", omit=("query_string",) if query is None else ()))
+    sent = run(
+        exchange(
+            mw,
+            path=PREFIX[:-1],
+            query=query or b"",
+            omit=("query_string",) if query is None else (),
+        )
+    )
     assert sent == [
-        {"type": "http.response.start", "status": 302,
-         "headers": [(b"location", location.encode()), (b"cache-control", b"no-store"),
-                     (b"content-length", b"0")]},
+        {
+            "type": "http.response.start",
+            "status": 302,
+            "headers": [
+                (b"location", location.encode()),
+                (b"cache-control", b"no-store"),
+                (b"content-length", b"0"),
+            ],
+        },
         {"type": "http.response.body", "body": b""},
     ]
 
@@ -189,21 +238,34 @@ def start_login(mw, path=PREFIX + "page", query=b"x=1"):
 
 
 def test_sign_in_starts_with_the_hubs_authorize_url_and_a_state_cookie():
-    mw, _ = make(client_id="service-alice-demo", callback_url="https://alice.example/user/alice/demo/oauth_callback")
+    mw, _ = make(
+        client_id="service-alice-demo",
+        callback_url="https://alice.example/user/alice/demo/oauth_callback",
+    )
     sent, location, cookies = start_login(mw)
     assert sent[0]["status"] == 302 and sent[1] == {"type": "http.response.body", "body": b""}
     url = urlsplit(location)
     assert url.path == "/hub/api/oauth2/authorize"
     q = {k: v[0] for k, v in parse_qs(url.query).items()}
-    assert set(q) == {"client_id", "redirect_uri", "response_type", "state", "code_challenge",
-                      "code_challenge_method"}
+    assert set(q) == {
+        "client_id",
+        "redirect_uri",
+        "response_type",
+        "state",
+        "code_challenge",
+        "code_challenge_method",
+    }
     assert q["client_id"] == "service-alice-demo" and q["response_type"] == "code"
     assert q["redirect_uri"] == "https://alice.example/user/alice/demo/oauth_callback"
     assert q["code_challenge_method"] == "S256" and len(q["state"]) == 32
-    assert cookies == [f"{STATE_COOKIE}={q['state']}; Path={PREFIX}; HttpOnly; SameSite=Lax; Max-Age=600"]
+    assert cookies == [
+        f"{STATE_COOKIE}={q['state']}; Path={PREFIX}; HttpOnly; SameSite=Lax; Max-Age=600"
+    ]
     next_url, verifier, _ = mw._logins[q["state"]]
     assert next_url == PREFIX + "page?x=1" and len(verifier) == 64
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    challenge = (
+        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    )
     assert q["code_challenge"] == challenge
 
 
@@ -216,8 +278,14 @@ def test_cookies_are_secure_when_the_hub_is_served_over_https():
 def finish_login(mw, hub, location, cookies, code="CODE"):
     state = parse_qs(urlsplit(location).query)["state"][0]
     state_cookie = cookies[0].split(";")[0]
-    return run(exchange(mw, path=PREFIX + "oauth_callback", query=f"code={code}&state={state}".encode(),
-                        headers=[("Cookie", state_cookie)]))
+    return run(
+        exchange(
+            mw,
+            path=PREFIX + "oauth_callback",
+            query=f"code={code}&state={state}".encode(),
+            headers=[("Cookie", state_cookie)],
+        )
+    )
 
 
 def test_the_callback_trades_the_code_with_pkce_and_sets_the_session(caplog):
@@ -229,14 +297,22 @@ def test_the_callback_trades_the_code_with_pkce_and_sets_the_session(caplog):
     state = parse_qs(urlsplit(location).query)["state"][0]
     verifier = mw._logins[state][1]
     sent = finish_login(mw, hub, location, cookies)
-    assert hub.code_calls == [{"code": "CODE", "client_id": "cid", "redirect_uri": "https://a.example/cb",
-                               "code_verifier": verifier}]
+    assert hub.code_calls == [
+        {
+            "code": "CODE",
+            "client_id": "cid",
+            "redirect_uri": "https://a.example/cb",
+            "code_verifier": verifier,
+        }
+    ]
     headers = sent[0]["headers"]
     assert sent[0]["status"] == 302 and dict(headers)[b"location"] == (PREFIX + "page?x=1").encode()
     set_cookies = [v.decode() for k, v in headers if k == b"set-cookie"]
     sid = set_cookies[0].split(";")[0].split("=", 1)[1]
-    assert set_cookies == [f"{SESSION_COOKIE}={sid}; Path={PREFIX}; HttpOnly; SameSite=Lax",
-                           f"{STATE_COOKIE}=; Path={PREFIX}; HttpOnly; SameSite=Lax; Max-Age=0"]
+    assert set_cookies == [
+        f"{SESSION_COOKIE}={sid}; Path={PREFIX}; HttpOnly; SameSite=Lax",
+        f"{STATE_COOKIE}=; Path={PREFIX}; HttpOnly; SameSite=Lax; Max-Age=0",
+    ]
     assert len(sid) == 43 and mw._sessions[sid][0] == "tok-1"
     assert "viewer carol signed in to alice/demo" in caplog.messages
     assert run(exchange(mw, headers=[("Cookie", f"{SESSION_COOKIE}={sid}")]))[0]["status"] == 200
@@ -253,21 +329,29 @@ def test_the_callback_never_returns_outside_the_app():
     assert dict(sent[0]["headers"])[b"location"] == PREFIX.encode()
 
 
-STALE = ("Sign-in did not complete. This sign-in link is stale or was opened in another browser. "
-         "Open the app again to sign in.")
+STALE = (
+    "Sign-in did not complete. This sign-in link is stale or was opened in another browser. "
+    "Open the app again to sign in."
+)
 
 
-@pytest.mark.parametrize("case", ["no code", "no state", "other state cookie", "no state cookie", "unknown state"])
+@pytest.mark.parametrize(
+    "case", ["no code", "no state", "other state cookie", "no state cookie", "unknown state"]
+)
 def test_a_callback_that_does_not_match_a_login_is_refused(case):
     mw, hub = make()
     hub.codes["CODE"] = "tok-1"
-    _, location, cookies = start_login(mw)
+    _, location, _cookies = start_login(mw)
     state = parse_qs(urlsplit(location).query)["state"][0]
-    query = {"no code": f"state={state}", "no state": "code=CODE"}.get(case, f"code=CODE&state={state}")
+    query = {"no code": f"state={state}", "no state": "code=CODE"}.get(
+        case, f"code=CODE&state={state}"
+    )
     if case == "unknown state":
         query = "code=CODE&state=guess"
-    headers = {"other state cookie": [("Cookie", f"{STATE_COOKIE}=other")],
-               "no state cookie": [("Cookie", "a=b")]}.get(case, [("Cookie", f"{STATE_COOKIE}={state}")])
+    headers = {
+        "other state cookie": [("Cookie", f"{STATE_COOKIE}=other")],
+        "no state cookie": [("Cookie", "a=b")],
+    }.get(case, [("Cookie", f"{STATE_COOKIE}={state}")])
     if case == "unknown state":
         headers = [("Cookie", f"{STATE_COOKIE}=guess")]
     sent = run(exchange(mw, path=PREFIX + "oauth_callback", query=query.encode(), headers=headers))
@@ -277,23 +361,25 @@ def test_a_callback_that_does_not_match_a_login_is_refused(case):
 
 def test_a_refused_callback_page_links_back_to_the_app():
     mw, _ = make()
-    sent = run(exchange(mw, path=PREFIX + "oauth_callback", query=b"code=x&state=y",
-                        headers=[("Accept", "text/html")]))
+    sent = run(
+        exchange(
+            mw,
+            path=PREFIX + "oauth_callback",
+            query=b"code=x&state=y",
+            headers=[("Accept", "text/html")],
+        )
+    )
     page = sent[1]["body"].decode()
-    assert "<h1>Sign-in did not complete</h1>" in page and f'<a href="{PREFIX}">Open the app again</a>' in page
+    assert (
+        "<h1>Sign-in did not complete</h1>" in page
+        and f'<a href="{PREFIX}">Open the app again</a>' in page
+    )
 
 
 def test_a_callback_without_a_query_is_refused():
     mw, _ = make()
     sent = run(exchange(mw, path=PREFIX + "oauth_callback", omit=("query_string", "headers")))
     assert sent[0]["status"] == 400
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    c = types.SimpleNamespace(now=1000.0)
-    monkeypatch.setattr(auth, "time", types.SimpleNamespace(monotonic=lambda: c.now))
-    return c
 
 
 @pytest.mark.parametrize("age, status", [(600, 302), (600.5, 400)])
@@ -320,8 +406,9 @@ def test_a_code_the_hub_does_not_take_is_refused():
     _, location, cookies = start_login(mw)
     sent = finish_login(mw, hub, location, cookies, code="BAD")  # no token for it
     assert sent[0]["status"] == 403
-    assert json.loads(sent[1]["body"])["message"] == ("Sign-in refused. The hub did not confirm your sign-in. "
-                                                      "Open the app again.")
+    assert json.loads(sent[1]["body"])["message"] == (
+        "Sign-in refused. The hub did not confirm your sign-in. Open the app again."
+    )
     assert mw._sessions == {}
 
 
@@ -331,18 +418,27 @@ def test_a_code_while_the_hub_is_down_is_a_503():
     _, location, cookies = start_login(mw)
     sent = finish_login(mw, hub, location, cookies)
     assert sent[0]["status"] == 503
-    assert json.loads(sent[1]["body"])["message"] == ("The hub is not answering. Sign-in could not be "
-                                                      "completed. Try again in a minute.")
+    assert json.loads(sent[1]["body"])["message"] == (
+        "The hub is not answering. Sign-in could not be completed. Try again in a minute."
+    )
 
 
 def test_a_page_refusal_after_sign_in_links_back_to_the_app():
-    mw, hub = make()
+    mw, _hub = make()
     _, location, cookies = start_login(mw)
     state = parse_qs(urlsplit(location).query)["state"][0]
-    sent = run(exchange(mw, path=PREFIX + "oauth_callback", query=f"code=BAD&state={state}".encode(),
-                        headers=[("Cookie", cookies[0].split(";")[0]), ("Accept", "text/html")]))
+    sent = run(
+        exchange(
+            mw,
+            path=PREFIX + "oauth_callback",
+            query=f"code=BAD&state={state}".encode(),
+            headers=[("Cookie", cookies[0].split(";")[0]), ("Accept", "text/html")],
+        )
+    )
     page = sent[1]["body"].decode()
-    assert "<h1>Sign-in refused</h1>" in page and f'<a href="{PREFIX}">Open the app again</a>' in page
+    assert (
+        "<h1>Sign-in refused</h1>" in page and f'<a href="{PREFIX}">Open the app again</a>' in page
+    )
 
 
 # ---- small helpers ----------------------------------------------------------------------------
@@ -361,8 +457,10 @@ def test_log_lines_an_operator_reads(caplog):
     hub.models["T"] = {**allowed("carol"), "scopes": ["access:servers!server=alice/other"]}
     run(exchange(mw, headers=[("Authorization", "token T")]))
     assert "refused carol: no access to alice/demo" in caplog.messages
-    assert ("carol holds no access scope for this app (access scopes held: "
-            "['access:servers!server=alice/other'])") in caplog.messages
+    assert (
+        "carol holds no access scope for this app (access scopes held: "
+        "['access:servers!server=alice/other'])"
+    ) in caplog.messages
 
 
 # ---- more edges of the ASGI exchange --------------------------------------------------------
@@ -384,7 +482,9 @@ def test_lifespan_messages_pass_straight_through():
 
     scope = {"type": "lifespan"}
     run(mw(scope, receive, send))
-    assert seen == [(scope, {"type": "lifespan.startup"})] and sent == [{"type": "lifespan.startup.complete"}]
+    assert seen == [(scope, {"type": "lifespan.startup"})] and sent == [
+        {"type": "lifespan.startup.complete"}
+    ]
 
 
 def test_the_app_reads_the_request_body_through_the_middleware():
@@ -396,7 +496,9 @@ def test_the_app_reads_the_request_body_through_the_middleware():
 
     mw = HubAuthMiddleware(app, demo_settings(), hub=Hub())
     mw.hub.models["T"] = allowed("carol")
-    assert run(exchange(mw, headers=[("Authorization", "token T")], method="POST"))[0]["status"] == 200
+    assert (
+        run(exchange(mw, headers=[("Authorization", "token T")], method="POST"))[0]["status"] == 200
+    )
     assert got == [{"type": "http.request", "body": b""}]
 
 
@@ -413,7 +515,9 @@ def test_a_head_request_without_a_session_starts_sign_in_too():
 
 
 def test_without_a_hub_client_given_one_is_made_from_the_settings():
-    mw = HubAuthMiddleware(app_ok, demo_settings(api_url="http://hub:8081/hub/api", api_token="secret"))
+    mw = HubAuthMiddleware(
+        app_ok, demo_settings(api_url="http://hub:8081/hub/api", api_token="secret")
+    )
     assert (mw.hub._api_url, mw.hub._token) == ("http://hub:8081/hub/api", "secret")
     assert mw.activity._hub is mw.hub
 
@@ -427,8 +531,13 @@ def test_a_prefix_ending_in_capital_x():
 def test_a_refusal_page_without_a_link_has_none():
     mw, _ = make()
     sent = run(exchange(mw, method="POST", headers=[("Accept", "text/html")]))
-    assert sent[1]["body"].decode().endswith(
-        "<h1>Sign in required</h1><p>Sign in through the hub to use this app.</p></body></html>")
+    assert (
+        sent[1]["body"]
+        .decode()
+        .endswith(
+            "<h1>Sign in required</h1><p>Sign in through the hub to use this app.</p></body></html>"
+        )
+    )
 
 
 def test_sign_in_returns_to_the_raw_path_as_sent():
@@ -439,8 +548,14 @@ def test_sign_in_returns_to_the_raw_path_as_sent():
     assert mw._logins[state][0] == PREFIX + "a b"
 
     async def raw():
-        scope = {"type": "http", "method": "GET", "path": PREFIX + "a b", "raw_path": (PREFIX + "a%20b").encode(),
-                 "query_string": b"", "headers": []}
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": PREFIX + "a b",
+            "raw_path": (PREFIX + "a%20b").encode(),
+            "query_string": b"",
+            "headers": [],
+        }
         sent = []
 
         async def send(m):
@@ -448,6 +563,7 @@ def test_sign_in_returns_to_the_raw_path_as_sent():
 
         await mw(scope, None, send)
         return sent
+
     location = dict(run(raw())[0]["headers"])[b"location"].decode()
     assert mw._logins[parse_qs(urlsplit(location).query)["state"][0]][0] == PREFIX + "a%20b"
 
@@ -458,10 +574,19 @@ def test_a_session_whose_token_was_revoked_is_forgotten():
     hub.models["tok-1"] = allowed("carol")
     _, location, cookies = start_login(mw)
     sent = finish_login(mw, hub, location, cookies)
-    sid = [v.decode() for k, v in sent[0]["headers"] if k == b"set-cookie"][0].split(";")[0].split("=", 1)[1]
+    sid = (
+        next(v.decode() for k, v in sent[0]["headers"] if k == b"set-cookie")
+        .split(";")[0]
+        .split("=", 1)[1]
+    )
     mw._verdicts.clear()
     hub.models.pop("tok-1")  # the hub no longer knows the token
-    assert run(exchange(mw, method="POST", headers=[("Cookie", f"{SESSION_COOKIE}={sid}")]))[0]["status"] == 401
+    assert (
+        run(exchange(mw, method="POST", headers=[("Cookie", f"{SESSION_COOKIE}={sid}")]))[0][
+            "status"
+        ]
+        == 401
+    )
     assert sid not in mw._sessions
 
 
@@ -509,7 +634,11 @@ def test_group_shares_are_asked_for_this_app_and_cached_for_less_than_the_window
 def test_cookie_parsing():
     from spawner.app_server.auth import _parse_cookies
 
-    headers = [(b"cookie", b"a=b=c; _streamlit_x; =v; k=; d=1"), (b"other", b"z=1"), (b"cookie", b"e=2")]
+    headers = [
+        (b"cookie", b"a=b=c; _streamlit_x; =v; k=; d=1"),
+        (b"other", b"z=1"),
+        (b"cookie", b"e=2"),
+    ]
     assert _parse_cookies(headers) == [("a", "b=c"), ("k", ""), ("d", "1"), ("e", "2")]
 
 

@@ -7,11 +7,29 @@ import pytest
 
 from spawner.app_server.auth import HubAuthMiddleware
 from tests.helpers.app_settings import demo_settings
-from tests.helpers.asgi_auth import (WS_HOST, EchoApp, ScriptedHub, Socket, allowed, audited,
-                                     call, clock, make, make_ws, say_bytes)  # noqa: F401
+from tests.helpers.asgi_auth import (
+    WS_HOST,
+    EchoApp,
+    ScriptedHub,
+    Socket,
+    allowed,
+    audited,
+    call,
+    make,
+    make_ws,
+    say_bytes,
+)
 
-@pytest.mark.parametrize("origin", ["https://evil.example", "https://alice.apps.example.com.evil.example",
-                                    "null", "https://bob.apps.example.com"])
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://evil.example",
+        "https://alice.apps.example.com.evil.example",
+        "null",
+        "https://bob.apps.example.com",
+    ],
+)
 def test_a_cross_origin_websocket_is_closed_by_the_middleware_itself(origin):
     # Invariant 4 (issue 18, survivor 2): this layer refuses it, whatever Streamlit would do:
     # the upgrade is closed with 1008 before the hub is asked and before Streamlit is reached.
@@ -22,13 +40,15 @@ def test_a_cross_origin_websocket_is_closed_by_the_middleware_itself(origin):
         sock.incoming.put_nowait({"type": "websocket.disconnect", "code": 1000})  # if let in
         await asyncio.wait_for(mw(sock.scope, sock._receive, sock._send), 2)
         return sock.sent, app.reached, hub.calls
+
     sent, reached, calls = asyncio.run(scenario())
     assert sent == [{"type": "websocket.close", "code": 1008}]
     assert not reached and calls == 0
 
 
-@pytest.mark.parametrize("origin", ["https://alice.apps.example.com", "https://ALICE.apps.example.com/",
-                                    None])
+@pytest.mark.parametrize(
+    "origin", ["https://alice.apps.example.com", "https://ALICE.apps.example.com/", None]
+)
 def test_a_same_origin_or_originless_websocket_reaches_streamlit(origin):
     async def scenario():
         mw, hub, app = make_ws()
@@ -38,10 +58,11 @@ def test_a_same_origin_or_originless_websocket_reaches_streamlit(origin):
         replies = await sock.say("hello")
         await sock.close()
         return replies, app
+
     replies, app = asyncio.run(scenario())
     assert replies == [{"type": "websocket.send", "text": "echo hello"}]
     assert app.reached and app.ended_with == 1000
-    seen = dict((k.decode(), v.decode()) for k, v in app.scopes[0]["headers"])
+    seen = {k.decode(): v.decode() for k, v in app.scopes[0]["headers"]}
     assert seen["x-hub-user"] == "carol" and "authorization" not in seen
 
 
@@ -49,23 +70,29 @@ def test_an_origin_without_a_host_header_is_refused():
     async def scenario():
         mw, hub, app = make_ws()
         hub.models["T"] = allowed("carol")
-        sock = Socket(mw, [("Authorization", "token T"), ("Origin", "https://alice.apps.example.com")])
+        sock = Socket(
+            mw, [("Authorization", "token T"), ("Origin", "https://alice.apps.example.com")]
+        )
         sock.incoming.put_nowait({"type": "websocket.disconnect", "code": 1000})  # if let in
         await asyncio.wait_for(mw(sock.scope, sock._receive, sock._send), 2)
         return sock.sent, app.reached
+
     assert asyncio.run(scenario()) == ([{"type": "websocket.close", "code": 1008}], False)
 
 
-@pytest.mark.parametrize("origin, host, same", [
-    ("https://a.example", "a.example", True),
-    ("http://a.example:8000", "a.example:8000", True),
-    ("http://A.Example:8000/", "a.example:8000", True),
-    ("http://a.example:8001", "a.example:8000", False),
-    ("http://a.example", "a.example:8000", False),
-    ("https://a.example", "", False),
-    ("https://a.example", None, False),
-    ("a.example", "a.example", False),
-])
+@pytest.mark.parametrize(
+    "origin, host, same",
+    [
+        ("https://a.example", "a.example", True),
+        ("http://a.example:8000", "a.example:8000", True),
+        ("http://A.Example:8000/", "a.example:8000", True),
+        ("http://a.example:8001", "a.example:8000", False),
+        ("http://a.example", "a.example:8000", False),
+        ("https://a.example", "", False),
+        ("https://a.example", None, False),
+        ("a.example", "a.example", False),
+    ],
+)
 def test_origin_matches_host(origin, host, same):
     from spawner.app_server.auth import _origin_matches_host
 
@@ -75,11 +102,12 @@ def test_origin_matches_host(origin, host, same):
 @pytest.mark.parametrize("headers", [[], [("Authorization", "token nobody")]])
 def test_a_websocket_without_a_valid_viewer_is_closed_not_redirected(headers):
     async def scenario():
-        mw, hub, app = make_ws()
+        mw, _hub, app = make_ws()
         sock = Socket(mw, [WS_HOST, *headers])
         sock.incoming.put_nowait({"type": "websocket.disconnect", "code": 1000})  # if let in
         await asyncio.wait_for(mw(sock.scope, sock._receive, sock._send), 2)
         return sock.sent, app.reached
+
     assert asyncio.run(scenario()) == ([{"type": "websocket.close", "code": 1008}], False)
 
 
@@ -91,10 +119,13 @@ def test_a_websocket_of_a_viewer_without_access_is_closed():
         sock.incoming.put_nowait({"type": "websocket.disconnect", "code": 1000})  # if let in
         await asyncio.wait_for(mw(sock.scope, sock._receive, sock._send), 2)
         return sock.sent, app.reached
+
     assert asyncio.run(scenario()) == ([{"type": "websocket.close", "code": 1008}], False)
 
 
-def test_an_open_websocket_is_closed_at_the_first_message_after_the_window_once_access_is_gone(clock):
+def test_an_open_websocket_is_closed_at_the_first_message_after_the_window_once_access_is_gone(
+    clock,
+):
     # Invariant 5 at the websocket: the re-check happens on a client message once the verdict
     # is older than auth_cache_seconds; until then the socket keeps working on the old one.
     async def scenario():
@@ -111,6 +142,7 @@ def test_an_open_websocket_is_closed_at_the_first_message_after_the_window_once_
         after = await sock.say("three")
         await asyncio.wait_for(sock.task, 2)
         return first, calls_after_open, inside, calls_inside, after, hub.calls, app, sock
+
     first, c_open, inside, c_inside, after, c_after, app, sock = asyncio.run(scenario())
     assert first == [{"type": "websocket.send", "text": "echo one"}]
     assert inside == [{"type": "websocket.send", "text": "echo two"}] and c_inside == c_open == 1
@@ -139,6 +171,7 @@ def test_what_streamlit_sends_after_the_close_is_dropped(clock):
         await sock.say("x")
         await asyncio.wait_for(sock.task, 2)
         return sock.sent, app.ended_with
+
     sent, ended = asyncio.run(scenario())
     assert sent == [{"type": "websocket.accept"}, {"type": "websocket.close", "code": 1008}]
     assert ended == 1008
@@ -155,6 +188,7 @@ def test_an_open_websocket_of_a_viewer_who_keeps_access_is_rechecked_once_per_wi
             clock.now += 6  # a, then 6 s later b (no check), 12 s: c (check), 18 s: d (no check)
         await sock.close()
         return replies, hub.calls, app
+
     replies, calls, app = asyncio.run(scenario())
     assert [r["text"] for r in replies] == ["echo a", "echo b", "echo c", "echo d"]
     assert calls == 2  # the open, and one re-check at c
@@ -176,6 +210,7 @@ def test_an_open_websocket_survives_a_hub_restart(clock):
         calls_after_c = hub.calls
         await sock.close()
         return b + c, calls, calls_after_c, app
+
     replies, calls, calls_after_c, app = asyncio.run(scenario())
     assert [r["text"] for r in replies] == ["echo b", "echo c"] and app.ended_with == 1000
     assert calls == calls_after_c == 2
@@ -193,6 +228,7 @@ def test_a_verdict_is_reused_for_less_than_the_window_then_asked_again(clock):
         clock.now += 0.01
         codes.append((await call(mw, headers=h))[0])
         return codes, hub.calls
+
     assert asyncio.run(scenario()) == ([200, 200, 403], 2)
 
 
@@ -207,6 +243,7 @@ def test_a_refused_token_is_asked_again_once_the_window_is_over(clock):
         clock.now += 0.01
         codes.append((await call(mw, headers=h, method="POST"))[0])
         return codes, hub.calls
+
     assert asyncio.run(scenario()) == ([401, 401, 200], 2)
 
 
@@ -223,19 +260,21 @@ def test_a_hub_outage_serves_admitted_viewers_for_five_minutes_only(clock):
         clock.now += 0.1
         codes.append((await call(mw, headers=h))[0])
         return codes
+
     # a refusal is never extended; an admission is, for less than 300 s
     assert asyncio.run(scenario()) == [200, 403, 200, 503, 503]
 
 
 def test_websockets_count_as_activity_while_open():
     async def scenario():
-        mw, hub, app = make_ws()
+        mw, hub, _app = make_ws()
         hub.models["T"] = allowed("carol")
         sock = await Socket(mw, [("Authorization", "token T"), WS_HOST]).open()
         await sock.say("a")
         during = mw.activity.open_websockets
         await sock.close()
         return during, mw.activity.open_websockets, mw.activity.last_activity
+
     during, after, last = asyncio.run(scenario())
     assert (during, after) == (1, 0) and last is not None
 
@@ -253,21 +292,24 @@ def test_an_open_websocket_keeps_serving_through_a_long_hub_outage(clock):
         replies = await sock.say("b")
         await sock.close()
         return replies, app
+
     replies, app = asyncio.run(scenario())
     assert replies == [{"type": "websocket.send", "text": "echo b"}] and app.ended_with == 1000
 
 
 def test_the_session_stream_is_audited_frame_by_frame():
     async def scenario():
-        mw, hub, sessions = audited()
+        mw, _hub, sessions = audited()
         sock = await Socket(mw, [("Authorization", "token T"), WS_HOST]).open()
         await say_bytes(sock, b"\x01")
         await sock.close()
-        other = await Socket(mw, [("Authorization", "token T"), WS_HOST],
-                             path="/user/alice/demo/_stcore/other").open()
+        other = await Socket(
+            mw, [("Authorization", "token T"), WS_HOST], path="/user/alice/demo/_stcore/other"
+        ).open()
         await say_bytes(other, b"\x02")
         await other.close()
         return sessions
+
     sessions = asyncio.run(scenario())
     assert sessions.opened == [("carol", "/user/alice/demo/_stcore/stream")]  # the stream only
     assert sessions.frames == [("client", b"\x01"), ("server", b"re:\x01")]
@@ -283,5 +325,6 @@ def test_a_session_closed_for_withdrawn_access_is_audited_so(clock):
         await say_bytes(sock, b"\x03")
         await asyncio.wait_for(sock.task, 2)
         return sessions
+
     sessions = asyncio.run(scenario())
     assert sessions.ended == ["access withdrawn"] and sessions.frames == [("client", b"\x03")]

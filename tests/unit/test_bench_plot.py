@@ -6,8 +6,13 @@ from bench.plot import latency_svg
 
 
 def test_latency_svg_has_a_box_per_series_and_escapes_labels():
-    svg = latency_svg([("Health <p50>", "ms", {"hub": [1.0, 1.1, 1.2, 5.0], "limit": [0.9, 1.0]}),
-                       ("Empty", "ms", {"none": []})], caption="run & machine")
+    svg = latency_svg(
+        [
+            ("Health <p50>", "ms", {"hub": [1.0, 1.1, 1.2, 5.0], "limit": [0.9, 1.0]}),
+            ("Empty", "ms", {"none": []}),
+        ],
+        caption="run & machine",
+    )
     root = ET.fromstring(svg)
     ns = "{http://www.w3.org/2000/svg}"
     boxes = [r for r in root.iter(f"{ns}rect") if r.get("fill-opacity")]

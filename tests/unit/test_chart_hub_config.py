@@ -26,33 +26,57 @@ NS = "streamlit-hub"
 def policy_text() -> str:
     """The example policy, plus a profile that sets limits only (no guarantees)."""
     policy = yaml.safe_load((REPO / "hub_config" / "policy.yaml").read_text())
-    policy["profiles"]["limits-only"] = {"display_name": "Limits only", "cpu_limit": 1,
-                                         "mem_limit": "512M"}
-    policy["groups"]["testers"] = {"profiles": ["limits-only"], "max_running_apps": 1, "max_apps": 1}
+    policy["profiles"]["limits-only"] = {
+        "display_name": "Limits only",
+        "cpu_limit": 1,
+        "mem_limit": "512M",
+    }
+    policy["groups"]["testers"] = {
+        "profiles": ["limits-only"],
+        "max_running_apps": 1,
+        "max_apps": 1,
+    }
     return yaml.safe_dump(policy)
 
 
 STARTS = [
-    {"user": "alice", "groups": ["analysts"], "options": {"path": "apps/demo/app.py"}, "name": "demo"},
+    {
+        "user": "alice",
+        "groups": ["analysts"],
+        "options": {"path": "apps/demo/app.py"},
+        "name": "demo",
+    },
     {"user": "tess", "groups": ["testers"], "options": {}, "name": "tiny"},
 ]
 
 
 @pytest.fixture(scope="module")
 def prod(tmp_path_factory):
-    return through_chart(render(VALUES, namespace=NS), site_objects(policy_text()),
-                         tmp_path_factory.mktemp("prod"), STARTS, namespace=NS)
+    return through_chart(
+        render(VALUES, namespace=NS),
+        site_objects(policy_text()),
+        tmp_path_factory.mktemp("prod"),
+        STARTS,
+        namespace=NS,
+    )
 
 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory):
-    return through_chart(render(VALUES, LOCAL_VALUES, namespace=NS), site_objects(policy_text()),
-                         tmp_path_factory.mktemp("local"), STARTS[:1], namespace=NS)
+    return through_chart(
+        render(VALUES, LOCAL_VALUES, namespace=NS),
+        site_objects(policy_text()),
+        tmp_path_factory.mktemp("local"),
+        STARTS[:1],
+        namespace=NS,
+    )
 
 
 @pytest.fixture(scope="module", params=["production", "local"])
 def each(request, prod, local):
-    values = render(VALUES, *([LOCAL_VALUES] if request.param == "local" else []), namespace=NS).values
+    values = render(
+        VALUES, *([LOCAL_VALUES] if request.param == "local" else []), namespace=NS
+    ).values
     return (prod if request.param == "production" else local), values
 
 
@@ -115,7 +139,11 @@ def test_what_the_chart_sets_for_every_app_pod_agrees_with_the_spawner(each):
     assert restricted_violations(pod) == [] and problems(pod, "V1Pod") == []
     assert c["image"] == f"{su['image']['name']}:{su['image']['tag']}"
     assert c["args"] == su["cmd"] == ["python", "-m", "spawner.app_server"]
-    assert pod["spec"]["securityContext"]["runAsUser"] == c["securityContext"]["runAsUser"] == su["uid"]
+    assert (
+        pod["spec"]["securityContext"]["runAsUser"]
+        == c["securityContext"]["runAsUser"]
+        == su["uid"]
+    )
     assert pod["spec"]["securityContext"]["fsGroup"] == su["fsGid"]
     assert pod["metadata"]["labels"]["hub.jupyter.org/network-access-hub"] == "true"
     assert not pod["spec"].get("initContainers")  # no privileged iptables container
@@ -136,7 +164,8 @@ def test_what_the_chart_sets_for_every_app_pod_agrees_with_the_spawner(each):
         assert "schedulerName" not in pod["spec"]
     if scheduling["podPriority"]["enabled"]:
         assert pod["spec"]["priorityClassName"] in {
-            p["metadata"]["name"] for p in render(VALUES, namespace=NS).all("PriorityClass")}
+            p["metadata"]["name"] for p in render(VALUES, namespace=NS).all("PriorityClass")
+        }
     else:
         assert "priorityClassName" not in pod["spec"]
 
@@ -147,7 +176,10 @@ def test_app_pods_send_audit_events_to_the_hub_service_port(each):
     ports = {p["name"]: p["port"] for p in rendered.get("Service", "hub")["spec"]["ports"]}
     (audit,) = [s for s in result["services"] if s["name"] == "audit"]
     assert audit["url"] == f"http://hub:{ports['audit']}"
-    assert result["starts"][0]["spawner"]["audit_url"] == f"http://hub:{ports['audit']}/services/audit/api/events"
+    assert (
+        result["starts"][0]["spawner"]["audit_url"]
+        == f"http://hub:{ports['audit']}/services/audit/api/events"
+    )
 
 
 def test_the_crypt_key_configure_checks_is_the_one_that_encrypts_auth_state(each):

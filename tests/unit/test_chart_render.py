@@ -46,8 +46,18 @@ def hub_env(r) -> dict:
 
 def test_helm_renders_both_value_sets(prod, local):
     kinds = {o["kind"] for o in prod.objects}
-    assert {"Deployment", "Service", "NetworkPolicy", "Ingress", "Role", "RoleBinding",
-            "ServiceAccount", "Secret", "ConfigMap", "PersistentVolumeClaim"} <= kinds
+    assert {
+        "Deployment",
+        "Service",
+        "NetworkPolicy",
+        "Ingress",
+        "Role",
+        "RoleBinding",
+        "ServiceAccount",
+        "Secret",
+        "ConfigMap",
+        "PersistentVolumeClaim",
+    } <= kinds
     assert len(prod.objects) > len(local.objects) > 10  # the overlay drops the pre-puller etc.
 
 
@@ -73,15 +83,21 @@ def test_production_secrets_reach_the_hub_only_by_reference(prod):
     mounts = prod.container("Deployment", "hub", "hub")["volumeMounts"]
     mount = next(m for m in mounts if key_file.startswith(m["mountPath"].rstrip("/") + "/"))
     volumes = prod.get("Deployment", "hub")["spec"]["template"]["spec"]["volumes"]
-    assert next(v for v in volumes if v["name"] == mount["name"])["secret"]["secretName"] in SITE_SECRETS
+    assert (
+        next(v for v in volumes if v["name"] == mount["name"])["secret"]["secretName"]
+        in SITE_SECRETS
+    )
 
 
 def test_the_extra_config_only_imports_and_calls_configure_after_the_charts_own(each):
     assert each.values["hub"]["extraConfig"] == {
-        "streamlit-hub": "from spawner.hubconfig import configure\nconfigure(c)\n"}
+        "streamlit-hub": "from spawner.hubconfig import configure\nconfigure(c)\n"
+    }
     config = each.get("ConfigMap", "hub")["data"]["jupyterhub_config.py"]
     # the chart runs hub.extraConfig last: configure(c) sees (and may override) all of it
-    assert config.rindex('get_config("hub.extraConfig"') > config.rindex("c.KubeSpawner.volume_mounts =")
+    assert config.rindex('get_config("hub.extraConfig"') > config.rindex(
+        "c.KubeSpawner.volume_mounts ="
+    )
     assert config.rindex('get_config("hub.extraConfig"') > config.rindex('get_config("hub.config"')
 
 
@@ -98,18 +114,23 @@ def test_the_audit_port_is_on_the_hub_service_and_reachable_from_app_pods_and_th
     # ... and their own policy and the proxy's let them out to it
     for policy in ("singleuser", "proxy"):
         egress = each.get("NetworkPolicy", policy)["spec"]["egress"]
-        assert any({"port": 8082} in r.get("ports", []) and
-                   {"podSelector": {"matchLabels": {"component": "hub"}}} in r.get("to", [])
-                   for r in egress), policy
+        assert any(
+            {"port": 8082} in r.get("ports", [])
+            and {"podSelector": {"matchLabels": {"component": "hub"}}} in r.get("to", [])
+            for r in egress
+        ), policy
 
 
 def test_app_pods_accept_only_the_proxy_and_the_hub_and_never_reach_cloud_metadata(prod):
     spec = prod.get("NetworkPolicy", "singleuser")["spec"]
     sources = [s for r in spec["ingress"] for s in r["from"]]
-    assert sources == [{"podSelector": {"matchLabels": {"hub.jupyter.org/network-access-singleuser": "true"}}}]
+    assert sources == [
+        {"podSelector": {"matchLabels": {"hub.jupyter.org/network-access-singleuser": "true"}}}
+    ]
     blocked = [b["ipBlock"] for r in spec["egress"] for b in r.get("to", []) if "ipBlock" in b]
-    assert blocked and all("169.254.169.254/32" in b.get("except", []) for b in blocked
-                           if b["cidr"] == "0.0.0.0/0")
+    assert blocked and all(
+        "169.254.169.254/32" in b.get("except", []) for b in blocked if b["cidr"] == "0.0.0.0/0"
+    )
     # no privileged iptables init container: the chart only adds it for blockWithIptables
     assert prod.values["singleuser"]["cloudMetadata"]["blockWithIptables"] is False
 
@@ -120,8 +141,11 @@ def test_the_app_image_and_command(each):
     # the app server, run by the image's Python (the chart sets it as the spawner's cmd)
     assert su["cmd"] == ["python", "-m", "spawner.app_server"]
     if su["image"]["name"].startswith("ghcr.io/"):  # production pre-pulls it on every node
-        images = {c["image"] for d in each.all("DaemonSet")
-                  for c in d["spec"]["template"]["spec"]["initContainers"]}
+        images = {
+            c["image"]
+            for d in each.all("DaemonSet")
+            for c in d["spec"]["template"]["spec"]["initContainers"]
+        }
         assert f"{su['image']['name']}:{su['image']['tag']}" in images
 
 
@@ -160,8 +184,10 @@ def test_the_trial_overlay_has_a_host_name_apps_can_live_under(local):
     except ValueError:
         pass
     else:
-        pytest.fail(f"{public.geturl()}: configure() refuses an IP address (apps live on "
-                    "<analyst>.<host>); browsers send every *.localhost name to loopback")
+        pytest.fail(
+            f"{public.geturl()}: configure() refuses an IP address (apps live on "
+            "<analyst>.<host>); browsers send every *.localhost name to loopback"
+        )
     assert public.hostname == "localhost" and public.port == 8000  # kubectl port-forward 8000:80
 
 
@@ -194,7 +220,10 @@ def test_the_hub_service_account_may_do_what_the_spawner_does(each):
     role = each.get(binding["roleRef"]["kind"], binding["roleRef"]["name"])
     granted = allowed(role)
     for resource, verbs in NEEDED.items():
-        assert verbs <= granted.get(resource, set()), (resource, verbs - granted.get(resource, set()))
+        assert verbs <= granted.get(resource, set()), (
+            resource,
+            verbs - granted.get(resource, set()),
+        )
 
 
 def _secret_values(r) -> set[str]:

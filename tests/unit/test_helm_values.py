@@ -33,7 +33,9 @@ def chart_values(*files):
 
 def errors(values):
     validator = jsonschema.Draft7Validator(SCHEMA)
-    return sorted(f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(values))
+    return sorted(
+        f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(values)
+    )
 
 
 def test_there_are_values_files():

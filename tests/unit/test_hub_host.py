@@ -37,14 +37,23 @@ SUBDOMAINS = {"subdomain_host": "https://apps.example.com/", "domain": "apps.exa
 
 
 def guarded_login():
-    (pattern, handler), (_, callback, kwargs) = hub_host_only(FakeAuthenticator)().get_handlers(None)
+    (pattern, handler), (_, callback, kwargs) = hub_host_only(FakeAuthenticator)().get_handlers(
+        None
+    )
     assert (pattern, kwargs) == ("/login", {"x": 1}) and issubclass(handler, FakeLogin)
     assert issubclass(callback, FakeLogin)
     return handler
 
 
-@pytest.mark.parametrize("host", ["alice.apps.example.com", "alice.apps.example.com:443",
-                                  "apps.example.com.evil.test", "127.0.0.1:8000"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "alice.apps.example.com",
+        "alice.apps.example.com:443",
+        "apps.example.com.evil.test",
+        "127.0.0.1:8000",
+    ],
+)
 def test_sign_in_on_another_host_is_sent_to_the_hubs_host_and_goes_no_further(host):
     h = guarded_login()(host, SUBDOMAINS)
     asyncio.run(h.prepare())
@@ -74,7 +83,7 @@ def test_a_synchronous_prepare_of_the_base_handler_still_runs():
         def get_handlers(self, app):
             return [("/login", SyncLogin)]
 
-    (_, handler), = hub_host_only(Auth)().get_handlers(None)
+    ((_, handler),) = hub_host_only(Auth)().get_handlers(None)
     h = handler("apps.example.com", SUBDOMAINS)
     asyncio.run(h.prepare())
     assert h.prepared and handler.__name__ == "SyncLogin"

@@ -1,14 +1,22 @@
 import pytest
 from traitlets.config import Config
 
-from spawner.hubconfig import configure_app_origins, HUB_CONFIG_DIR, ConfigError, configure, load_extra_config
+from spawner.hubconfig import (
+    HUB_CONFIG_DIR,
+    ConfigError,
+    configure,
+    configure_app_origins,
+    load_extra_config,
+)
 
 REPO = HUB_CONFIG_DIR.parent
 
 
 def test_local_mode_binds_loopback_and_keeps_state_in_the_data_dir(tmp_path):
     c = Config()
-    configure(c, {"STREAMLIT_HUB_DATA_DIR": str(tmp_path / "d"), "STREAMLIT_HUB_DEMO_PASSWORD": "pw"})
+    configure(
+        c, {"STREAMLIT_HUB_DATA_DIR": str(tmp_path / "d"), "STREAMLIT_HUB_DEMO_PASSWORD": "pw"}
+    )
     assert c.JupyterHub.ip == "127.0.0.1" and c.JupyterHub.hub_ip == "127.0.0.1"
     assert c.JupyterHub.port == 8000
     assert c.JupyterHub.db_url == f"sqlite:///{tmp_path / 'd' / 'jupyterhub.sqlite'}"
@@ -31,21 +39,30 @@ def test_generated_demo_password_is_kept_private_and_stable(tmp_path, capsys):
     assert pw in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("env, words", [
-    ({"STREAMLIT_HUB_PORT": "80a"}, "STREAMLIT_HUB_PORT"),
-    ({"STREAMLIT_HUB_PORT": "70000"}, "1 to 65535"),
-    ({"STREAMLIT_HUB_MODE": "cloud"}, "expected 'local'"),
-    ({"STREAMLIT_HUB_MODE": "kubernetes", "STREAMLIT_HUB_AUTH": "ldap"}, "expected .google. or .demo."),
-    ({"STREAMLIT_HUB_AUDIT": "yes"}, "STREAMLIT_HUB_AUDIT='yes': expected 'on' or 'off'"),
-    ({"STREAMLIT_HUB_AUDIT_PORT": "x"}, "STREAMLIT_HUB_AUDIT_PORT"),
-    ({"STREAMLIT_HUB_AUDIT_RETENTION_DAYS": "forever"}, "STREAMLIT_HUB_AUDIT_RETENTION_DAYS"),
-    ({"STREAMLIT_HUB_AUDIT_RETENTION_DAYS": "0"}, "from 0 to 36500"),
-    ({"STREAMLIT_HUB_IDLE_TIMEOUT": "1h"}, "STREAMLIT_HUB_IDLE_TIMEOUT"),
-    ({"STREAMLIT_HUB_IDLE_TIMEOUT": "5"}, "at least 30 seconds"),
-])
+@pytest.mark.parametrize(
+    "env, words",
+    [
+        ({"STREAMLIT_HUB_PORT": "80a"}, "STREAMLIT_HUB_PORT"),
+        ({"STREAMLIT_HUB_PORT": "70000"}, "1 to 65535"),
+        ({"STREAMLIT_HUB_MODE": "cloud"}, "expected 'local'"),
+        (
+            {"STREAMLIT_HUB_MODE": "kubernetes", "STREAMLIT_HUB_AUTH": "ldap"},
+            "expected .google. or .demo.",
+        ),
+        ({"STREAMLIT_HUB_AUDIT": "yes"}, "STREAMLIT_HUB_AUDIT='yes': expected 'on' or 'off'"),
+        ({"STREAMLIT_HUB_AUDIT_PORT": "x"}, "STREAMLIT_HUB_AUDIT_PORT"),
+        ({"STREAMLIT_HUB_AUDIT_RETENTION_DAYS": "forever"}, "STREAMLIT_HUB_AUDIT_RETENTION_DAYS"),
+        ({"STREAMLIT_HUB_AUDIT_RETENTION_DAYS": "0"}, "from 0 to 36500"),
+        ({"STREAMLIT_HUB_IDLE_TIMEOUT": "1h"}, "STREAMLIT_HUB_IDLE_TIMEOUT"),
+        ({"STREAMLIT_HUB_IDLE_TIMEOUT": "5"}, "at least 30 seconds"),
+    ],
+)
 def test_bad_settings_stop_start_up_with_the_variable_named(tmp_path, env, words):
     with pytest.raises(ConfigError, match=words):
-        configure(Config(), {"STREAMLIT_HUB_DATA_DIR": str(tmp_path), "STREAMLIT_HUB_DEMO_PASSWORD": "x", **env})
+        configure(
+            Config(),
+            {"STREAMLIT_HUB_DATA_DIR": str(tmp_path), "STREAMLIT_HUB_DEMO_PASSWORD": "x", **env},
+        )
 
 
 def test_extra_config_runs_last_with_c(tmp_path):
@@ -59,10 +76,14 @@ def test_extra_config_runs_last_with_c(tmp_path):
 
 
 GOOGLE = {
-    "STREAMLIT_HUB_AUTH": "google", "GOOGLE_WORKSPACE_DOMAIN": "example.com",
-    "GOOGLE_ADMIN_USER": "admin", "GOOGLE_ALLOWED_GROUPS": "analysts, viewers",
-    "GOOGLE_ADMIN_GROUPS": "hub-admins", "GOOGLE_OAUTH_CLIENT_ID": "id",
-    "GOOGLE_OAUTH_CLIENT_SECRET": "secret", "JUPYTERHUB_CRYPT_KEY": "00" * 32,
+    "STREAMLIT_HUB_AUTH": "google",
+    "GOOGLE_WORKSPACE_DOMAIN": "example.com",
+    "GOOGLE_ADMIN_USER": "admin",
+    "GOOGLE_ALLOWED_GROUPS": "analysts, viewers",
+    "GOOGLE_ADMIN_GROUPS": "hub-admins",
+    "GOOGLE_OAUTH_CLIENT_ID": "id",
+    "GOOGLE_OAUTH_CLIENT_SECRET": "secret",
+    "JUPYTERHUB_CRYPT_KEY": "00" * 32,
     "STREAMLIT_HUB_PUBLIC_URL": "https://apps.example.com/",
 }
 
@@ -71,8 +92,11 @@ GOOGLE = {
 def google_env(tmp_path):
     key = tmp_path / "key.json"
     key.write_text("{}")
-    return {**GOOGLE, "STREAMLIT_HUB_DATA_DIR": str(tmp_path / "d"),
-            "GOOGLE_SERVICE_ACCOUNT_KEY_FILE": str(key)}
+    return {
+        **GOOGLE,
+        "STREAMLIT_HUB_DATA_DIR": str(tmp_path / "d"),
+        "GOOGLE_SERVICE_ACCOUNT_KEY_FILE": str(key),
+    }
 
 
 def test_google_mode_syncs_groups_from_google(google_env):
@@ -91,14 +115,17 @@ def test_google_mode_syncs_groups_from_google(google_env):
     assert "load_groups" not in c.JupyterHub  # groups come from Google only
 
 
-@pytest.mark.parametrize("change, words", [
-    ({"GOOGLE_ADMIN_USER": "admin@example.com"}, "only the local part"),
-    ({"JUPYTERHUB_CRYPT_KEY": ""}, "JUPYTERHUB_CRYPT_KEY"),
-    ({"GOOGLE_ALLOWED_GROUPS": ""}, "GOOGLE_ALLOWED_GROUPS"),
-    ({"GOOGLE_SERVICE_ACCOUNT_KEY_FILE": "/nope.json"}, "no such file"),
-    ({"GOOGLE_OAUTH_CLIENT_ID": ""}, "GOOGLE_OAUTH_CLIENT_ID"),
-    ({"STREAMLIT_HUB_AUTH": "ldap"}, "expected 'demo' or 'google'"),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"GOOGLE_ADMIN_USER": "admin@example.com"}, "only the local part"),
+        ({"JUPYTERHUB_CRYPT_KEY": ""}, "JUPYTERHUB_CRYPT_KEY"),
+        ({"GOOGLE_ALLOWED_GROUPS": ""}, "GOOGLE_ALLOWED_GROUPS"),
+        ({"GOOGLE_SERVICE_ACCOUNT_KEY_FILE": "/nope.json"}, "no such file"),
+        ({"GOOGLE_OAUTH_CLIENT_ID": ""}, "GOOGLE_OAUTH_CLIENT_ID"),
+        ({"STREAMLIT_HUB_AUTH": "ldap"}, "expected 'demo' or 'google'"),
+    ],
+)
 def test_google_mode_refuses_incomplete_settings_at_start_up(google_env, change, words):
     with pytest.raises(ConfigError, match=words):
         configure(Config(), {**google_env, **change})
@@ -107,35 +134,61 @@ def test_google_mode_refuses_incomplete_settings_at_start_up(google_env, change,
 def test_a_bad_policy_is_a_config_error(tmp_path):
     bad = tmp_path / "p.yaml"
     bad.write_text("groups: {analysts: {profiles: [nope]}}\n")
-    with pytest.raises(ConfigError, match="groups.analysts.profiles"):
-        configure(Config(), {"STREAMLIT_HUB_DATA_DIR": str(tmp_path / "d"),
-                             "STREAMLIT_HUB_DEMO_PASSWORD": "x", "STREAMLIT_HUB_POLICY": str(bad)})
+    with pytest.raises(ConfigError, match=r"groups.analysts.profiles"):
+        configure(
+            Config(),
+            {
+                "STREAMLIT_HUB_DATA_DIR": str(tmp_path / "d"),
+                "STREAMLIT_HUB_DEMO_PASSWORD": "x",
+                "STREAMLIT_HUB_POLICY": str(bad),
+            },
+        )
 
 
 def test_audit_service_is_registered_with_its_recorder_and_roles(tmp_path):
     from spawner.audit import hub_recorder
 
     c = Config()
-    configure(c, {"STREAMLIT_HUB_DATA_DIR": str(tmp_path), "STREAMLIT_HUB_DEMO_PASSWORD": "x",
-                  "STREAMLIT_HUB_AUDIT_PORT": "9123"})
+    configure(
+        c,
+        {
+            "STREAMLIT_HUB_DATA_DIR": str(tmp_path),
+            "STREAMLIT_HUB_DEMO_PASSWORD": "x",
+            "STREAMLIT_HUB_AUDIT_PORT": "9123",
+        },
+    )
     service = next(s for s in c.JupyterHub.services if s["name"] == "audit")
     assert service["url"] == "http://127.0.0.1:9123"
     assert service["command"][1:] == ["-m", "spawner.audit.service"]
-    assert service["environment"]["STREAMLIT_HUB_AUDIT_DB_URL"] == f"sqlite:///{tmp_path / 'audit.sqlite'}"
+    assert (
+        service["environment"]["STREAMLIT_HUB_AUDIT_DB_URL"]
+        == f"sqlite:///{tmp_path / 'audit.sqlite'}"
+    )
     assert "api_token" not in service["environment"]  # the token is never in the environment block
     roles = {r["name"]: r for r in c.JupyterHub.load_roles}
     assert roles["audit-reader"]["users"] == ["admin"]
-    assert "access:services!service=audit" in roles["user"]["scopes"] and "self" in roles["user"]["scopes"]
+    assert (
+        "access:services!service=audit" in roles["user"]["scopes"]
+        and "self" in roles["user"]["scopes"]
+    )
     assert "custom:audit:read" in c.JupyterHub.custom_scopes
     recorder = hub_recorder.recorder()
-    assert c.JupyterHub.tornado_settings.to_dict()["update"]["log_function"] == recorder.log_function
+    assert (
+        c.JupyterHub.tornado_settings.to_dict()["update"]["log_function"] == recorder.log_function
+    )
     assert c.StreamlitSpawnerMixin.audit_url == "http://127.0.0.1:9123/services/audit/api/events"
 
 
 def test_audit_off_registers_nothing(tmp_path):
     c = Config()
-    configure(c, {"STREAMLIT_HUB_DATA_DIR": str(tmp_path), "STREAMLIT_HUB_DEMO_PASSWORD": "x",
-                  "STREAMLIT_HUB_AUDIT": "off"})
+    configure(
+        c,
+        {
+            "STREAMLIT_HUB_DATA_DIR": str(tmp_path),
+            "STREAMLIT_HUB_DEMO_PASSWORD": "x",
+            "STREAMLIT_HUB_AUDIT": "off",
+        },
+    )
     assert [s["name"] for s in c.JupyterHub.services] == ["idle-culler"]
     assert "audit_url" not in c.StreamlitSpawnerMixin
 
@@ -152,14 +205,28 @@ def test_idle_culler_runs_with_the_policy_timeouts(tmp_path):
     assert "--timeout=3600" in culler["command"] and "--cull-every=300" in culler["command"]
     assert "--remove-named-servers=false" in culler["command"]
     roles = {r["name"]: r for r in c.JupyterHub.load_roles}
-    assert "admin:server_state" in roles["idle-culler"]["scopes"] and roles["idle-culler"]["services"] == ["idle-culler"]
+    assert "admin:server_state" in roles["idle-culler"]["scopes"] and roles["idle-culler"][
+        "services"
+    ] == ["idle-culler"]
     idle = timedelta(seconds=4000)
     assert cull_arbiter(inactive=idle, inactive_limit=3600, server={"state": {}}) is True
-    assert cull_arbiter(inactive=idle, inactive_limit=3600, server={"state": {"idle_timeout": 7200}}) is False
-    assert cull_arbiter(inactive=idle, inactive_limit=3600, server={"state": {"idle_timeout": "x"}}) is True
+    assert (
+        cull_arbiter(inactive=idle, inactive_limit=3600, server={"state": {"idle_timeout": 7200}})
+        is False
+    )
+    assert (
+        cull_arbiter(inactive=idle, inactive_limit=3600, server={"state": {"idle_timeout": "x"}})
+        is True
+    )
     off = Config()
-    configure(off, {"STREAMLIT_HUB_DATA_DIR": str(tmp_path), "STREAMLIT_HUB_DEMO_PASSWORD": "x",
-                    "STREAMLIT_HUB_IDLE_TIMEOUT": "0"})
+    configure(
+        off,
+        {
+            "STREAMLIT_HUB_DATA_DIR": str(tmp_path),
+            "STREAMLIT_HUB_DEMO_PASSWORD": "x",
+            "STREAMLIT_HUB_IDLE_TIMEOUT": "0",
+        },
+    )
     assert "idle-culler" not in [s["name"] for s in off.JupyterHub.services]
 
 
@@ -167,11 +234,21 @@ def test_link_rules_come_from_the_owners_groups():
     from spawner.policy import parse_policy
     from spawner.sharing import link_problem
 
-    policy = parse_policy({
-        "profiles": {"small": {"display_name": "S", "cpu_limit": 1, "mem_limit": "1G"}},
-        "groups": {"analysts": {"profiles": ["small"], "may_share_links": False},
-                   "data-scientists": {"profiles": ["small"], "may_share_links": True, "max_link_days": 2}},
-        "defaults": {"profiles": [], "max_running_apps": 0, "max_apps": 0}}, "p.yaml")
+    policy = parse_policy(
+        {
+            "profiles": {"small": {"display_name": "S", "cpu_limit": 1, "mem_limit": "1G"}},
+            "groups": {
+                "analysts": {"profiles": ["small"], "may_share_links": False},
+                "data-scientists": {
+                    "profiles": ["small"],
+                    "may_share_links": True,
+                    "max_link_days": 2,
+                },
+            },
+            "defaults": {"profiles": [], "max_running_apps": 0, "max_apps": 0},
+        },
+        "p.yaml",
+    )
     status, message = link_problem(policy, ["analysts"], "alice", 3600)
     assert status == 403 and "turned off for alice's apps" in message
     assert link_problem(policy, ["analysts", "data-scientists"], "bob", 2 * 86400) is None
@@ -184,10 +261,17 @@ def test_kubernetes_mode_wires_the_kube_spawner_policy_audit_and_culler(tmp_path
     policy = tmp_path / "policy.yaml"
     policy.write_text((REPO / "hub_config" / "policy.yaml").read_text())
     c = Config()
-    configure(c, {"STREAMLIT_HUB_MODE": "kubernetes", "STREAMLIT_HUB_AUTH": "demo",
-                  "STREAMLIT_HUB_DEMO_PASSWORD": "trial", "STREAMLIT_HUB_POLICY": str(policy),
-                  "STREAMLIT_HUB_DATA_DIR": str(tmp_path / "srv"),
-                  "STREAMLIT_HUB_PUBLIC_URL": "https://apps.example.com"})
+    configure(
+        c,
+        {
+            "STREAMLIT_HUB_MODE": "kubernetes",
+            "STREAMLIT_HUB_AUTH": "demo",
+            "STREAMLIT_HUB_DEMO_PASSWORD": "trial",
+            "STREAMLIT_HUB_POLICY": str(policy),
+            "STREAMLIT_HUB_DATA_DIR": str(tmp_path / "srv"),
+            "STREAMLIT_HUB_PUBLIC_URL": "https://apps.example.com",
+        },
+    )
     assert c.JupyterHub.spawner_class == "streamlit-kube"
     # each analyst's apps on their own host: alice.apps.example.com
     assert c.JupyterHub.subdomain_host == "https://apps.example.com"
@@ -198,9 +282,15 @@ def test_kubernetes_mode_wires_the_kube_spawner_policy_audit_and_culler(tmp_path
     assert "idle-culler" in services
     assert c.StreamlitSpawnerMixin.policy_file == str(policy)
     with pytest.raises(ConfigError, match="mount the group policy ConfigMap"):
-        configure(Config(), {"STREAMLIT_HUB_MODE": "kubernetes", "STREAMLIT_HUB_AUTH": "demo",
-                             "STREAMLIT_HUB_DEMO_PASSWORD": "x",
-                             "STREAMLIT_HUB_POLICY": str(tmp_path / "missing.yaml")})
+        configure(
+            Config(),
+            {
+                "STREAMLIT_HUB_MODE": "kubernetes",
+                "STREAMLIT_HUB_AUTH": "demo",
+                "STREAMLIT_HUB_DEMO_PASSWORD": "x",
+                "STREAMLIT_HUB_POLICY": str(tmp_path / "missing.yaml"),
+            },
+        )
 
 
 def test_apps_get_hosts_of_their_own_by_default(tmp_path):
@@ -213,11 +303,18 @@ def test_apps_get_hosts_of_their_own_by_default(tmp_path):
     assert subdomain_for("audit", "localhost", "service") == "localhost"  # the hub's own code
 
 
-@pytest.mark.parametrize("env, url, expected", [
-    ({}, "http://127.0.0.1:8000", "an IP address cannot have"),
-    ({}, "http://localhost:8000/hub", "with no path"),
-    ({"STREAMLIT_HUB_APP_ORIGINS": "subdomain"}, "http://localhost:8000", "STREAMLIT_HUB_APP_ORIGINS"),
-])
+@pytest.mark.parametrize(
+    "env, url, expected",
+    [
+        ({}, "http://127.0.0.1:8000", "an IP address cannot have"),
+        ({}, "http://localhost:8000/hub", "with no path"),
+        (
+            {"STREAMLIT_HUB_APP_ORIGINS": "subdomain"},
+            "http://localhost:8000",
+            "STREAMLIT_HUB_APP_ORIGINS",
+        ),
+    ],
+)
 def test_app_origin_settings_that_cannot_work_stop_the_hub(env, url, expected):
     with pytest.raises(ConfigError, match=expected):
         configure_app_origins(Config(), env, url)
@@ -225,7 +322,10 @@ def test_app_origin_settings_that_cannot_work_stop_the_hub(env, url, expected):
 
 def test_shared_origins_are_said_on_the_admin_page():
     c = Config()
-    assert configure_app_origins(c, {"STREAMLIT_HUB_APP_ORIGINS": "shared"}, "http://127.0.0.1:8000") is False
+    assert (
+        configure_app_origins(c, {"STREAMLIT_HUB_APP_ORIGINS": "shared"}, "http://127.0.0.1:8000")
+        is False
+    )
     assert "subdomain_host" not in c.JupyterHub
     assert c.JupyterHub.template_vars["streamlit_shared_origin"] is True
 
@@ -234,8 +334,15 @@ def test_kubernetes_mode_needs_the_public_url_for_app_hosts(tmp_path):
     policy = tmp_path / "policy.yaml"
     policy.write_text((REPO / "hub_config" / "policy.yaml").read_text())
     with pytest.raises(ConfigError, match="STREAMLIT_HUB_PUBLIC_URL is not set"):
-        configure(Config(), {"STREAMLIT_HUB_MODE": "kubernetes", "STREAMLIT_HUB_AUTH": "demo",
-                             "STREAMLIT_HUB_DEMO_PASSWORD": "x", "STREAMLIT_HUB_POLICY": str(policy)})
+        configure(
+            Config(),
+            {
+                "STREAMLIT_HUB_MODE": "kubernetes",
+                "STREAMLIT_HUB_AUTH": "demo",
+                "STREAMLIT_HUB_DEMO_PASSWORD": "x",
+                "STREAMLIT_HUB_POLICY": str(policy),
+            },
+        )
 
 
 def test_the_login_form_answers_only_on_the_hubs_host():
@@ -257,8 +364,9 @@ def test_apps_running_as_the_hub_user_are_said_to_be_trusted(caplog):
     assert "run as the hub's own Unix user" in caplog.text
 
 
-@pytest.mark.parametrize("value, expected", [("everyone", "expected 'auto'"),
-                                             ("", "expected 'auto'")])
+@pytest.mark.parametrize(
+    "value, expected", [("everyone", "expected 'auto'"), ("", "expected 'auto'")]
+)
 def test_a_bad_app_accounts_setting_stops_the_hub(value, expected):
     from spawner.hubconfig import configure_app_accounts
 
@@ -278,7 +386,9 @@ def test_an_app_environment_closed_to_app_accounts_stops_the_hub(tmp_path, monke
     (private / "bin" / "python").write_text("")
     os.chmod(private, 0o700)
     monkeypatch.setenv("STREAMLIT_HUB_APP_PYTHON", str(private / "bin" / "python"))
-    with pytest.raises(ConfigError, match="is closed to other users.*STREAMLIT_HUB_APP_ACCOUNTS=hub"):
+    with pytest.raises(
+        ConfigError, match=r"is closed to other users.*STREAMLIT_HUB_APP_ACCOUNTS=hub"
+    ):
         configure_app_accounts(Config(), {})
 
 
@@ -289,10 +399,17 @@ def test_roles_and_template_folders_configured_before_are_kept(tmp_path):
     c = Config()
     c.JupyterHub.load_roles = [{"name": "ops", "scopes": ["list:users"], "users": ["root"]}]
     c.JupyterHub.template_paths = ["/srv/extra-templates"]
-    configure(c, {"STREAMLIT_HUB_MODE": "kubernetes", "STREAMLIT_HUB_AUTH": "demo",
-                  "STREAMLIT_HUB_DEMO_PASSWORD": "x", "STREAMLIT_HUB_POLICY": str(policy),
-                  "STREAMLIT_HUB_DATA_DIR": str(tmp_path / "srv"),
-                  "STREAMLIT_HUB_PUBLIC_URL": "https://apps.example.com"})
+    configure(
+        c,
+        {
+            "STREAMLIT_HUB_MODE": "kubernetes",
+            "STREAMLIT_HUB_AUTH": "demo",
+            "STREAMLIT_HUB_DEMO_PASSWORD": "x",
+            "STREAMLIT_HUB_POLICY": str(policy),
+            "STREAMLIT_HUB_DATA_DIR": str(tmp_path / "srv"),
+            "STREAMLIT_HUB_PUBLIC_URL": "https://apps.example.com",
+        },
+    )
     names = [r["name"] for r in c.JupyterHub.load_roles]
     assert "ops" in names and "audit-reader" in names and "idle-culler" in names
     assert c.JupyterHub.template_paths[0].endswith("templates")

@@ -47,6 +47,7 @@ sources:
 """
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
+
 class Group:
     def __init__(self, name):
         self.name = name
@@ -68,10 +69,15 @@ def policy_file(tmp_path):
 
 def make(policy_file, user, groups, name="demo"):
     """A mocked spawner (KubeSpawner wants a running event loop to build its API client)."""
+
     async def construct():
-        orm = SimpleNamespace(name=name, user_options=None, state=None, server=None)  # Spawner.name reads it
-        return StreamlitKubeSpawner(_mock=True, user=User(user, groups), orm_spawner=orm,
-                                    policy_file=policy_file)
+        orm = SimpleNamespace(
+            name=name, user_options=None, state=None, server=None
+        )  # Spawner.name reads it
+        return StreamlitKubeSpawner(
+            _mock=True, user=User(user, groups), orm_spawner=orm, policy_file=policy_file
+        )
+
     return asyncio.run(construct())
 
 
@@ -99,17 +105,27 @@ def test_pod_meets_the_restricted_pod_security_standard(policy_file):
 
 
 def test_the_checker_itself_catches_violations():
-    bad = {"spec": {"hostNetwork": True, "volumes": [{"name": "h", "hostPath": {"path": "/"}}],
-                    "containers": [{"name": "x", "securityContext": {"privileged": True}}]}}
+    bad = {
+        "spec": {
+            "hostNetwork": True,
+            "volumes": [{"name": "h", "hostPath": {"path": "/"}}],
+            "containers": [{"name": "x", "securityContext": {"privileged": True}}],
+        }
+    }
     found = restricted_violations(bad)
     assert any("hostNetwork" in f for f in found) and any("hostPath" in f for f in found)
     assert any("privileged" in f for f in found) and any("drop ALL" in f for f in found)
 
 
 def test_resources_labels_and_command_follow_the_admitted_profile(policy_file):
-    sp, pod = build(policy_file, "bob", ["data-scientists"], {"path": "apps/demo/app.py", "profile": "gpu"})
+    _sp, pod = build(
+        policy_file, "bob", ["data-scientists"], {"path": "apps/demo/app.py", "profile": "gpu"}
+    )
     c = pod["spec"]["containers"][0]
-    assert c["resources"]["limits"]["cpu"] == 4.0 or str(c["resources"]["limits"]["cpu"]) in ("4", "4.0")
+    assert c["resources"]["limits"]["cpu"] == 4.0 or str(c["resources"]["limits"]["cpu"]) in (
+        "4",
+        "4.0",
+    )
     assert c["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert pod["spec"]["nodeSelector"] == {"pool": "gpu"}
     assert pod["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
@@ -156,8 +172,10 @@ def test_unsafe_entry_paths_are_refused_without_looking_at_the_volume(policy_fil
 
 def test_home_is_one_pvc_per_user_and_kept(policy_file):
     sp, pod = build(policy_file, "alice", ["analysts"], {})
+
     async def pvc_manifest():
         return ApiClient().sanitize_for_serialization(sp.get_pvc_manifest())
+
     pvc = asyncio.run(pvc_manifest())
     assert pvc["metadata"]["name"] == "home-alice"
     assert pvc["spec"]["resources"]["requests"]["storage"] == "10Gi"
@@ -170,11 +188,14 @@ def test_home_is_one_pvc_per_user_and_kept(policy_file):
 def test_no_secret_is_a_literal_in_the_pod_but_the_hub_token(policy_file):
     _, pod = build(policy_file, "alice", ["analysts"], {})
     env = pod["spec"]["containers"][0]["env"]
-    secretish = [e["name"] for e in env if "value" in e and any(
-        w in e["name"] for w in ("SECRET", "PASSWORD", "CRYPT", "PRIVATE", "KEY"))]
+    secretish = [
+        e["name"]
+        for e in env
+        if "value" in e
+        and any(w in e["name"] for w in ("SECRET", "PASSWORD", "CRYPT", "PRIVATE", "KEY"))
+    ]
     assert secretish == []
     assert not any("token" in a.lower() for a in pod["spec"]["containers"][0].get("args") or [])
-
 
 
 def _env(container) -> dict:
@@ -182,8 +203,17 @@ def _env(container) -> dict:
 
 
 def test_git_source_clones_the_pinned_commit_in_a_restricted_init_container(policy_file):
-    sp, pod = build(policy_file, "alice", ["analysts"], {
-        "source": "git", "repo": "https://github.com/example/sales.git", "ref": SHA, "path": "dash/app.py"})
+    sp, pod = build(
+        policy_file,
+        "alice",
+        ["analysts"],
+        {
+            "source": "git",
+            "repo": "https://github.com/example/sales.git",
+            "ref": SHA,
+            "path": "dash/app.py",
+        },
+    )
     assert restricted_violations(pod) == []
     (init,) = pod["spec"]["initContainers"]
     assert init["name"] == "git-clone" and init["image"] == "alpine/git:2.47.2"
@@ -199,8 +229,12 @@ def test_git_source_clones_the_pinned_commit_in_a_restricted_init_container(poli
 
 
 def test_image_source_runs_the_apps_image(policy_file):
-    sp, pod = build(policy_file, "alice", ["analysts"], {
-        "source": "image", "image": "ghcr.io/example/apps/alice-sales:1a2b3c"})
+    sp, pod = build(
+        policy_file,
+        "alice",
+        ["analysts"],
+        {"source": "image", "image": "ghcr.io/example/apps/alice-sales:1a2b3c"},
+    )
     assert restricted_violations(pod) == []
     main = pod["spec"]["containers"][0]
     assert main["image"] == "ghcr.io/example/apps/alice-sales:1a2b3c"
@@ -208,10 +242,19 @@ def test_image_source_runs_the_apps_image(policy_file):
     assert sp.image != "ghcr.io/example/apps/alice-sales:1a2b3c"
 
 
-@pytest.mark.parametrize("options, words", [
-    ({"source": "git", "repo": "https://gitlab.evil.example/x/y.git", "ref": SHA}, "may not be cloned from gitlab.evil.example"),
-    ({"source": "image", "image": "docker.io/evil/miner:1"}, "not from a registry the group policy allows"),
-])
+@pytest.mark.parametrize(
+    "options, words",
+    [
+        (
+            {"source": "git", "repo": "https://gitlab.evil.example/x/y.git", "ref": SHA},
+            "may not be cloned from gitlab.evil.example",
+        ),
+        (
+            {"source": "image", "image": "docker.io/evil/miner:1"},
+            "not from a registry the group policy allows",
+        ),
+    ],
+)
 def test_sources_outside_the_policy_allow_lists_are_refused(policy_file, options, words):
     with pytest.raises(SpawnException) as e:
         build(policy_file, "alice", ["analysts"], options)
@@ -234,12 +277,16 @@ def test_the_local_spawner_says_git_and_image_need_kubernetes():
         StreamlitLocalSpawner.resolve_app_entry(SimpleNamespace(), opts)
 
 
-@pytest.mark.parametrize("options", [
-    {},
-    {"profile": "gpu"},
-    {"source": "git", "repo": "https://github.com/example/sales.git", "ref": SHA},
-    {"source": "image", "image": "ghcr.io/example/apps/alice-sales:1a2b3c"},
-], ids=["home", "gpu-profile", "git", "image"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"profile": "gpu"},
+        {"source": "git", "repo": "https://github.com/example/sales.git", "ref": SHA},
+        {"source": "image", "image": "ghcr.io/example/apps/alice-sales:1a2b3c"},
+    ],
+    ids=["home", "gpu-profile", "git", "image"],
+)
 def test_every_generated_object_is_strictly_valid_kubernetes(policy_file, options):
     from tests.helpers.k8s_models import problems
 
@@ -255,9 +302,22 @@ def test_every_generated_object_is_strictly_valid_kubernetes(policy_file, option
 def test_the_strict_validator_rejects_unknown_and_mistyped_fields():
     from tests.helpers.k8s_models import problems
 
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", "labelz": {}},
-           "spec": {"containers": [{"name": "c", "image": "i", "securityContext": {"runAsUser": "1000"},
-                                    "resources": {"limits": {"cpu": "1"}}, "imagePullPolicyy": "Never"}]}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "x", "labelz": {}},
+        "spec": {
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "i",
+                    "securityContext": {"runAsUser": "1000"},
+                    "resources": {"limits": {"cpu": "1"}},
+                    "imagePullPolicyy": "Never",
+                }
+            ]
+        },
+    }
     found = problems(pod, "V1Pod")
     assert ".metadata.labelz: unknown field of V1ObjectMeta" in found
     assert ".spec.containers[0].imagePullPolicyy: unknown field of V1Container" in found
@@ -270,9 +330,11 @@ def test_progress_shows_our_steps_with_the_pods_events_in_between(policy_file, m
     from spawner.mixin import StreamlitSpawnerMixin
 
     async def pod_events(self):
-        for p, msg in ((30, "Successfully assigned default/jupyter-alice to node-1"),
-                       (50, 'Pulling image "ghcr.io/example/jupyterhub-streamlit-app:0.1.0"'),
-                       (63, "Started container notebook")):
+        for p, msg in (
+            (30, "Successfully assigned default/jupyter-alice to node-1"),
+            (50, 'Pulling image "ghcr.io/example/jupyterhub-streamlit-app:0.1.0"'),
+            (63, "Started container notebook"),
+        ):
             await asyncio.sleep(0.01)
             yield {"progress": p, "message": msg, "raw_event": {"type": "Normal"}}
 
@@ -292,10 +354,17 @@ def test_progress_shows_our_steps_with_the_pods_events_in_between(policy_file, m
 
     events = asyncio.run(collect())
     messages = [e["message"] for e in events]
-    assert messages.index("Starting Streamlit for demo") < messages.index(
-        'Pulling image "ghcr.io/example/jupyterhub-streamlit-app:0.1.0"') < messages.index("Waiting for the app to answer")
+    assert (
+        messages.index("Starting Streamlit for demo")
+        < messages.index('Pulling image "ghcr.io/example/jupyterhub-streamlit-app:0.1.0"')
+        < messages.index("Waiting for the app to answer")
+    )
     bars = [e["progress"] for e in events]
-    assert bars == sorted(bars) and bars[-1] == 100 and all(30 <= b <= 60 for b, m in zip(bars, messages) if "container" in m)
+    assert (
+        bars == sorted(bars)
+        and bars[-1] == 100
+        and all(30 <= b <= 60 for b, m in zip(bars, messages, strict=False) if "container" in m)
+    )
     assert all("raw_event" not in e for e in events)
 
 
@@ -304,7 +373,10 @@ def test_the_pod_itself_runs_as_non_root_not_only_its_containers(policy_file):
     # on every container instead, but a container added later (a sidecar an operator adds
     # through extra_containers, an init container) inherits the pod's setting; without it,
     # that container may run as root. So the pod level carries it, and this test says so.
-    for options in ({}, {"source": "git", "repo": "https://github.com/example/sales.git", "ref": SHA}):
+    for options in (
+        {},
+        {"source": "git", "repo": "https://github.com/example/sales.git", "ref": SHA},
+    ):
         _, pod = build(policy_file, "alice", ["analysts"], options)
         ctx = pod["spec"]["securityContext"]
         assert ctx["runAsNonRoot"] is True
@@ -318,12 +390,21 @@ def test_the_restricted_security_contexts_exactly():
     from spawner.kube import restricted_container_security_context, restricted_pod_security_context
 
     assert restricted_pod_security_context(1001, 1002) == {
-        "runAsNonRoot": True, "runAsUser": 1001, "runAsGroup": 1002, "fsGroup": 1002,
-        "seccompProfile": {"type": "RuntimeDefault"}}
+        "runAsNonRoot": True,
+        "runAsUser": 1001,
+        "runAsGroup": 1002,
+        "fsGroup": 1002,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
     assert restricted_container_security_context(1001, 1002) == {
-        "runAsNonRoot": True, "runAsUser": 1001, "runAsGroup": 1002,
-        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+        "runAsNonRoot": True,
+        "runAsUser": 1001,
+        "runAsGroup": 1002,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def test_profile_overrides_exactly():
@@ -331,17 +412,33 @@ def test_profile_overrides_exactly():
     from spawner.policy import Profile
 
     assert profile_overrides(Profile("bare", "Bare")) == {}
-    full = Profile("gpu", "GPU", cpu_guarantee=0.5, cpu_limit=4, mem_guarantee=2**30,
-                   mem_limit=16 * 2**30, gpu=2, node_selector={"pool": "gpu"},
-                   tolerations=({"key": "nvidia.com/gpu", "operator": "Exists"},),
-                   image="ghcr.io/example/gpu:1")
+    full = Profile(
+        "gpu",
+        "GPU",
+        cpu_guarantee=0.5,
+        cpu_limit=4,
+        mem_guarantee=2**30,
+        mem_limit=16 * 2**30,
+        gpu=2,
+        node_selector={"pool": "gpu"},
+        tolerations=({"key": "nvidia.com/gpu", "operator": "Exists"},),
+        image="ghcr.io/example/gpu:1",
+    )
     o = profile_overrides(full)
-    assert o == {"cpu_guarantee": 0.5, "cpu_limit": 4.0, "mem_guarantee": "1G", "mem_limit": "16G",
-                 "extra_resource_limits": {"nvidia.com/gpu": "2"}, "node_selector": {"pool": "gpu"},
-                 "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
-                 "image": "ghcr.io/example/gpu:1"}
+    assert o == {
+        "cpu_guarantee": 0.5,
+        "cpu_limit": 4.0,
+        "mem_guarantee": "1G",
+        "mem_limit": "16G",
+        "extra_resource_limits": {"nvidia.com/gpu": "2"},
+        "node_selector": {"pool": "gpu"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
+        "image": "ghcr.io/example/gpu:1",
+    }
     assert type(o["cpu_limit"]) is float and type(o["tolerations"]) is list
     assert o["node_selector"] is not full.node_selector  # a copy: KubeSpawner may change it
     # zero is a value, not "unset"
-    zero = profile_overrides(Profile("z", "Z", cpu_guarantee=0, cpu_limit=0, mem_guarantee=0, mem_limit=0))
+    zero = profile_overrides(
+        Profile("z", "Z", cpu_guarantee=0, cpu_limit=0, mem_guarantee=0, mem_limit=0)
+    )
     assert zero == {"cpu_guarantee": 0.0, "cpu_limit": 0.0, "mem_guarantee": "0", "mem_limit": "0"}

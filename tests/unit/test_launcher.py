@@ -43,6 +43,9 @@ def test_security_options_are_forced():
     s = demo_settings(bind_port=1234)
     opts = streamlit_options(s)
     assert opts["server.baseUrlPath"] == "user/alice/demo"
-    assert json.loads(opts["server.trustedUserHeaders"]) == {"X-Hub-User": "name", "X-Hub-Groups": "groups"}
+    assert json.loads(opts["server.trustedUserHeaders"]) == {
+        "X-Hub-User": "name",
+        "X-Hub-Groups": "groups",
+    }
     assert opts["browser.gatherUsageStats"] is False
     assert (opts["server.address"], opts["server.port"]) == ("127.0.0.1", 1234)

@@ -1,7 +1,8 @@
 import os
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jupyterhub.slugs import is_valid_safe_slug
 
 from spawner.names import EntryPathError, app_name_problem, list_apps, resolve_entry
@@ -18,10 +19,18 @@ def test_app_name_rule_agrees_with_jupyterhub_on_slug_like_names(name):
     assert (app_name_problem(name) is None) == bool(is_valid_safe_slug(name))
 
 
-@pytest.mark.parametrize("name, words", [
-    ("", "required"), ("Sales", "lowercase"), ("1st", "start with a letter"),
-    ("a--b", "'--'"), ("abc-", "end with"), ("a" * 31, "too long"), ("sales\n", "lowercase"),
-])
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("", "required"),
+        ("Sales", "lowercase"),
+        ("1st", "start with a letter"),
+        ("a--b", "'--'"),
+        ("abc-", "end with"),
+        ("a" * 31, "too long"),
+        ("sales\n", "lowercase"),
+    ],
+)
 def test_bad_app_names_get_a_reason(name, words):
     assert words in app_name_problem(name)
 
@@ -39,12 +48,22 @@ def test_entry_inside_home_resolves(home):
     assert resolve_entry(home, "apps/demo/app.py") == (home / "apps/demo/app.py").resolve()
 
 
-@pytest.mark.parametrize("path, words", [
-    ("../outside.py", "'..'"), ("apps/../../outside.py", "'..'"), ("/etc/hosts.py", "absolute"),
-    ("apps/demo/app.txt", ".py"), ("", "non-empty"), ("apps\\demo\\app.py", "'/'"),
-    ("apps/demo/\x00app.py", "control"), ("a/" * 200 + "x.py", "too long"),
-    ("apps/none/app.py", "No file"), (42, "non-empty"), (None, "non-empty"),
-])
+@pytest.mark.parametrize(
+    "path, words",
+    [
+        ("../outside.py", "'..'"),
+        ("apps/../../outside.py", "'..'"),
+        ("/etc/hosts.py", "absolute"),
+        ("apps/demo/app.txt", ".py"),
+        ("", "non-empty"),
+        ("apps\\demo\\app.py", "'/'"),
+        ("apps/demo/\x00app.py", "control"),
+        ("a/" * 200 + "x.py", "too long"),
+        ("apps/none/app.py", "No file"),
+        (42, "non-empty"),
+        (None, "non-empty"),
+    ],
+)
 def test_unsafe_entries_are_refused_with_a_reason(home, path, words):
     with pytest.raises(EntryPathError) as e:
         resolve_entry(home, path)
@@ -99,7 +118,9 @@ def test_list_apps_finds_valid_app_folders_only(home):
 
 # The 30-character limit is JupyterHub's too (issue 18, survivor 3): exactly 30 is a name,
 # 31 is not, whatever the characters.
-@pytest.mark.parametrize("name", ["a" * 30, "sales-forecast-by-region-q4-26", "a" + "-b" * 14 + "c"])
+@pytest.mark.parametrize(
+    "name", ["a" * 30, "sales-forecast-by-region-q4-26", "a" + "-b" * 14 + "c"]
+)
 def test_a_name_of_exactly_30_characters_is_accepted(name):
     assert len(name) == 30
     assert app_name_problem(name) is None
@@ -114,18 +135,28 @@ def test_a_name_of_31_characters_is_refused_as_too_long(name):
 
 
 def test_a_long_name_is_shown_cut_to_40_characters():
-    assert app_name_problem("a" * 40) == f"App name {'a' * 40!r} is too long: at most 30 characters."
-    assert app_name_problem("b" * 41) == f"App name {'b' * 40 + '…'!r} is too long: at most 30 characters."
+    assert (
+        app_name_problem("a" * 40) == f"App name {'a' * 40!r} is too long: at most 30 characters."
+    )
+    assert (
+        app_name_problem("b" * 41)
+        == f"App name {'b' * 40 + '…'!r} is too long: at most 30 characters."
+    )
 
 
-@pytest.mark.parametrize("name, message", [
-    ("", "An app name is required."), (None, "An app name is required."), (7, "An app name is required."),
-    ("Sales", "App name 'Sales' may contain only lowercase letters a-z, digits and '-'."),
-    ("1st", "App name '1st' must start with a letter."),
-    ("-a", "App name '-a' must start with a letter."),
-    ("abc-", "App name 'abc-' must end with a letter or a digit."),
-    ("a--b", "App name 'a--b' must not contain '--'."),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("", "An app name is required."),
+        (None, "An app name is required."),
+        (7, "An app name is required."),
+        ("Sales", "App name 'Sales' may contain only lowercase letters a-z, digits and '-'."),
+        ("1st", "App name '1st' must start with a letter."),
+        ("-a", "App name '-a' must start with a letter."),
+        ("abc-", "App name 'abc-' must end with a letter or a digit."),
+        ("a--b", "App name 'a--b' must not contain '--'."),
+    ],
+)
 def test_each_refusal_says_exactly_why(name, message):
     assert app_name_problem(name) == message
 
@@ -141,18 +172,21 @@ def test_the_default_entry_is_under_apps():
     assert default_entry("sales") == "apps/sales/app.py"
 
 
-@pytest.mark.parametrize("path, message", [
-    ("   ", "The app's entry file must be a non-empty path relative to your home."),
-    ("a" * 252 + ".py", None),
-    ("a" * 253 + ".py", "The entry path is too long: at most 255 characters."),
-    ("apps/a\x1fb.py", "The entry path contains control characters."),
-    ("apps/a b.py", None),
-    ("apps\\a.py", "Use '/' in the entry path, not '\\'."),
-    ("/abs.py", "The entry path '/abs.py' must be relative to your home, not absolute."),
-    ("a/../b.py", "The entry path 'a/../b.py' must not contain '..'."),
-    ("a/..b.py", None),
-    ("app.pyc", "The entry path 'app.pyc' must name a Python file ending in '.py'."),
-])
+@pytest.mark.parametrize(
+    "path, message",
+    [
+        ("   ", "The app's entry file must be a non-empty path relative to your home."),
+        ("a" * 252 + ".py", None),
+        ("a" * 253 + ".py", "The entry path is too long: at most 255 characters."),
+        ("apps/a\x1fb.py", "The entry path contains control characters."),
+        ("apps/a b.py", None),
+        ("apps\\a.py", "Use '/' in the entry path, not '\\'."),
+        ("/abs.py", "The entry path '/abs.py' must be relative to your home, not absolute."),
+        ("a/../b.py", "The entry path 'a/../b.py' must not contain '..'."),
+        ("a/..b.py", None),
+        ("app.pyc", "The entry path 'app.pyc' must name a Python file ending in '.py'."),
+    ],
+)
 def test_entry_path_shapes_one_by_one(path, message):
     from spawner.names import entry_path_shape_problem
 
@@ -162,8 +196,9 @@ def test_entry_path_shapes_one_by_one(path, message):
 def test_refusals_of_resolve_entry_say_exactly_why(home):
     with pytest.raises(EntryPathError) as e:
         resolve_entry(home, "apps/none/app.py")
-    assert str(e.value) == ("No file 'apps/none/app.py' in your home. Create it, or pick one of "
-                            "your apps.")
+    assert str(e.value) == (
+        "No file 'apps/none/app.py' in your home. Create it, or pick one of your apps."
+    )
     (home / "apps" / "d.py").mkdir()
     with pytest.raises(EntryPathError) as e:
         resolve_entry(home, "apps/d.py")

@@ -1,5 +1,6 @@
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from spawner.options import AppOptions, OptionsError, options_from_form_data, parse_user_options
 
@@ -15,22 +16,36 @@ def test_known_fields_are_kept():
     assert opts.to_dict() == {"source": "home", "path": "apps/x/app.py", "profile": "small"}
 
 
-@pytest.mark.parametrize("raw, words", [
-    ([], "JSON object"), ("x", "JSON object"), ({"gpu": "x"}, "Unknown option"),
-    ({"image": "x"}, "applies to source \"image\" only"),
-    ({"source": "svn"}, "Unknown source"), ({"source": ["home"]}, "Unknown source"),
-    ({"source": "git"}, "needs 'repo'"),
-    ({"source": "git", "repo": "http://github.com/a/b.git", "ref": "a" * 40}, "https://"),
-    ({"source": "git", "repo": "https://tok:x@github.com/a/b.git", "ref": "a" * 40}, "credentials"),
-    ({"source": "git", "repo": "https://github.com/a/b.git", "ref": "main"}, "full 40-character SHA"),
-    ({"source": "git", "repo": "https://github.com/a/b.git"}, "full 40-character SHA"),
-    ({"source": "image"}, "needs 'image'"),
-    ({"source": "image", "image": "ghcr.io/example/apps/x"}, "tag or a digest"),
-    ({"source": "image", "image": "ghcr.io/example/apps/x:latest"}, "other than 'latest'"),
-    ({"source": "image", "image": "GHCR.io/$(x):1"}, "tag or a digest"),
-    ({"path": 1}, "must be a string"), ({"profile": {}}, "must be a string"),
-    ({"profile": "p" * 64}, "too long"), ({"path": "x" * 5000}, "too large"),
-])
+@pytest.mark.parametrize(
+    "raw, words",
+    [
+        ([], "JSON object"),
+        ("x", "JSON object"),
+        ({"gpu": "x"}, "Unknown option"),
+        ({"image": "x"}, 'applies to source "image" only'),
+        ({"source": "svn"}, "Unknown source"),
+        ({"source": ["home"]}, "Unknown source"),
+        ({"source": "git"}, "needs 'repo'"),
+        ({"source": "git", "repo": "http://github.com/a/b.git", "ref": "a" * 40}, "https://"),
+        (
+            {"source": "git", "repo": "https://tok:x@github.com/a/b.git", "ref": "a" * 40},
+            "credentials",
+        ),
+        (
+            {"source": "git", "repo": "https://github.com/a/b.git", "ref": "main"},
+            "full 40-character SHA",
+        ),
+        ({"source": "git", "repo": "https://github.com/a/b.git"}, "full 40-character SHA"),
+        ({"source": "image"}, "needs 'image'"),
+        ({"source": "image", "image": "ghcr.io/example/apps/x"}, "tag or a digest"),
+        ({"source": "image", "image": "ghcr.io/example/apps/x:latest"}, "other than 'latest'"),
+        ({"source": "image", "image": "GHCR.io/$(x):1"}, "tag or a digest"),
+        ({"path": 1}, "must be a string"),
+        ({"profile": {}}, "must be a string"),
+        ({"profile": "p" * 64}, "too long"),
+        ({"path": "x" * 5000}, "too large"),
+    ],
+)
 def test_bad_options_are_refused_with_a_reason(raw, words):
     with pytest.raises(OptionsError, match=words):
         parse_user_options(raw)
@@ -38,12 +53,18 @@ def test_bad_options_are_refused_with_a_reason(raw, words):
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
 
-@given(st.dictionaries(st.sampled_from(["source", "path", "profile", "x", ""]), json_values, max_size=4))
+@given(
+    st.dictionaries(
+        st.sampled_from(["source", "path", "profile", "x", ""]), json_values, max_size=4
+    )
+)
 def test_any_json_body_parses_or_is_refused_cleanly(raw):
     try:
         opts = parse_user_options(raw)
@@ -62,9 +83,20 @@ def test_form_data_keeps_first_value_of_known_fields():
 
 def test_git_and_image_sources_parse():
     sha = "0123456789abcdef0123456789abcdef01234567"
-    o = parse_user_options({"source": "git", "repo": "https://github.com/example/sales.git",
-                            "ref": sha, "path": "dash/app.py"})
-    assert (o.source, o.repo, o.ref, o.path) == ("git", "https://github.com/example/sales.git", sha, "dash/app.py")
+    o = parse_user_options(
+        {
+            "source": "git",
+            "repo": "https://github.com/example/sales.git",
+            "ref": sha,
+            "path": "dash/app.py",
+        }
+    )
+    assert (o.source, o.repo, o.ref, o.path) == (
+        "git",
+        "https://github.com/example/sales.git",
+        sha,
+        "dash/app.py",
+    )
     o = parse_user_options({"source": "image", "image": "ghcr.io/example/apps/alice-sales:1a2b3c"})
     assert (o.source, o.image) == ("image", "ghcr.io/example/apps/alice-sales:1a2b3c")
     digest = "ghcr.io/example/apps/x@sha256:" + "a" * 64
@@ -76,28 +108,40 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 
 # Credentials in a repository URL are refused in every shape (issue 18, survivor 6): a token
 # alone as the user name is the usual way a GitHub token ends up in a URL.
-@pytest.mark.parametrize("repo", [
-    "https://TOKEN@github.com/a/b.git",
-    "https://ghp_abcdef0123456789@github.com/a/b.git",
-    "https://user:@github.com/a/b.git",
-    "https://:secret@github.com/a/b.git",
-    "https://tok:x@github.com/a/b.git",
-])
+@pytest.mark.parametrize(
+    "repo",
+    [
+        "https://TOKEN@github.com/a/b.git",
+        "https://ghp_abcdef0123456789@github.com/a/b.git",
+        "https://user:@github.com/a/b.git",
+        "https://:secret@github.com/a/b.git",
+        "https://tok:x@github.com/a/b.git",
+    ],
+)
 def test_a_git_url_with_any_credentials_is_refused(repo):
     with pytest.raises(OptionsError) as e:
         parse_user_options({"source": "git", "repo": repo, "ref": SHA})
     assert str(e.value) == "'repo' must not contain credentials: never put a token in a URL."
 
 
-@pytest.mark.parametrize("repo, message", [
-    ("https://github.com/a/b.git?x=1", "'repo' must be a plain repository URL (no ?query or #fragment)."),
-    ("https://github.com/a/b.git#main", "'repo' must be a plain repository URL (no ?query or #fragment)."),
-    ("https:///a/b.git", "'repo' must be an https:// URL of a git repository."),
-    ("git@github.com:a/b.git", "'repo' must be an https:// URL of a git repository."),
-    ("ssh://github.com/a/b.git", "'repo' must be an https:// URL of a git repository."),
-    ("", "Source \"git\" needs 'repo', e.g. \"https://github.com/example/sales-app.git\"."),
-    ("https://github.com/" + "a" * 481 + ".git", "'repo' is too long: at most 500 characters."),
-])
+@pytest.mark.parametrize(
+    "repo, message",
+    [
+        (
+            "https://github.com/a/b.git?x=1",
+            "'repo' must be a plain repository URL (no ?query or #fragment).",
+        ),
+        (
+            "https://github.com/a/b.git#main",
+            "'repo' must be a plain repository URL (no ?query or #fragment).",
+        ),
+        ("https:///a/b.git", "'repo' must be an https:// URL of a git repository."),
+        ("git@github.com:a/b.git", "'repo' must be an https:// URL of a git repository."),
+        ("ssh://github.com/a/b.git", "'repo' must be an https:// URL of a git repository."),
+        ("", 'Source "git" needs \'repo\', e.g. "https://github.com/example/sales-app.git".'),
+        ("https://github.com/" + "a" * 481 + ".git", "'repo' is too long: at most 500 characters."),
+    ],
+)
 def test_git_url_refusals_say_exactly_why(repo, message):
     with pytest.raises(OptionsError) as e:
         parse_user_options({"source": "git", "repo": repo, "ref": SHA})
@@ -110,39 +154,70 @@ def test_a_git_url_of_exactly_500_characters_is_accepted():
     assert parse_user_options({"source": "git", "repo": repo, "ref": SHA}).repo == repo
 
 
-@pytest.mark.parametrize("ref", ["0123456789ABCDEF0123456789abcdef01234567", SHA[:39], SHA + "0",
-                                 "refs/heads/main", "HEAD"])
+@pytest.mark.parametrize(
+    "ref",
+    ["0123456789ABCDEF0123456789abcdef01234567", SHA[:39], SHA + "0", "refs/heads/main", "HEAD"],
+)
 def test_ref_must_be_a_full_lowercase_sha(ref):
     with pytest.raises(OptionsError, match="full 40-character SHA"):
         parse_user_options({"source": "git", "repo": "https://github.com/a/b.git", "ref": ref})
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"repo": "https://github.com/a/b.git"}, "'repo' applies to source \"git\" only."),
-    ({"source": "image", "image": "ghcr.io/x/y:1", "ref": SHA}, "'ref' applies to source \"git\" only."),
-    ({"source": "git", "repo": "https://github.com/a/b.git", "ref": SHA, "image": "x:1"},
-     "'image' applies to source \"image\" only."),
-    ({"source": "git", "repo": 5, "ref": SHA}, "'repo' must be a string."),
-    ({"source": "git", "repo": "https://github.com/a/b.git", "ref": 5}, "'ref' must be a string."),
-    ({"source": "image", "image": ["x"]}, "'image' must be a string."),
-    ({"source": 3}, "Unknown source 'int': this hub supports home, git, image."),
-    ({"source": "svn"}, "Unknown source 'svn': this hub supports home, git, image."),
-    ({"source": "x" * 60}, f"Unknown source {'x' * 40!r}: this hub supports home, git, image."),
-    ({"path": 1}, "'path' must be a string, e.g. \"apps/demo/app.py\"."),
-    ({"profile": 1}, "'profile' must be a string naming a profile, e.g. \"small\"."),
-    ({"profile": "p" * 64}, "'profile' is too long: at most 63 characters."),
-    ([], "Options must be a JSON object, e.g. {\"path\": \"apps/demo/app.py\"}."),
-    ({"path": {(1, 2): "tuple keys are not JSON"}}, "Options must be plain JSON values."),
-    ({"gpu": 1, "zz": 2, "aa": 3}, "Unknown option(s): 'aa', 'gpu', 'zz'. Known options: source, path, "
-                                   "profile, repo, ref, image."),
-    ({"x" * 50: 1}, f"Unknown option(s): {'x' * 40!r}. Known options: source, path, profile, repo, ref, image."),
-    ({f"k{i}": 1 for i in range(7)}, "Unknown option(s): 'k0', 'k1', 'k2', 'k3', 'k4'. Known options: "
-                                     "source, path, profile, repo, ref, image."),
-    ({"source": "image", "image": ""}, "Source \"image\" needs 'image', e.g. \"ghcr.io/example/apps/alice-sales:1a2b3c\"."),
-    ({"source": "image", "image": "ghcr.io:5000/apps/x"}, "'image' must be an image reference with a tag or a digest, "
-                                                          "e.g. \"ghcr.io/example/apps/alice-sales:1a2b3c\"."),
-    ({"source": "image", "image": "ghcr.io/x/y:latest"}, "'image' must pin a version: use a tag other than 'latest', or a digest."),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"repo": "https://github.com/a/b.git"}, "'repo' applies to source \"git\" only."),
+        (
+            {"source": "image", "image": "ghcr.io/x/y:1", "ref": SHA},
+            "'ref' applies to source \"git\" only.",
+        ),
+        (
+            {"source": "git", "repo": "https://github.com/a/b.git", "ref": SHA, "image": "x:1"},
+            "'image' applies to source \"image\" only.",
+        ),
+        ({"source": "git", "repo": 5, "ref": SHA}, "'repo' must be a string."),
+        (
+            {"source": "git", "repo": "https://github.com/a/b.git", "ref": 5},
+            "'ref' must be a string.",
+        ),
+        ({"source": "image", "image": ["x"]}, "'image' must be a string."),
+        ({"source": 3}, "Unknown source 'int': this hub supports home, git, image."),
+        ({"source": "svn"}, "Unknown source 'svn': this hub supports home, git, image."),
+        ({"source": "x" * 60}, f"Unknown source {'x' * 40!r}: this hub supports home, git, image."),
+        ({"path": 1}, "'path' must be a string, e.g. \"apps/demo/app.py\"."),
+        ({"profile": 1}, "'profile' must be a string naming a profile, e.g. \"small\"."),
+        ({"profile": "p" * 64}, "'profile' is too long: at most 63 characters."),
+        ([], 'Options must be a JSON object, e.g. {"path": "apps/demo/app.py"}.'),
+        ({"path": {(1, 2): "tuple keys are not JSON"}}, "Options must be plain JSON values."),
+        (
+            {"gpu": 1, "zz": 2, "aa": 3},
+            "Unknown option(s): 'aa', 'gpu', 'zz'. Known options: source, path, "
+            "profile, repo, ref, image.",
+        ),
+        (
+            {"x" * 50: 1},
+            f"Unknown option(s): {'x' * 40!r}. Known options: source, path, profile, repo, ref, image.",
+        ),
+        (
+            {f"k{i}": 1 for i in range(7)},
+            "Unknown option(s): 'k0', 'k1', 'k2', 'k3', 'k4'. Known options: "
+            "source, path, profile, repo, ref, image.",
+        ),
+        (
+            {"source": "image", "image": ""},
+            'Source "image" needs \'image\', e.g. "ghcr.io/example/apps/alice-sales:1a2b3c".',
+        ),
+        (
+            {"source": "image", "image": "ghcr.io:5000/apps/x"},
+            "'image' must be an image reference with a tag or a digest, "
+            'e.g. "ghcr.io/example/apps/alice-sales:1a2b3c".',
+        ),
+        (
+            {"source": "image", "image": "ghcr.io/x/y:latest"},
+            "'image' must pin a version: use a tag other than 'latest', or a digest.",
+        ),
+    ],
+)
 def test_option_refusals_say_exactly_why(raw, message):
     with pytest.raises(OptionsError) as e:
         parse_user_options(raw)
@@ -168,8 +243,12 @@ def test_blank_path_and_profile_mean_the_defaults_and_profile_is_trimmed():
 
 
 def test_image_references_that_are_accepted():
-    for image in ("ghcr.io/x/y:1", "ghcr.io:5000/x/y:v1.2", "x/y@sha256:" + "0" * 64,
-                  "ghcr.io/x/y:v1@sha256:" + "0" * 64):
+    for image in (
+        "ghcr.io/x/y:1",
+        "ghcr.io:5000/x/y:v1.2",
+        "x/y@sha256:" + "0" * 64,
+        "ghcr.io/x/y:v1@sha256:" + "0" * 64,
+    ):
         assert parse_user_options({"source": "image", "image": image}).image == image
 
 
@@ -180,32 +259,47 @@ def test_to_dict_leaves_out_unset_fields():
 
 
 def test_form_data_decodes_bytes_and_keeps_every_known_field():
-    form = {"source": [b"git"], "repo": [b"https://h/a.git"], "ref": [SHA.encode()],
-            "path": [b"\xff.py"], "profile": [], "image": None}
-    assert options_from_form_data(form) == {"source": "git", "repo": "https://h/a.git", "ref": SHA,
-                                           "path": "\ufffd.py"}
+    form = {
+        "source": [b"git"],
+        "repo": [b"https://h/a.git"],
+        "ref": [SHA.encode()],
+        "path": [b"\xff.py"],
+        "profile": [],
+        "image": None,
+    }
+    assert options_from_form_data(form) == {
+        "source": "git",
+        "repo": "https://h/a.git",
+        "ref": SHA,
+        "path": "\ufffd.py",
+    }
 
 
 def test_a_git_url_of_501_characters_is_refused():
     repo = "https://github.com/" + "a" * 478 + ".git"
     assert len(repo) == 501
-    with pytest.raises(OptionsError, match="'repo' is too long: at most 500 characters."):
+    with pytest.raises(OptionsError, match=r"'repo' is too long: at most 500 characters."):
         parse_user_options({"source": "git", "repo": repo, "ref": SHA})
 
 
 def test_the_ref_refusal_says_exactly_why():
     with pytest.raises(OptionsError) as e:
         parse_user_options({"source": "git", "repo": "https://github.com/a/b.git", "ref": "main"})
-    assert str(e.value) == ("'ref' must pin a commit: its full 40-character SHA (e.g. from "
-                            "`git rev-parse HEAD`), not a branch.")
+    assert str(e.value) == (
+        "'ref' must pin a commit: its full 40-character SHA (e.g. from "
+        "`git rev-parse HEAD`), not a branch."
+    )
 
 
-@pytest.mark.parametrize("image, message", [
-    # the tag is read before the digest: latest is refused even with a digest after it
-    ("ghcr.io/x/y:latest@sha256:" + "0" * 64, "'image' must pin a version"),
-    # a ":" earlier in the path is not a tag: the last path part has none
-    ("ghcr.io/x:1/y", "'image' must be an image reference with a tag or a digest"),
-])
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        # the tag is read before the digest: latest is refused even with a digest after it
+        ("ghcr.io/x/y:latest@sha256:" + "0" * 64, "'image' must pin a version"),
+        # a ":" earlier in the path is not a tag: the last path part has none
+        ("ghcr.io/x:1/y", "'image' must be an image reference with a tag or a digest"),
+    ],
+)
 def test_image_tags_are_read_from_the_last_path_part_before_the_digest(image, message):
     with pytest.raises(OptionsError, match=message):
         parse_user_options({"source": "image", "image": image})

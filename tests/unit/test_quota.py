@@ -32,16 +32,26 @@ def policy_file(tmp_path):
 
 def user(name, groups=(), running=(), starting=(), kept=(), kind="user"):
     spawners = {n: SimpleNamespace(ready=True, app_profile="small") for n in running}
-    spawners.update({n: SimpleNamespace(ready=False, _quota_admitted=True, app_profile="medium")
-                     for n in starting})
+    spawners.update(
+        {
+            n: SimpleNamespace(ready=False, _quota_admitted=True, app_profile="medium")
+            for n in starting
+        }
+    )
     spawners[""] = SimpleNamespace(ready=True, app_profile=None)  # the default server
-    return SimpleNamespace(name=name, kind=kind, groups=[SimpleNamespace(name=g) for g in groups],
-                           spawners=spawners, orm_spawners={n: object() for n in ("", *kept)})
+    return SimpleNamespace(
+        name=name,
+        kind=kind,
+        groups=[SimpleNamespace(name=g) for g in groups],
+        spawners=spawners,
+        orm_spawners={n: object() for n in ("", *kept)},
+    )
 
 
 def test_summary_counts_running_and_starting_apps_and_kept_apps_but_no_default_server(policy_file):
-    alice = user("alice", ["analysts"], running=["sales"], starting=["churn"],
-                 kept=["sales", "churn", "old"])
+    alice = user(
+        "alice", ["analysts"], running=["sales"], starting=["churn"], kept=["sales", "churn", "old"]
+    )
     s = summary_for(policy_file, alice)
     assert s["running_apps"] == ["churn", "sales"] and s["apps"] == 3
     assert s["max_running_apps"] == 2 and s["max_apps"] == 4 and s["groups"] == ["analysts"]
@@ -86,7 +96,10 @@ def test_the_quota_api_is_for_signed_in_users_only(policy_file, who):
     h = Handler(policy_file, who)
     with pytest.raises(web.HTTPError) as e:
         asyncio.run(h.get())
-    assert e.value.status_code == 403 and e.value.log_message == "Sign in as a user to see your app quota."
+    assert (
+        e.value.status_code == 403
+        and e.value.log_message == "Sign in as a user to see your app quota."
+    )
     assert h.body == []
 
 
@@ -110,8 +123,9 @@ def test_the_home_page_quota(policy_file):
 # ---- named_server_limit_per_user ----------------------------------------------------------
 def limit_handler(path, who, method="POST", users=None):
     users = users or {}
-    return SimpleNamespace(current_user=who, request=SimpleNamespace(path=path, method=method),
-                           find_user=users.get)
+    return SimpleNamespace(
+        current_user=who, request=SimpleNamespace(path=path, method=method), find_user=users.get
+    )
 
 
 def test_the_named_server_limit_is_max_apps_of_the_apps_owner(policy_file):
@@ -127,15 +141,18 @@ def test_the_named_server_limit_is_max_apps_of_the_apps_owner(policy_file):
     assert limit(limit_handler("/hub/home", alice, "GET", users=users)) == 4
 
 
-@pytest.mark.parametrize("path, method, refused", [
-    ("/hub/api/users/carol/servers/mine", "POST", True),
-    ("/hub/api/users/carol/servers/mine", "PUT", True),
-    ("/hub/spawn/carol/mine", "POST", True),
-    ("/hub/api/users/carol/servers/kept", "POST", False),  # an existing one may be started
-    ("/hub/api/users/carol/servers/mine", "GET", False),  # pages only show the number
-    ("/hub/api/users/carol/servers/mine", "DELETE", False),
-    ("/hub/home", "POST", True),  # no server named: not an existing app either
-])
+@pytest.mark.parametrize(
+    "path, method, refused",
+    [
+        ("/hub/api/users/carol/servers/mine", "POST", True),
+        ("/hub/api/users/carol/servers/mine", "PUT", True),
+        ("/hub/spawn/carol/mine", "POST", True),
+        ("/hub/api/users/carol/servers/kept", "POST", False),  # an existing one may be started
+        ("/hub/api/users/carol/servers/mine", "GET", False),  # pages only show the number
+        ("/hub/api/users/carol/servers/mine", "DELETE", False),
+        ("/hub/home", "POST", True),  # no server named: not an existing app either
+    ],
+)
 def test_a_user_in_no_group_may_create_no_app(policy_file, path, method, refused):
     limit = make_named_server_limit(policy_file)
     carol = user("carol", kept=["kept"])
@@ -170,23 +187,32 @@ def test_the_target_pattern_reads_user_and_server_from_either_route(policy_file)
     users = {"carol": carol}
     # the server name ends at "/" or "?": "kept" exists in both spellings
     assert limit(limit_handler("/hub/spawn/carol/kept?next=x", carol, users=users)) == 1
-    assert limit(limit_handler("/hub/api/users/carol/servers/kept/progress", carol, users=users)) == 1
+    assert (
+        limit(limit_handler("/hub/api/users/carol/servers/kept/progress", carol, users=users)) == 1
+    )
 
 
 def test_a_group_allowed_one_app_gets_one_not_a_refusal(tmp_path):
     p = tmp_path / "one.yaml"
-    p.write_text(POLICY.replace("max_running_apps: 2, max_apps: 4", "max_running_apps: 1, max_apps: 1"))
+    p.write_text(
+        POLICY.replace("max_running_apps: 2, max_apps: 4", "max_running_apps: 1, max_apps: 1")
+    )
     limit = make_named_server_limit(str(p))
     alice = user("alice", ["analysts"])
-    assert limit(limit_handler("/hub/api/users/alice/servers/new", alice, users={"alice": alice})) == 1
+    assert (
+        limit(limit_handler("/hub/api/users/alice/servers/new", alice, users={"alice": alice})) == 1
+    )
 
 
 def test_spawner_and_user_objects_missing_optional_attributes(policy_file):
     from spawner.quota import running_apps
 
     # a spawner of another kind: no _quota_admitted, no app_profile
-    bare = SimpleNamespace(name="bob", groups=[], spawners={"up": SimpleNamespace(ready=True),
-                                                            "down": SimpleNamespace(ready=False)})
+    bare = SimpleNamespace(
+        name="bob",
+        groups=[],
+        spawners={"up": SimpleNamespace(ready=True), "down": SimpleNamespace(ready=False)},
+    )
     assert [(a.name, a.profile) for a in running_apps(bare)] == [("up", None)]
     # a user object without orm_spawners: nothing exists yet, so a user in no group is refused
     limit = make_named_server_limit(policy_file)

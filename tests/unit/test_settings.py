@@ -34,16 +34,20 @@ def test_token_is_removed_from_os_environ(monkeypatch):
     s = from_environ()
     assert s.api_token == "secret-token"
     import os
+
     assert "JUPYTERHUB_API_TOKEN" not in os.environ
 
 
-@pytest.mark.parametrize("change, words", [
-    ({"JUPYTERHUB_API_TOKEN": ""}, "JUPYTERHUB_API_TOKEN"),
-    ({"JUPYTERHUB_OAUTH_ACCESS_SCOPES": "[]"}, "empty"),
-    ({"JUPYTERHUB_OAUTH_ACCESS_SCOPES": "nope"}, "JSON"),
-    ({"STREAMLIT_HUB_AUTH_CACHE_SECONDS": "abc"}, "not a number"),
-    ({"STREAMLIT_HUB_AUTH_CACHE_SECONDS": "9999"}, "between"),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"JUPYTERHUB_API_TOKEN": ""}, "JUPYTERHUB_API_TOKEN"),
+        ({"JUPYTERHUB_OAUTH_ACCESS_SCOPES": "[]"}, "empty"),
+        ({"JUPYTERHUB_OAUTH_ACCESS_SCOPES": "nope"}, "JSON"),
+        ({"STREAMLIT_HUB_AUTH_CACHE_SECONDS": "abc"}, "not a number"),
+        ({"STREAMLIT_HUB_AUTH_CACHE_SECONDS": "9999"}, "between"),
+    ],
+)
 def test_bad_environment_is_refused_by_name(change, words):
     with pytest.raises(SettingsError, match=words):
         from_environ({**ENV, **change}, scrub=False)

@@ -100,9 +100,11 @@ def recorder(monkeypatch):
 
 def app(user, name, policy_file, *, by=None):
     """``user``'s app ``name`` (a spawner registered with the user), started by ``by``."""
-    sp = AppSpawner(user=user, orm_spawner=SimpleNamespace(name=name, user_options=None, state=None,
-                                                           server=None),
-                    policy_file=policy_file)
+    sp = AppSpawner(
+        user=user,
+        orm_spawner=SimpleNamespace(name=name, user_options=None, state=None, server=None),
+        policy_file=policy_file,
+    )
     sp.handler = SimpleNamespace(current_user=by or person(user.name))
     user.spawners[name] = sp
     return sp
@@ -114,8 +116,12 @@ def running(user, name, profile="small"):
 
 
 def refusals(groups, reason):
-    return REGISTRY.get_sample_value("streamlit_hub_quota_refusals_total",
-                                     {"groups": groups, "reason": reason}) or 0.0
+    return (
+        REGISTRY.get_sample_value(
+            "streamlit_hub_quota_refusals_total", {"groups": groups, "reason": reason}
+        )
+        or 0.0
+    )
 
 
 # ---- a viewer waking a stopped app (issue 18, survivor 4) ---------------------------------
@@ -128,8 +134,9 @@ def test_a_viewer_cannot_wake_an_app_while_the_owner_is_at_max_running_apps(poli
     with pytest.raises(SpawnException) as e:
         asyncio.run(asleep.start())
     assert e.value.status_code == 403 and e.value.reason == "quota_running"
-    assert e.value.message == ("analysts may run 2 apps at once; you are running churn, sales. "
-                               "Stop one to start another.")
+    assert e.value.message == (
+        "analysts may run 2 apps at once; you are running churn, sales. Stop one to start another."
+    )
     assert getattr(asleep, "launched", 0) == 0 and not asleep._quota_admitted
     assert refusals("analysts", "running") == before + 1
     ((kind, fields),) = recorder.events
@@ -150,7 +157,12 @@ def test_a_viewer_wakes_an_app_under_the_owners_limits_not_their_own(policy_file
     assert asleep.app_profile == "small" and asleep.app_profile_spec.slug == "small"
     assert asleep.idle_timeout == 600
     ((kind, fields),) = recorder.events
-    assert (kind, fields["outcome"], fields["actor"], fields["reason"]) == ("app_start", "started", "carol", "viewer")
+    assert (kind, fields["outcome"], fields["actor"], fields["reason"]) == (
+        "app_start",
+        "started",
+        "carol",
+        "viewer",
+    )
 
 
 def test_an_admin_starting_an_app_for_its_owner_meets_the_same_limit(policy_file, recorder):

@@ -2,7 +2,8 @@
 
 import re
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from spawner.unix_users import MAX_NAME, account_name, blocked_for_others
 
@@ -220,8 +221,17 @@ def test_useradd_is_asked_for_a_system_account_with_no_shell_and_no_home(monkeyp
     with pytest.raises(unix_users.AccountError, match=f"could not create the system user '{name}'"):
         asyncio.run(unix_users.ensure_account(name, "/srv/homes/x"))  # (the fake made none)
     assert argv.read_text().splitlines() == [
-        "--system", "--user-group", "--no-create-home", "--home-dir", "/srv/homes/x",
-        "--shell", "/usr/sbin/nologin", "--comment", "streamlit-hub app account", name]
+        "--system",
+        "--user-group",
+        "--no-create-home",
+        "--home-dir",
+        "/srv/homes/x",
+        "--shell",
+        "/usr/sbin/nologin",
+        "--comment",
+        "streamlit-hub app account",
+        name,
+    ]
 
 
 def test_lookup_gives_the_whole_account():
