@@ -19,11 +19,8 @@ DEMO_APP_OWNERS = ("alice", "bob")
 DEMO_APP_NAME = "demo"
 
 
-def demo_password(data_dir: Path, environ=os.environ, announce=True) -> str:
-    """STREAMLIT_HUB_DEMO_PASSWORD, or one generated once and kept in the data dir."""
-    given = environ.get("STREAMLIT_HUB_DEMO_PASSWORD")
-    if given:
-        return given
+def demo_password(data_dir: Path, announce=True) -> str:
+    """A password generated once and kept in the data dir (when the settings name none)."""
     path = data_dir / "demo-password"
     if path.exists():
         password = path.read_text().strip()

@@ -3,14 +3,16 @@
 Logic lives here, in tested Python, so that ``jupyterhub_config.py`` (and, on Kubernetes,
 z2jh's ``hub.extraConfig``) only import and call it.
 
-Modes (``STREAMLIT_HUB_MODE``):
+Modes (``StreamlitHub.mode``, ``STREAMLIT_HUB_MODE``):
 
-- ``local`` (default): one machine, no cluster: sqlite and all state under
-  ``STREAMLIT_HUB_DATA_DIR``, the ``streamlit-local`` spawner, demo users and groups.
-- ``kubernetes``: arrives with the Kubernetes spawner; refused clearly until then.
+- ``local`` (default): one machine, no cluster: sqlite and all state under the data dir,
+  the ``streamlit-local`` spawner, demo users and groups.
+- ``kubernetes``: inside the Zero to JupyterHub chart's hub pod, the ``streamlit-kube``
+  spawner.
 
-Every environment variable is read and checked here, at hub start-up, so a typo stops the
-hub with a message naming the variable instead of failing at the first spawn.
+The settings are one object, :class:`spawner.settings.StreamlitHub`, made once here from
+the configuration and the environment and checked at hub start-up (a typo stops the hub with
+the variable named, not the first spawn); every function below reads that object.
 """
 
 from __future__ import annotations
@@ -23,26 +25,9 @@ from pathlib import Path
 
 from . import demo
 from .policy import PolicyError, load_policy
+from .settings import HUB_CONFIG_DIR, ConfigError, StreamlitHub
 
-# hub_config/ (templates, the example policy, the culler's config): next to the package in a
-# checkout; an installed package (the hub image) names it with STREAMLIT_HUB_CONFIG_DIR.
-HUB_CONFIG_DIR = Path(
-    os.environ.get("STREAMLIT_HUB_CONFIG_DIR")
-    or Path(__file__).resolve().parent.parent / "hub_config"
-)
-
-
-class ConfigError(ValueError):
-    """A setting is wrong; the message names it and says what is expected."""
-
-
-def _port(environ, name: str, default: int) -> int:
-    raw = environ.get(name, "")
-    if raw == "":
-        return default
-    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
-        raise ConfigError(f"{name}={raw!r}: expected a TCP port number from 1 to 65535")
-    return int(raw)
+__all__ = ["HUB_CONFIG_DIR", "ConfigError", "StreamlitHub", "configure", "load_extra_config"]
 
 
 def find_proxy_command(repo_root: Path) -> list[str]:
@@ -58,29 +43,15 @@ def find_proxy_command(repo_root: Path) -> list[str]:
     )
 
 
-def _csv(environ, name) -> set[str]:
-    return {v.strip() for v in environ.get(name, "").split(",") if v.strip()}
-
-
-def _required(environ, name: str, what: str) -> str:
-    value = environ.get(name, "").strip()
-    if not value:
-        raise ConfigError(f"{name} is not set: {what}")
-    return value
-
-
-def configure_google(c, environ) -> None:
+def configure_google(c, s: StreamlitHub) -> None:
     """Google sign-in, with hub groups filled from Google Groups at every login and refresh.
 
     The group policy is keyed on hub group names; this keeps them equal to the user's Google
     Groups (the local part of each group's address, e.g. analysts@example.com -> analysts).
     """
-    domain = _required(
-        environ, "GOOGLE_WORKSPACE_DOMAIN", "the Google Workspace domain, e.g. example.com"
-    )
-    admin_user = _required(
-        environ,
-        "GOOGLE_ADMIN_USER",
+    domain = s.require("google_workspace_domain", "the Google Workspace domain, e.g. example.com")
+    admin_user = s.require(
+        "google_admin_user",
         "the local part of a Workspace admin the service account impersonates to read groups",
     )
     if "@" in admin_user:
@@ -88,36 +59,33 @@ def configure_google(c, environ) -> None:
             f"GOOGLE_ADMIN_USER={admin_user!r}: give only the local part (e.g. 'admin', not "
             f"'admin@{domain}'); oauthenticator adds '@{domain}' itself"
         )
-    key_file = _required(
-        environ,
-        "GOOGLE_SERVICE_ACCOUNT_KEY_FILE",
+    key_file = s.require(
+        "google_service_account_key_file",
         "path of the service account's JSON key (domain-wide delegation)",
     )
     if not Path(key_file).is_file():
         raise ConfigError(f"GOOGLE_SERVICE_ACCOUNT_KEY_FILE={key_file!r}: no such file")
-    if not environ.get("JUPYTERHUB_CRYPT_KEY"):
+    if not s.environ.get("JUPYTERHUB_CRYPT_KEY") and not _configured_list(c.CryptKeeper, "keys"):
         raise ConfigError(
             "JUPYTERHUB_CRYPT_KEY is not set: Google groups are kept in the "
             "encrypted auth state (openssl rand -hex 32)"
         )
-    allowed = _csv(environ, "GOOGLE_ALLOWED_GROUPS")
+    allowed = set(s.google_allowed_groups)
     if not allowed:
         raise ConfigError(
             "GOOGLE_ALLOWED_GROUPS is not set: the Google Groups whose members "
             "may sign in, comma-separated, e.g. analysts,data-scientists,viewers"
         )
-    public = _required(
-        environ, "STREAMLIT_HUB_PUBLIC_URL", "the hub's public URL, e.g. https://apps.example.com"
-    )
+    public = s.require("public_url", "the hub's public URL, e.g. https://apps.example.com")
 
     c.JupyterHub.authenticator_class = "google"
     g = c.GoogleOAuthenticator
-    g.client_id = _required(environ, "GOOGLE_OAUTH_CLIENT_ID", "the OAuth client id")
-    g.client_secret = _required(environ, "GOOGLE_OAUTH_CLIENT_SECRET", "the OAuth client secret")
+    g.client_id = s.require("google_client_id", "the OAuth client id")
+    g.client_secret = s.require("google_client_secret", "the OAuth client secret")
     g.oauth_callback_url = public.rstrip("/") + "/hub/oauth_callback"
     g.hosted_domain = [domain]
     g.allowed_google_groups = {domain: allowed}
-    g.admin_google_groups = {domain: _csv(environ, "GOOGLE_ADMIN_GROUPS")}
+    g.admin_google_groups = {domain: set(s.google_admin_groups)}
     g.gsuite_administrator = {domain: admin_user}
     g.google_service_account_keys = {domain: key_file}
     g.manage_groups = True
@@ -126,21 +94,34 @@ def configure_google(c, environ) -> None:
     # Re-read groups before a start if the last check is older than an hour, so a membership
     # change reaches the policy without waiting for the next login.
     c.Authenticator.refresh_pre_spawn = True
-    c.Authenticator.auth_refresh_age = int(
-        environ.get("STREAMLIT_HUB_AUTH_REFRESH_SECONDS") or 3600
-    )
+    c.Authenticator.auth_refresh_age = s.auth_refresh_seconds
 
 
-def configure(c, environ=None) -> None:
-    environ = os.environ if environ is None else environ
-    mode = environ.get("STREAMLIT_HUB_MODE", "local")
-    if mode == "local":
-        configure_local(c, environ)
-    elif mode == "kubernetes":
-        configure_kubernetes(c, environ)
+def configure(c, environ=None) -> StreamlitHub:
+    """The whole hub configuration, from ``c.StreamlitHub`` and the environment.
+
+    ``environ``: where the variables are read (``os.environ``; tests pass a dict).
+    Returns the settings it used.
+    """
+    s = StreamlitHub(config=c, environ=environ)
+    if s.mode == "local":
+        configure_local(c, s)
     else:
-        raise ConfigError(f"STREAMLIT_HUB_MODE={mode!r}: expected 'local' or 'kubernetes'")
-    configure_common(c)
+        configure_kubernetes(c, s)
+    configure_common(c, s)
+    if "trusted_proxies" not in c.StreamlitSpawnerMixin:
+        # the spawners pass it to app servers; the hub's recorder reads it from there
+        c.StreamlitSpawnerMixin.trusted_proxies = list(s.trusted_proxies)
+    return s
+
+
+def demo_sign_in(c, password: str) -> None:
+    """The demo users, admins and groups, all with one password (never in production)."""
+    c.JupyterHub.authenticator_class = "dummy"
+    c.DummyAuthenticator.password = password
+    c.Authenticator.allowed_users = set(demo.DEMO_USERS)
+    c.Authenticator.admin_users = set(demo.DEMO_ADMINS)
+    c.JupyterHub.load_groups = {g: {"users": list(u)} for g, u in demo.DEMO_GROUPS.items()}
 
 
 def sharing_roles(policy) -> list[dict]:
@@ -226,7 +207,7 @@ def _resolve_authenticator(value) -> type:
         raise ConfigError(f"authenticator_class={value!r}: no such authenticator") from None
 
 
-def configure_culler(c, policy, environ) -> None:
+def configure_culler(c, policy, s: StreamlitHub) -> None:
     """``jupyterhub-idle-culler`` as a hub-managed service, with the policy's timeouts.
 
     ``STREAMLIT_HUB_IDLE_TIMEOUT`` (seconds, default 3600; ``0`` turns culling off) applies
@@ -234,17 +215,9 @@ def configure_culler(c, policy, environ) -> None:
     """
     from .culling import cull_every
 
-    raw = environ.get("STREAMLIT_HUB_IDLE_TIMEOUT", "3600")
-    if not raw.isdigit():
-        raise ConfigError(
-            f"STREAMLIT_HUB_IDLE_TIMEOUT={raw!r}: expected whole seconds, e.g. 3600 "
-            "(0 turns the idle culler off)"
-        )
-    default = int(raw)
+    default = s.idle_timeout  # checked by the settings: 0 (off) or at least 30
     if default == 0:
         return
-    if default < 30:
-        raise ConfigError(f"STREAMLIT_HUB_IDLE_TIMEOUT={raw!r}: at least 30 seconds (or 0 for off)")
     service = {
         "name": "idle-culler",
         "command": [
@@ -254,9 +227,9 @@ def configure_culler(c, policy, environ) -> None:
             f"--timeout={default}",
             f"--cull-every={cull_every(policy, default)}",
             "--remove-named-servers=false",
-            f"--config={HUB_CONFIG_DIR / 'idle_culler_config.py'}",
+            f"--config={Path(s.config_dir) / 'idle_culler_config.py'}",
         ],
-        "cwd": str(HUB_CONFIG_DIR),
+        "cwd": s.config_dir,
     }
     c.JupyterHub.services = [
         s for s in _configured_list(c.JupyterHub, "services") if s.get("name") != "idle-culler"
@@ -278,12 +251,12 @@ def configure_culler(c, policy, environ) -> None:
     ] + [role]
 
 
-def configure_common(c) -> None:
+def configure_common(c, s: StreamlitHub) -> None:
     """What every mode shares: named servers as apps, templates, OAuth scopes for apps."""
     c.JupyterHub.allow_named_servers = True
     c.JupyterHub.default_url = "/hub/home"
     # Ours first; template folders configured before (the chart's hub.templatePaths) stay.
-    ours = str(HUB_CONFIG_DIR / "templates")
+    ours = str(Path(s.config_dir) / "templates")
     c.JupyterHub.template_paths = [
         ours,
         *(p for p in _configured_list(c.JupyterHub, "template_paths") if p != ours),
@@ -301,20 +274,7 @@ def configure_common(c) -> None:
     c.Spawner.http_timeout = 60
 
 
-APP_ORIGINS = ("per-user", "shared")
-
-
-def app_origins_mode(environ) -> str:
-    mode = environ.get("STREAMLIT_HUB_APP_ORIGINS", "per-user")
-    if mode not in APP_ORIGINS:
-        raise ConfigError(
-            f"STREAMLIT_HUB_APP_ORIGINS={mode!r}: expected 'per-user' (each "
-            "analyst's apps on their own host, the default) or 'shared'"
-        )
-    return mode
-
-
-def configure_app_origins(c, environ, public_url: str) -> bool:
+def configure_app_origins(c, s: StreamlitHub) -> bool:
     """Serve apps from their own origin, away from the hub's (``STREAMLIT_HUB_APP_ORIGINS``).
 
     ``per-user`` (default): JupyterHub's ``subdomain_host``: the hub stays on the public
@@ -331,8 +291,8 @@ def configure_app_origins(c, environ, public_url: str) -> bool:
     import ipaddress
     from urllib.parse import urlparse
 
-    mode = app_origins_mode(environ)
-    if mode == "shared":
+    public_url = s.public_url
+    if s.app_origins == "shared":
         import logging
 
         logging.getLogger("JupyterHub").warning(
@@ -352,7 +312,7 @@ def configure_app_origins(c, environ, public_url: str) -> bool:
         or parsed.path not in ("", "/")
     ):
         raise ConfigError(
-            f"STREAMLIT_HUB_PUBLIC_URL={public_url!r}: expected the hub's public "
+            f"{s.variable('public_url')}={public_url!r}: expected the hub's public "
             "address with no path, e.g. https://apps.example.com"
         )
     try:
@@ -361,7 +321,7 @@ def configure_app_origins(c, environ, public_url: str) -> bool:
         pass
     else:
         raise ConfigError(
-            f"STREAMLIT_HUB_PUBLIC_URL={public_url!r}: apps get hosts of their own under the "
+            f"{s.variable('public_url')}={public_url!r}: apps get hosts of their own under the "
             "hub's host name (alice.<host>), which an IP address cannot have. Use a name "
             "(http://localhost:PORT on one machine) or set STREAMLIT_HUB_APP_ORIGINS=shared."
         )
@@ -412,7 +372,7 @@ def secure_data_dir(data_dir: Path, private_umask: bool = True) -> None:
         os.chmod(entry, 0o700 if entry.is_dir() else 0o600)
 
 
-def configure_app_accounts(c, environ) -> None:
+def configure_app_accounts(c, s: StreamlitHub) -> None:
     """Which Unix user local apps run as (``STREAMLIT_HUB_APP_ACCOUNTS``, see spawner/local.py).
 
     With per-user accounts the app environment must be reachable by them: checked here, so a
@@ -421,15 +381,13 @@ def configure_app_accounts(c, environ) -> None:
     """
     import logging
 
-    from .local import APP_ACCOUNTS, apps_run_as_hub_user, default_app_python
+    from .local import apps_run_as_hub_user, default_app_python
     from .unix_users import blocked_for_others
 
-    mode = environ.get("STREAMLIT_HUB_APP_ACCOUNTS", "auto")
-    if mode not in APP_ACCOUNTS:
-        raise ConfigError(
-            f"STREAMLIT_HUB_APP_ACCOUNTS={mode!r}: expected 'auto' (per-user "
-            "accounts when the hub runs as root), 'per-user' or 'hub'"
-        )
+    mode = s.app_accounts
+    c.StreamlitLocalSpawner.app_accounts = mode
+    if s.app_python:
+        c.StreamlitLocalSpawner.app_python = s.app_python
     if mode == "per-user" and os.geteuid() != 0:
         raise ConfigError(
             "STREAMLIT_HUB_APP_ACCOUNTS='per-user': the hub must run as root to "
@@ -447,7 +405,7 @@ def configure_app_accounts(c, environ) -> None:
             "streamlit_apps_trusted": True,
         }
         return
-    python = default_app_python()
+    python = s.app_python or default_app_python()
     blocked = blocked_for_others(python)
     if blocked:
         raise ConfigError(
@@ -458,29 +416,30 @@ def configure_app_accounts(c, environ) -> None:
         )
 
 
-def configure_local(c, environ) -> None:
-    data_dir = Path(environ.get("STREAMLIT_HUB_DATA_DIR") or ".hub-data").resolve()
-    secure_data_dir(data_dir, private_umask=environ is os.environ)
-    port = _port(environ, "STREAMLIT_HUB_PORT", 8000)
+def configure_local(c, s: StreamlitHub) -> None:
+    data_dir = Path(s.data_dir).resolve()
+    secure_data_dir(data_dir, private_umask=s.environ is os.environ)
 
     c.JupyterHub.ip = "127.0.0.1"
-    c.JupyterHub.port = port
-    public_url = environ.get("STREAMLIT_HUB_PUBLIC_URL") or f"http://localhost:{port}"
-    if configure_app_origins(c, environ, public_url) and environ is os.environ:
+    c.JupyterHub.port = s.port
+    if configure_app_origins(c, s) and s.environ is os.environ:
         # JupyterHub's own banner names the address it binds (127.0.0.1), where sign-in
         # would not carry over to the apps' hosts: say which address to open.
         from urllib.parse import urlparse
 
         print(
-            f"\n  Open {public_url.rstrip('/')}/ (each analyst's apps are served from "
-            f"<analyst>.{urlparse(public_url).netloc})\n",
+            f"\n  Open {s.public_url.rstrip('/')}/ (each analyst's apps are served from "
+            f"<analyst>.{urlparse(s.public_url).netloc})\n",
             file=sys.stderr,
         )
     c.JupyterHub.hub_ip = "127.0.0.1"
+    c.JupyterHub.hub_port = s.hub_api_port
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{s.proxy_api_port}"
+    _refuse_port_clash(s)
     c.JupyterHub.db_url = f"sqlite:///{data_dir / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(data_dir / "jupyterhub_cookie_secret")
     c.JupyterHub.pid_file = str(data_dir / "jupyterhub.pid")
-    c.ConfigurableHTTPProxy.command = find_proxy_command(HUB_CONFIG_DIR.parent)
+    c.ConfigurableHTTPProxy.command = find_proxy_command(Path(__file__).resolve().parent.parent)
     c.ConfigurableHTTPProxy.pid_file = str(data_dir / "jupyterhub-proxy.pid")
     # Ctrl-C stops the hub, the proxy and every app it started.
     c.JupyterHub.cleanup_servers = True
@@ -491,29 +450,38 @@ def configure_local(c, environ) -> None:
     c.StreamlitLocalSpawner.homes_root = str(homes)
     c.StreamlitLocalSpawner.logs_root = str(data_dir / "logs")
 
-    auth = environ.get("STREAMLIT_HUB_AUTH", "demo")
-    if auth == "google":
-        configure_google(c, environ)
-    elif auth == "demo":
-        c.JupyterHub.authenticator_class = "dummy"
-        c.DummyAuthenticator.password = demo.demo_password(data_dir, environ)
-        c.Authenticator.allowed_users = set(demo.DEMO_USERS)
-        c.Authenticator.admin_users = set(demo.DEMO_ADMINS)
-        c.JupyterHub.load_groups = {g: {"users": list(u)} for g, u in demo.DEMO_GROUPS.items()}
-        demo.seed_demo_apps(homes, HUB_CONFIG_DIR / "demo_app")
+    if s.auth == "google":
+        configure_google(c, s)
     else:
-        raise ConfigError(f"STREAMLIT_HUB_AUTH={auth!r}: expected 'demo' or 'google'")
-    policy = configure_policy(
-        c,
-        str(Path(environ.get("STREAMLIT_HUB_POLICY") or HUB_CONFIG_DIR / "policy.yaml").resolve()),
-    )
-    configure_culler(c, policy, environ)
-    if auth == "google":
-        configure_audit(c, data_dir, environ, reader_groups=_csv(environ, "GOOGLE_ADMIN_GROUPS"))
+        demo_sign_in(c, s.demo_password or demo.demo_password(data_dir))
+        demo.seed_demo_apps(homes, Path(s.config_dir) / "demo_app")
+    policy = configure_policy(c, str(Path(s.policy).resolve()))
+    configure_culler(c, policy, s)
+    if s.auth == "google":
+        configure_audit(c, data_dir, s, reader_groups=set(s.google_admin_groups))
     else:
-        configure_audit(c, data_dir, environ, readers=set(demo.DEMO_ADMINS))
+        configure_audit(c, data_dir, s, readers=set(demo.DEMO_ADMINS))
     # Last: every setting is checked first; this one checks the machine (folder modes).
-    configure_app_accounts(c, environ)
+    configure_app_accounts(c, s)
+
+
+def _refuse_port_clash(s: StreamlitHub) -> None:
+    """Two of the hub's own ports on one number would fail later with a bind error."""
+    ports = {
+        "port": s.port,
+        "hub_api_port": s.hub_api_port,
+        "proxy_api_port": s.proxy_api_port,
+    }
+    if s.audit == "on":
+        ports["audit_port"] = s.audit_port
+    seen: dict[int, str] = {}
+    for name, port in ports.items():
+        if port in seen:
+            raise ConfigError(
+                f"{s.variable(name)}={port} is also {s.variable(seen[port])}: the hub's "
+                "public, internal API, proxy API and audit ports must differ"
+            )
+        seen[port] = name
 
 
 def _configured_list(section, name: str) -> list:
@@ -525,41 +493,25 @@ def _configured_list(section, name: str) -> list:
 def configure_audit(
     c,
     data_dir: Path,
-    environ,
+    s: StreamlitHub,
     *,
     readers: set[str] = frozenset(),
     reader_groups: set[str] = frozenset(),
-    host: str = "127.0.0.1",
-    bind: str | None = None,
 ) -> str | None:
     """The hub-managed audit service (``/services/audit/``) and the hub's recorder.
 
-    ``STREAMLIT_HUB_AUDIT=off`` turns both off. The store is sqlite (WAL) under the data dir
-    unless ``STREAMLIT_HUB_AUDIT_DB_URL`` names another database (PostgreSQL in production).
+    ``audit = "off"`` turns both off. The store is sqlite (WAL) under the data dir unless
+    ``audit_db_url`` names another database (PostgreSQL in production).
     ``readers`` / ``reader_groups`` get the ``audit-reader`` role (read every app's trail).
     Returns the ingest URL app servers send to, or None when audit is off.
     """
     from .audit import hub_recorder
 
-    switch = environ.get("STREAMLIT_HUB_AUDIT", "on")
-    if switch == "off":
+    if s.audit == "off":
         return None
-    if switch != "on":
-        raise ConfigError(f"STREAMLIT_HUB_AUDIT={switch!r}: expected 'on' or 'off'")
-    port = _port(environ, "STREAMLIT_HUB_AUDIT_PORT", 8082)
-    retention = environ.get("STREAMLIT_HUB_AUDIT_RETENTION_DAYS", "365")
-    try:
-        if not 0 < float(retention) <= 36500:
-            raise ValueError
-    except ValueError:
-        raise ConfigError(
-            f"STREAMLIT_HUB_AUDIT_RETENTION_DAYS={retention!r}: expected a "
-            "number of days from 0 to 36500 (e.g. 365)"
-        ) from None
-    db_url = environ.get("STREAMLIT_HUB_AUDIT_DB_URL") or f"sqlite:///{data_dir / 'audit.sqlite'}"
-    # ``host``: how the proxy and app servers reach the service (127.0.0.1 on one machine;
-    # the hub's Kubernetes Service name in a cluster); ``bind``: where it listens.
-    url = f"http://{host}:{port}"
+    # ``audit_host``: how the proxy and app servers reach the service (127.0.0.1 on one
+    # machine; the hub's Kubernetes Service name in a cluster); ``audit_bind``: where it listens.
+    url = f"http://{s.audit_host}:{s.audit_port}"
     # The recorder in this process writes with the service's own token (a fresh one each
     # start; the hub keeps only its hash), which the service trusts for hub events.
     token = secrets.token_hex(32)
@@ -570,9 +522,9 @@ def configure_audit(
         "api_token": token,
         "cwd": str(data_dir),
         "environment": {
-            "STREAMLIT_HUB_AUDIT_DB_URL": db_url,
-            "STREAMLIT_HUB_AUDIT_RETENTION_DAYS": retention,
-            "STREAMLIT_HUB_AUDIT_BIND": bind or host,
+            "STREAMLIT_HUB_AUDIT_DB_URL": s.audit_db_url,
+            "STREAMLIT_HUB_AUDIT_RETENTION_DAYS": f"{s.audit_retention_days:g}",
+            "STREAMLIT_HUB_AUDIT_BIND": s.audit_bind,
         },
         "display": True,
         "info": {"description": "Who opened which app, which page, when"},
@@ -612,71 +564,56 @@ def configure_audit(
     return ingest
 
 
-def configure_kubernetes(c, environ) -> None:
+def configure_kubernetes(c, s: StreamlitHub) -> None:
     """On Kubernetes, inside the z2jh hub pod (``hub.extraConfig`` calls ``configure(c)``).
 
     The chart owns the hub's network, database, proxy and cookie secret; this adds what the
     platform needs: the ``streamlit-kube`` spawner, sign-in (Google; ``demo`` for a trial
     with ``STREAMLIT_HUB_DEMO_PASSWORD``), the group policy (a mounted ConfigMap), the audit
-    service (reached through the hub's Service, ``STREAMLIT_HUB_AUDIT_HOST``, default ``hub``)
-    and the idle culler. See helm-values/ and docs/deploy.md.
+    service (reached through the hub's Service, ``audit_host``, default ``hub``) and the idle
+    culler. See helm-values/ and docs/deploy.md.
     """
-    data_dir = Path(environ.get("STREAMLIT_HUB_DATA_DIR") or "/srv/jupyterhub")
+    data_dir = Path(s.data_dir)
     c.JupyterHub.spawner_class = "streamlit-kube"
-    auth = environ.get("STREAMLIT_HUB_AUTH", "google")
     readers, reader_groups = set(), set()
-    if auth == "google":
-        configure_google(c, environ)
-        reader_groups = _csv(environ, "GOOGLE_ADMIN_GROUPS")
-    elif auth == "demo":
-        password = _required(
-            environ,
-            "STREAMLIT_HUB_DEMO_PASSWORD",
-            "the demo users' password (a trial only; use Google in production)",
-        )
-        c.JupyterHub.authenticator_class = "dummy"
-        c.DummyAuthenticator.password = password
-        c.Authenticator.allowed_users = set(demo.DEMO_USERS)
-        c.Authenticator.admin_users = set(demo.DEMO_ADMINS)
-        c.JupyterHub.load_groups = {g: {"users": list(u)} for g, u in demo.DEMO_GROUPS.items()}
-        readers = set(demo.DEMO_ADMINS)
+    if s.auth == "google":
+        configure_google(c, s)
+        reader_groups = set(s.google_admin_groups)
     else:
-        raise ConfigError(f"STREAMLIT_HUB_AUTH={auth!r}: expected 'google' or 'demo'")
-    policy_path = environ.get("STREAMLIT_HUB_POLICY") or "/usr/local/etc/streamlit-hub/policy.yaml"
-    if not Path(policy_path).is_file():
+        demo_sign_in(
+            c,
+            s.require(
+                "demo_password", "the demo users' password (a trial only; use Google in production)"
+            ),
+        )
+        readers = set(demo.DEMO_ADMINS)
+    if not Path(s.policy).is_file():
         raise ConfigError(
-            f"STREAMLIT_HUB_POLICY={policy_path!r}: no such file (mount the "
+            f"{s.variable('policy')}={s.policy!r}: no such file (mount the "
             "group policy ConfigMap there; see helm-values/values.yaml)"
         )
-    public_url = environ.get("STREAMLIT_HUB_PUBLIC_URL", "")
-    if not public_url and app_origins_mode(environ) == "per-user":
-        raise ConfigError(
-            "STREAMLIT_HUB_PUBLIC_URL is not set: the hub's public URL (e.g. "
-            "https://apps.example.com); apps are served from <analyst>.apps.example.com, "
-            "which needs a wildcard DNS record and certificate (docs/deploy.md)"
+    if s.app_origins == "per-user":
+        s.require(
+            "public_url",
+            "the hub's public URL (e.g. https://apps.example.com); apps are served from "
+            "<analyst>.apps.example.com, which needs a wildcard DNS record and certificate "
+            "(docs/deploy.md)",
         )
-    configure_app_origins(c, environ, public_url)
-    policy = configure_policy(c, policy_path)
-    configure_culler(c, policy, environ)
-    configure_audit(
-        c,
-        data_dir,
-        environ,
-        readers=readers,
-        reader_groups=reader_groups,
-        host=environ.get("STREAMLIT_HUB_AUDIT_HOST", "hub"),
-        bind=environ.get("STREAMLIT_HUB_AUDIT_BIND", "0.0.0.0"),
-    )
+    configure_app_origins(c, s)
+    policy = configure_policy(c, s.policy)
+    configure_culler(c, policy, s)
+    configure_audit(c, data_dir, s, readers=readers, reader_groups=reader_groups)
 
 
 def load_extra_config(c, environ=None) -> None:
-    """Run ``STREAMLIT_HUB_EXTRA_CONFIG`` (a Python file) with ``c`` in scope, last."""
-    environ = os.environ if environ is None else environ
-    path = environ.get("STREAMLIT_HUB_EXTRA_CONFIG")
+    """Run ``extra_config`` (``STREAMLIT_HUB_EXTRA_CONFIG``, a Python file) with ``c`` in
+    scope, last."""
+    s = StreamlitHub(config=c, environ=environ)
+    path = s.extra_config
     if not path:
         return
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"STREAMLIT_HUB_EXTRA_CONFIG={path!r}: no such file")
+        raise ConfigError(f"{s.variable('extra_config')}={path!r}: no such file")
     code = compile(p.read_text(), str(p), "exec")
     exec(code, {"c": c, "__file__": str(p), "__name__": "streamlit_hub_extra_config"})

@@ -118,15 +118,13 @@ def build_app(settings, sender=None):
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=os.environ.get("STREAMLIT_HUB_LOG_LEVEL", "INFO"),
-        format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s",
-    )
+    logging.basicConfig(level="INFO", format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
     try:
         settings = from_environ()
     except SettingsError as e:
         print(f"streamlit-hub-app: {e}", file=sys.stderr)
         return 2
+    logging.getLogger().setLevel(settings.log_level)  # STREAMLIT_HUB_LOG_LEVEL
     entry = Path(settings.entry)
     if not entry.is_file():
         print(f"streamlit-hub-app: entry file {entry} does not exist", file=sys.stderr)

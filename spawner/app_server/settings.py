@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-from ..client_address import DEFAULT_TRUSTED_PROXIES, Network, configured_networks, parse_networks
+from traitlets import Enum, Float, Integer, List, Unicode, validate
+
+from ..client_address import DEFAULT_TRUSTED_PROXIES, Network, parse_networks
+from ..settings import EnvSettings, SettingInvalid
 
 
 class SettingsError(RuntimeError):
     """The app server cannot start: a required variable is missing or malformed."""
+
+
+TOKEN_FD_VARIABLE = "STREAMLIT_HUB_API_TOKEN_FD"
 
 
 @dataclass(frozen=True)
@@ -47,66 +54,105 @@ class Settings:
     audit_spool: str = ""  # where events wait on disk until the service has them
     # proxies whose X-Forwarded-For entries the audit trail believes (the hub's setting)
     trusted_proxies: tuple[Network, ...] = parse_networks(DEFAULT_TRUSTED_PROXIES)
+    log_level: str = "INFO"
 
 
-def _required(env: dict, name: str) -> str:
+class AppServerSettings(EnvSettings):
+    """An app server's own settings, set by the Streamlit spawners (``JUPYTERHUB_*`` are
+    JupyterHub's and read in :func:`from_environ`)."""
+
+    error_class = SettingsError
+    wording = "{var}={value} is not {expect}"
+
+    entry = Unicode(help="The app's entry file (app.py), as the spawner resolved it.").tag(
+        env="STREAMLIT_HUB_ENTRY"
+    )
+    auth_cache_seconds = Float(
+        30.0,
+        min=0.0,
+        max=300.0,
+        help="How long a viewer's access verdict is reused before the hub is asked again.",
+    ).tag(env="STREAMLIT_HUB_AUTH_CACHE_SECONDS", expect="a number between 0 and 300")
+    activity_interval = Float(
+        60.0,
+        min=0.05,
+        max=3600.0,
+        help="Seconds between the activity reports the idle culler reads.",
+    ).tag(env="STREAMLIT_HUB_ACTIVITY_INTERVAL", expect="a number between 0.05 and 3600")
+    profile = Unicode(help="The machine size the app runs on (shown to viewers).").tag(
+        env="STREAMLIT_HUB_PROFILE"
+    )
+    audit_url = Unicode(help="The audit service's ingest API; empty: audit off.").tag(
+        env="STREAMLIT_HUB_AUDIT_URL"
+    )
+    audit_spool = Unicode(
+        help="The folder where audit events wait on disk until the service has them."
+    ).tag(env="STREAMLIT_HUB_AUDIT_SPOOL")
+    trusted_proxies = List(
+        Unicode(),
+        list(DEFAULT_TRUSTED_PROXIES),
+        help="Networks whose X-Forwarded-For entries the audit trail believes (the hub's "
+        "trusted_proxies, passed on).",
+    ).tag(env="STREAMLIT_HUB_TRUSTED_PROXIES", expect="comma-separated networks")
+    pass_cookies = List(
+        Unicode(),
+        help="Cookie names passed through to the app (comma-separated); every other cookie "
+        "of the hub's domain is removed before the app sees the request.",
+    ).tag(env="STREAMLIT_HUB_PASS_COOKIES")
+    api_token_fd = Integer(
+        -1,
+        min=-1,
+        help="The pipe the local spawner passes the app server's API token through (read "
+        "once, so it is never in the process environment); -1: JUPYTERHUB_API_TOKEN.",
+    ).tag(env=TOKEN_FD_VARIABLE, expect="a file descriptor")
+    log_level = Enum(
+        ["DEBUG", "INFO", "WARNING", "ERROR"],
+        "INFO",
+        help="The app server's log level.",
+    ).tag(env="STREAMLIT_HUB_LOG_LEVEL", expect="DEBUG, INFO, WARNING or ERROR")
+
+    @validate("trusted_proxies")
+    def _validate_trusted_proxies(self, proposal):
+        try:
+            parse_networks(",".join(proposal["value"]))
+        except ValueError as e:
+            raise SettingInvalid(str(e)) from None
+        return proposal["value"]
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
     value = env.get(name, "")
     if not value:
         raise SettingsError(f"{name} is not set: this program is started by the hub's spawner.")
     return value
 
 
-def _float(env: dict, name: str, default: float, low: float, high: float) -> float:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{name}={raw!r} must be between {low} and {high}")
-    return value
-
-
-def _networks(env: dict) -> tuple[Network, ...]:
-    try:
-        return configured_networks(env)
-    except ValueError as e:
-        raise SettingsError(str(e)) from None
-
-
-TOKEN_FD_VARIABLE = "STREAMLIT_HUB_API_TOKEN_FD"
-
-
-def _api_token(env: dict) -> str:
+def _api_token(env: Mapping[str, str], fd: int) -> str:
     """The server's API token: from the pipe the local spawner passes (``STREAMLIT_HUB_API_TOKEN_FD``,
     read once to its end and closed, so it is never in ``/proc/<pid>/environ``), else from
     ``JUPYTERHUB_API_TOKEN`` (Kubernetes passes it by reference from a Secret)."""
-    raw_fd = env.get(TOKEN_FD_VARIABLE, "")
-    if not raw_fd:
+    if fd < 0:
         return _required(env, "JUPYTERHUB_API_TOKEN")
-    if not raw_fd.isdigit():
-        raise SettingsError(f"{TOKEN_FD_VARIABLE}={raw_fd!r} is not a file descriptor")
     chunks = []
     try:
-        with os.fdopen(int(raw_fd), "rb", closefd=True) as pipe:
+        with os.fdopen(fd, "rb", closefd=True) as pipe:
             while chunk := pipe.read(4096):
                 chunks.append(chunk)
                 if sum(map(len, chunks)) > 4096:
                     raise SettingsError(f"{TOKEN_FD_VARIABLE}: more than a token came through")
     except OSError as e:
-        raise SettingsError(f"{TOKEN_FD_VARIABLE}={raw_fd}: cannot read the token ({e})") from None
+        raise SettingsError(f"{TOKEN_FD_VARIABLE}={fd}: cannot read the token ({e})") from None
     token = b"".join(chunks).decode("ascii", "replace").strip()
     if not token:
         raise SettingsError(f"{TOKEN_FD_VARIABLE}: the hub sent no token")
     return token
 
 
-def from_environ(env: dict | None = None, *, scrub: bool = True) -> Settings:
+def from_environ(env: Mapping[str, str] | None = None, *, scrub: bool = True) -> Settings:
     env = os.environ if env is None else env
+    own = AppServerSettings(environ=env)
     api_url = _required(env, "JUPYTERHUB_API_URL").rstrip("/")
-    token = _api_token(env)
+    token = _api_token(env, own.api_token_fd)
     prefix = _required(env, "JUPYTERHUB_SERVICE_PREFIX")
     if not prefix.endswith("/"):
         prefix += "/"
@@ -140,17 +186,16 @@ def from_environ(env: dict | None = None, *, scrub: bool = True) -> Settings:
         activity_url=env.get("JUPYTERHUB_ACTIVITY_URL", ""),
         bind_host=bind.hostname or "127.0.0.1",
         bind_port=bind.port or 8888,
-        entry=_required(env, "STREAMLIT_HUB_ENTRY"),
-        auth_cache_seconds=_float(env, "STREAMLIT_HUB_AUTH_CACHE_SECONDS", 30.0, 0.0, 300.0),
-        activity_interval=_float(env, "STREAMLIT_HUB_ACTIVITY_INTERVAL", 60.0, 0.05, 3600.0),
+        entry=own.require("entry", "this program is started by the hub's spawner."),
+        auth_cache_seconds=own.auth_cache_seconds,
+        activity_interval=own.activity_interval,
         secure_cookies=public.startswith("https:") or host.startswith("https:"),
-        profile=env.get("STREAMLIT_HUB_PROFILE", ""),
-        audit_url=env.get("STREAMLIT_HUB_AUDIT_URL", ""),
-        audit_spool=env.get("STREAMLIT_HUB_AUDIT_SPOOL", ""),
-        trusted_proxies=_networks(env),  # STREAMLIT_HUB_TRUSTED_PROXIES
-        pass_cookies=tuple(
-            c.strip() for c in env.get("STREAMLIT_HUB_PASS_COOKIES", "").split(",") if c.strip()
-        ),
+        profile=own.profile,
+        audit_url=own.audit_url,
+        audit_spool=own.audit_spool,
+        trusted_proxies=parse_networks(",".join(own.trusted_proxies)),
+        pass_cookies=tuple(own.pass_cookies),
+        log_level=own.log_level,
     )
     if settings.audit_url and not settings.audit_spool:
         raise SettingsError(

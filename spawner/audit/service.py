@@ -47,6 +47,7 @@ from tornado import web
 from tornado.ioloop import IOLoop, PeriodicCallback
 
 from .events import TYPES, EventError, parse_event, parse_time
+from .settings import AuditServiceSettings, ServiceConfigError
 from .store import AuditStore, CursorError
 
 log = logging.getLogger("streamlit_hub.audit.service")
@@ -75,23 +76,6 @@ CSV_FIELDS = (
     "id",
 )
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
-
-
-class ServiceConfigError(RuntimeError):
-    pass
-
-
-def _float_env(env, name, default, low, high) -> float:
-    raw = env.get(name, "")
-    if raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ServiceConfigError(f"{name}={raw!r} is not a number") from None
-    if not low <= value <= high:
-        raise ServiceConfigError(f"{name}={raw!r} must be between {low} and {high}")
-    return value
 
 
 def app_of_token(model: dict) -> tuple[str, str] | None:
@@ -598,12 +582,10 @@ def make_app(env=None, *, hub_auth=None, event_stream=None) -> tuple[web.Applica
     prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/services/audit/")
     if not prefix.endswith("/"):
         prefix += "/"
-    db_url = env.get("STREAMLIT_HUB_AUDIT_DB_URL") or "sqlite:///audit.sqlite"
-    retention = _float_env(env, "STREAMLIT_HUB_AUDIT_RETENTION_DAYS", 365.0, 0.001, 36500)
-    name = env.get("JUPYTERHUB_SERVICE_NAME", "audit")
-    trusted = {name} | {
-        t.strip() for t in env.get("STREAMLIT_HUB_AUDIT_TRUSTED", "").split(",") if t.strip()
-    }
+    own = AuditServiceSettings(environ=env)
+    db_url = own.db_url
+    retention = own.retention_days
+    trusted = {env.get("JUPYTERHUB_SERVICE_NAME", "audit"), *own.trusted}
     if hub_auth is None:
         # The singleton, so the OAuth callback handler and the usage page share it.
         hub_auth = HubOAuth.instance(cache_max_age=60)
@@ -651,15 +633,14 @@ def _quiet_log(handler):
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(
-        level=os.environ.get("STREAMLIT_HUB_LOG_LEVEL", "INFO"),
-        format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s",
-    )
+    logging.basicConfig(level="INFO", format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
     try:
+        own = AuditServiceSettings()
         app, settings = make_app(event_stream=sys.stdout)
     except (ServiceConfigError, ValueError) as e:
         print(f"streamlit-hub-audit: {e}", file=sys.stderr)
         return 2
+    logging.getLogger().setLevel(own.log_level)  # STREAMLIT_HUB_LOG_LEVEL
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8082"))
     store = settings["audit_store"]
 
@@ -675,7 +656,7 @@ def main(argv=None) -> int:
         PeriodicCallback(
             lambda: IOLoop.current().run_in_executor(settings["audit_executor"], purge), 3600 * 1000
         ).start()
-        bind = os.environ.get("STREAMLIT_HUB_AUDIT_BIND") or url.hostname or "127.0.0.1"
+        bind = own.bind or url.hostname or "127.0.0.1"
         app.listen(url.port or 8082, bind, xheaders=True)
         log.info(
             "audit service on %s (store %s, retention %s days)",

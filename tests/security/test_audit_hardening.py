@@ -19,7 +19,7 @@ import pytest
 import requests
 from traitlets.config import Config
 
-from spawner.hubconfig import configure_common
+from spawner.hubconfig import StreamlitHub, configure_common
 from tests.helpers.hub import running_hub
 from tests.integration.test_audit import audit_service_pid
 
@@ -51,7 +51,7 @@ def server_token_like(hub, user: str, app: str) -> str:
     token. The audit service knows a caller only by what ``GET /hub/api/user`` says of its
     token, which is the same for both; the server's real token no longer shows in /proc."""
     c = Config()
-    configure_common(c)
+    configure_common(c, StreamlitHub(environ={}))
     scopes = {
         s
         + (f"={user}/{app}" if s.endswith("!server") else f"={user}" if s.endswith("!user") else "")

@@ -4,6 +4,7 @@ from traitlets.config import Config
 from spawner.hubconfig import (
     HUB_CONFIG_DIR,
     ConfigError,
+    StreamlitHub,
     configure,
     configure_app_origins,
     load_extra_config,
@@ -47,7 +48,7 @@ def test_generated_demo_password_is_kept_private_and_stable(tmp_path, capsys):
         ({"STREAMLIT_HUB_MODE": "cloud"}, "expected 'local'"),
         (
             {"STREAMLIT_HUB_MODE": "kubernetes", "STREAMLIT_HUB_AUTH": "ldap"},
-            "expected .google. or .demo.",
+            "expected 'demo' or 'google'",
         ),
         ({"STREAMLIT_HUB_AUDIT": "yes"}, "STREAMLIT_HUB_AUDIT='yes': expected 'on' or 'off'"),
         ({"STREAMLIT_HUB_AUDIT_PORT": "x"}, "STREAMLIT_HUB_AUDIT_PORT"),
@@ -297,7 +298,7 @@ def test_apps_get_hosts_of_their_own_by_default(tmp_path):
     from spawner.hubconfig import subdomain_for
 
     c = Config()
-    configure_app_origins(c, {}, "http://localhost:8000")
+    configure_app_origins(c, StreamlitHub(environ={}))
     assert c.JupyterHub.subdomain_host == "http://localhost:8000"
     assert subdomain_for("alice", "localhost", "user") == "alice.localhost"
     assert subdomain_for("audit", "localhost", "service") == "localhost"  # the hub's own code
@@ -317,13 +318,23 @@ def test_apps_get_hosts_of_their_own_by_default(tmp_path):
 )
 def test_app_origin_settings_that_cannot_work_stop_the_hub(env, url, expected):
     with pytest.raises(ConfigError, match=expected):
-        configure_app_origins(Config(), env, url)
+        configure_app_origins(
+            Config(), StreamlitHub(environ={**env, "STREAMLIT_HUB_PUBLIC_URL": url})
+        )
 
 
 def test_shared_origins_are_said_on_the_admin_page():
     c = Config()
     assert (
-        configure_app_origins(c, {"STREAMLIT_HUB_APP_ORIGINS": "shared"}, "http://127.0.0.1:8000")
+        configure_app_origins(
+            c,
+            StreamlitHub(
+                environ={
+                    "STREAMLIT_HUB_APP_ORIGINS": "shared",
+                    "STREAMLIT_HUB_PUBLIC_URL": "http://127.0.0.1:8000",
+                }
+            ),
+        )
         is False
     )
     assert "subdomain_host" not in c.JupyterHub
@@ -359,22 +370,21 @@ def test_apps_running_as_the_hub_user_are_said_to_be_trusted(caplog):
 
     c = Config()
     with caplog.at_level("WARNING"):
-        configure_app_accounts(c, {"STREAMLIT_HUB_APP_ACCOUNTS": "hub"})
+        configure_app_accounts(c, StreamlitHub(environ={"STREAMLIT_HUB_APP_ACCOUNTS": "hub"}))
     assert c.JupyterHub.template_vars["streamlit_apps_trusted"] is True
     assert "run as the hub's own Unix user" in caplog.text
 
 
-@pytest.mark.parametrize(
-    "value, expected", [("everyone", "expected 'auto'"), ("", "expected 'auto'")]
-)
-def test_a_bad_app_accounts_setting_stops_the_hub(value, expected):
-    from spawner.hubconfig import configure_app_accounts
+def test_a_bad_app_accounts_setting_stops_the_hub():
+    with pytest.raises(ConfigError, match="STREAMLIT_HUB_APP_ACCOUNTS='everyone': expected 'auto'"):
+        StreamlitHub(environ={"STREAMLIT_HUB_APP_ACCOUNTS": "everyone"})
+    c = Config()
+    c.StreamlitHub.app_accounts = ""
+    with pytest.raises(ConfigError, match=r"c.StreamlitHub.app_accounts='': expected 'auto'"):
+        StreamlitHub(config=c, environ={})
 
-    with pytest.raises(ConfigError, match=expected):
-        configure_app_accounts(Config(), {"STREAMLIT_HUB_APP_ACCOUNTS": value})
 
-
-def test_an_app_environment_closed_to_app_accounts_stops_the_hub(tmp_path, monkeypatch):
+def test_an_app_environment_closed_to_app_accounts_stops_the_hub(tmp_path):
     import os
 
     from spawner.hubconfig import configure_app_accounts
@@ -385,11 +395,11 @@ def test_an_app_environment_closed_to_app_accounts_stops_the_hub(tmp_path, monke
     (private / "bin").mkdir(parents=True)
     (private / "bin" / "python").write_text("")
     os.chmod(private, 0o700)
-    monkeypatch.setenv("STREAMLIT_HUB_APP_PYTHON", str(private / "bin" / "python"))
+    env = {"STREAMLIT_HUB_APP_PYTHON": str(private / "bin" / "python")}
     with pytest.raises(
         ConfigError, match=r"is closed to other users.*STREAMLIT_HUB_APP_ACCOUNTS=hub"
     ):
-        configure_app_accounts(Config(), {})
+        configure_app_accounts(Config(), StreamlitHub(environ=env))
 
 
 def test_roles_and_template_folders_configured_before_are_kept(tmp_path):
