@@ -436,6 +436,8 @@ def configure_local(c, s: StreamlitHub) -> None:
     c.JupyterHub.hub_port = s.hub_api_port
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{s.proxy_api_port}"
     _refuse_port_clash(s)
+    if s.environ is os.environ:  # the hub itself starting, not a test building a config
+        refuse_ports_in_use(s)
     c.JupyterHub.db_url = f"sqlite:///{data_dir / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(data_dir / "jupyterhub_cookie_secret")
     c.JupyterHub.pid_file = str(data_dir / "jupyterhub.pid")
@@ -463,6 +465,30 @@ def configure_local(c, s: StreamlitHub) -> None:
         configure_audit(c, data_dir, s, readers=set(demo.DEMO_ADMINS))
     # Last: every setting is checked first; this one checks the machine (folder modes).
     configure_app_accounts(c, s)
+
+
+def refuse_ports_in_use(s: StreamlitHub) -> None:
+    """A port another program holds stops the hub now, with the setting to change named
+    (JupyterHub would fail later with a traceback, leaving the proxy running)."""
+    import errno
+    import socket
+
+    ports = [("port", s.port), ("hub_api_port", s.hub_api_port)]
+    ports.append(("proxy_api_port", s.proxy_api_port))
+    if s.audit == "on":
+        ports.append(("audit_port", s.audit_port))
+    for name, port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE:
+                    raise
+                raise ConfigError(
+                    f"{s.variable(name)}={port}: 127.0.0.1:{port} is in use (another hub, or "
+                    f"another program): stop it or set {s.variable(name)} to a free port"
+                ) from None
 
 
 def _refuse_port_clash(s: StreamlitHub) -> None:

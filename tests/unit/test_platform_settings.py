@@ -186,3 +186,21 @@ def test_describe_prints_current_values_and_hides_secrets(capsys):
     assert "google_client_secret (GOOGLE_OAUTH_CLIENT_SECRET) = (set)" in text
     assert "s3cr3t-value" not in text and "pw-in-url" not in text
     assert main([]) == 0 and "== The audit service" in capsys.readouterr().out
+
+
+def test_a_port_another_program_holds_stops_the_hub_with_the_setting_named():
+    import socket
+
+    from spawner.hubconfig import refuse_ports_in_use
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        s = StreamlitHub(environ={"STREAMLIT_HUB_PORT": str(port)})  # the first one probed
+        with pytest.raises(
+            ConfigError,
+            match=f"STREAMLIT_HUB_PORT={port}: 127.0.0.1:{port} is in use.*"
+            "set STREAMLIT_HUB_PORT to a free port",
+        ):
+            refuse_ports_in_use(s)
