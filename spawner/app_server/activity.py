@@ -12,11 +12,9 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
+from ..utc import iso_z
+
 log = logging.getLogger("streamlit_hub.activity")
-
-
-def _iso(ts: datetime) -> str:
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class ActivityTracker:
@@ -60,5 +58,5 @@ class ActivityTracker:
         when = self.last_activity
         if when is None or (self.last_posted is not None and when <= self.last_posted):
             return
-        if await self._hub.post_activity(self._url, self._server, _iso(when)):
+        if await self._hub.post_activity(self._url, self._server, iso_z(when)):
             self.last_posted = when

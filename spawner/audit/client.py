@@ -27,10 +27,11 @@ import os
 import random
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+from ..utc import iso_z
 
 log = logging.getLogger("streamlit_hub.audit")
 
@@ -41,7 +42,7 @@ def new_event(kind: str, **fields) -> dict:
     """An event dict with a fresh id and the current UTC time; ``None`` fields are left out."""
     event = {
         "id": uuid.uuid4().hex,
-        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "time": iso_z(),
         "type": kind,
     }
     event.update({k: v for k, v in fields.items() if v not in (None, "", (), [])})
