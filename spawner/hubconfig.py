@@ -449,6 +449,11 @@ def configure_local(c, s: StreamlitHub) -> None:
 
     homes = data_dir / "homes"
     c.JupyterHub.spawner_class = "streamlit-local"
+    c.JupyterHub.template_vars = {
+        **_configured_dict(c.JupyterHub, "template_vars"),
+        "streamlit_homes_root": str(homes),
+        "streamlit_demo_owners": list(demo.DEMO_APP_OWNERS) if s.auth == "demo" else [],
+    }
     c.StreamlitLocalSpawner.homes_root = str(homes)
     c.StreamlitLocalSpawner.logs_root = str(data_dir / "logs")
 

@@ -29,6 +29,9 @@ def test_alice_starts_the_demo_app_from_the_hub_page(browser, hub, output_dir):
     page.on("framenavigated", lambda f: visited.append(f.url) if f == page.main_frame else None)
     try:
         sign_in(page, hub, "alice")
+        # where an app's code lives, and that a demo is there to try
+        expect(page.locator("#code-hint")).to_contain_text("/alice/apps/<app>/app.py")
+        expect(page.locator("#code-hint")).to_contain_text("demo is seeded for you to try")
 
         page.fill("input.new-server-name", "demo")
         page.click("button.new-server-btn")  # JupyterHub 6 creates the server, then reloads

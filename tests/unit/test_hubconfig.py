@@ -27,6 +27,9 @@ def test_local_mode_binds_loopback_and_keeps_state_in_the_data_dir(tmp_path):
     assert (tmp_path / "d/homes/alice/apps/demo/app.py").exists()
     assert (tmp_path / "d/homes/bob/apps/demo/pages").is_dir()
     assert not (tmp_path / "d/homes/carol").exists()
+    # the home page says where an app's code lives and who has the seeded demo
+    assert c.JupyterHub.template_vars["streamlit_homes_root"] == str(tmp_path / "d" / "homes")
+    assert c.JupyterHub.template_vars["streamlit_demo_owners"] == ["alice", "bob"]
 
 
 def test_generated_demo_password_is_kept_private_and_stable(tmp_path, capsys):
