@@ -41,6 +41,7 @@ from pathlib import Path
 
 import requests
 
+from bench import streamlit_flags
 from tests.helpers import localhost_names
 from tests.helpers.hub import REPO, Hub, free_port
 from tests.helpers.procs import processes_mentioning
@@ -94,19 +95,22 @@ def bare_streamlit(entry: Path, port: int):
             "streamlit",
             "run",
             str(entry),
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-            "--server.fileWatcherType",
-            "none",
+            *streamlit_flags(port),
         ],
         cwd=entry.parent,
     )
+
+
+def result_row(label, mine, ref, ref_name, ratio, target) -> dict:
+    """One measure as the JSON results keep it."""
+    return {
+        "measure": label,
+        "value": mine,
+        "reference": ref,
+        "reference_name": ref_name,
+        "ratio": ratio,
+        "target": target,
+    }
 
 
 def app_pid(hub: Hub, server: str) -> int:
@@ -456,16 +460,7 @@ def main(argv=None) -> int:
             f"{mine['p99']:.3f} | {ref['median']:.3f} ({ref_name}) | {ratio:.2f}× | "
             f"{f'≤{target:.2f}× {met}' if target else 'info'} |"
         )
-        result_rows.append(
-            {
-                "measure": label,
-                "value": mine,
-                "reference": ref,
-                "reference_name": ref_name,
-                "ratio": ratio,
-                "target": target,
-            }
-        )
+        result_rows.append(result_row(label, mine, ref, ref_name, ratio, target))
     v = {k: summary(viewers_out[k]) for k in ("ws_hub", "ws_direct", "rps_hub", "rps_limit")}
     for label, mine, ref, ref_name, target, higher_is_better in (
         (
@@ -492,16 +487,7 @@ def main(argv=None) -> int:
             f"{mine['p99']:.1f} | {ref['median']:.1f} ({ref_name}) | {ratio:.2f}× | "
             f"{'≥' if higher_is_better else '≤'}{target:.2f}× {'met' if met else 'MISSED'} |"
         )
-        result_rows.append(
-            {
-                "measure": label,
-                "value": mine,
-                "reference": ref,
-                "reference_name": ref_name,
-                "ratio": ratio,
-                "target": target,
-            }
-        )
+        result_rows.append(result_row(label, mine, ref, ref_name, ratio, target))
     rps_errors = viewers_out.get("rps_hub_errors", []) + viewers_out.get("rps_limit_errors", [])
     if rps_errors:
         table.append(

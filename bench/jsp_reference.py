@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench import streamlit_flags
 from tests.helpers.hub import REPO, Hub
 
 VENV = REPO / ".bench-venv"
@@ -55,16 +56,7 @@ def extra_config(entry: Path) -> str:
         str(venv / "bin/streamlit"),
         "run",
         str(entry),
-        "--server.port",
-        "{port}",
-        "--server.address",
-        "127.0.0.1",
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.fileWatcherType",
-        "none",
+        *streamlit_flags("{port}"),
     ]
     return f"""
 from jupyterhub.spawner import LocalProcessSpawner
