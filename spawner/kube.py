@@ -15,28 +15,42 @@ On top of the shared mixin, this adds only:
 - the app's own secrets from a Kubernetes Secret named ``app-secrets-<owner>-<app>`` (if it
   exists), by reference: never a literal in the pod.
 
+The pod is KubeSpawner's, built from this spawner's settings as configured (never changed
+around the call); ``get_pod_manifest`` then makes the returned pod this app's: security
+contexts, own volumes, the app's source and secrets, labels.
+
 What this spawner owns over blanket configuration. The Zero to JupyterHub chart's hub
 configuration (``files/hub/jupyterhub_config.py``) sets many KubeSpawner traits from its values
 unconditionally, and configuration beats a subclass's ``@default``. Where that would undo what
 an app pod is, the spawner's own settings win, in these documented ways:
 
+- **command**: the app server runs ``app_command`` (``spawner/command.py``): a configured
+  ``cmd`` (the chart sets ``singleuser.cmd``, ``jupyterhub-singleuser`` by default; our values
+  say ``null``) is replaced, with a warning unless it is null or the same;
 - **profiles**: with a group policy, ``profile_list`` is always the policy's (the chart sets
   ``singleuser.profileList``, ``[]`` by default); a non-empty configured list is ignored with
   a warning;
 - **volumes**: the home PVC (``home``) and the ``/tmp`` emptyDir (``scratch``) are always in
   the pod, first; configured ``volumes``/``volume_mounts`` (the chart sets ``{}`` with
-  ``storage.type: none``, or its own volumes) come after them, except ones reusing their names
-  or mount paths, which are dropped with a warning;
+  ``storage.type: none``, or its own volumes; ``extra_pod_config`` volumes too) come after
+  them, except ones reusing their names or mount paths, which are dropped with a warning;
 - **resources**: a profile sets the pod's CPU and memory completely: what it leaves out is
   unset, not the configured default (the chart's ``singleuser.memory.guarantee`` is ``1G``).
 
-- **security**: the pod and container security contexts are always the restricted ones,
-  built from ``uid``, ``gid`` and ``fs_gid``; a configured ``allow_privilege_escalation: true``
-  does not reach the container.
+- **security**: the restricted keys of the pod's and the app container's security contexts,
+  built from ``uid``, ``gid`` and ``fs_gid`` (else ``gid``), always win over what is configured
+  (``pod_security_context``, ``container_security_context``, ``allow_privilege_escalation``,
+  ``extra_pod_config``, ``extra_container_config``); ``privileged`` is dropped; other keys
+  configured (``supplementalGroups``, ``seLinuxOptions``, ...) are kept;
+- **app secrets**: the ``envFrom`` of the app's Secret comes after any configured one.
 
-Everything else the chart sets is honoured (image, pull policy, ``cmd``, ``uid``, ``fs_gid``,
-labels, scheduler, priority class, start timeout): tests/unit/test_chart_hub_config.py checks
-that those agree with the pod this spawner means.
+``uid``, ``gid`` and ``fs_gid`` default to the app image's user (1000) and are honoured when
+configured. ``helm-values/`` leaves ``singleuser.uid``/``fsGid`` (and ``cmd``) null, so that the
+chart's own defaults (1000 and 100) do not replace the spawner's:
+``CHART_VALUES_LEFT_TO_THE_SPAWNER`` lists them and tests/unit/test_values_agree.py fails if the
+values set one. Everything else the chart sets is honoured (image, pull policy, labels,
+scheduler, priority class, start timeout): tests/unit/test_chart_hub_config.py checks that those
+agree with the pod this spawner means.
 
 Entry paths are checked for shape here (the home is on a volume the hub does not mount); the
 app server refuses a missing file when it starts.
@@ -48,18 +62,33 @@ import asyncio
 import posixpath
 from urllib.parse import urlsplit
 
+from jupyterhub.utils import maybe_future
+from kubernetes_asyncio.client.models import (
+    V1Container,
+    V1EnvFromSource,
+    V1SecretEnvSource,
+    V1Volume,
+    V1VolumeMount,
+)
 from kubespawner import KubeSpawner
 from kubespawner.slugs import safe_slug
+from kubespawner.utils import get_k8s_model
 from traitlets import Unicode, default
 
+from .command import AppServerCommand
 from .mixin import StreamlitSpawnerMixin
 from .names import EntryPathError, default_entry, entry_path_shape_problem
-from .policy import Sources, cached_policy, format_bytes, limits_for
+from .options import AppSource
+from .policy import Sources, cached_policy, format_bytes
 
 LABEL_PREFIX = "streamlit-hub.io"
 # A profile is the whole machine size: these are reset for every start with a profile.
 RESOURCE_TRAITS = ("cpu_guarantee", "cpu_limit", "mem_guarantee", "mem_limit")
-HOME_VOLUME, SCRATCH_VOLUME = "home", "scratch"
+HOME_VOLUME, SCRATCH_VOLUME, SOURCE_VOLUME = "home", "scratch", "app-source"
+# Values of the chart (``singleuser.<key>``) that would set a trait whose value is this
+# spawner's: the chart's hub configuration sets each one it finds not null, and configuration
+# beats a subclass's @default, so helm-values/ leaves them null (tests/unit/test_values_agree.py).
+CHART_VALUES_LEFT_TO_THE_SPAWNER = {"cmd": "cmd", "uid": "uid", "fsGid": "fs_gid"}
 
 
 def profile_overrides(profile) -> dict:
@@ -106,21 +135,14 @@ def restricted_container_security_context(uid: int, gid: int) -> dict:
     }
 
 
-class StreamlitKubeSpawner(StreamlitSpawnerMixin, KubeSpawner):
+class StreamlitKubeSpawner(AppServerCommand, StreamlitSpawnerMixin, KubeSpawner):
     home_mount = Unicode(
         "/home/analyst", config=True, help="Where the user's home PVC is mounted in app pods."
     )
 
     @default("app_command")
     def _default_app_command(self):
-        return ["python", "-m", "spawner.app_server"]
-
-    @default("cmd")
-    def _default_cmd(self):
-        return list(self.app_command)
-
-    def get_args(self):
-        return []
+        return ["python", "-m", "spawner.app_server"]  # the app image's Python
 
     # ---- profiles from the policy ---------------------------------------------------------
     @default("profile_list")
@@ -145,23 +167,25 @@ class StreamlitKubeSpawner(StreamlitSpawnerMixin, KubeSpawner):
             self.profile_list = self._policy_profile_list
 
     def _policy_profile_list(self, spawner=None) -> list[dict]:
-        """KubeSpawner's profile_list: the profiles this user may use, default first."""
+        """KubeSpawner's profile_list: the options form's choices (``profile_choices``: the
+        profiles this user may use, default first), each with its KubeSpawner overrides."""
         if not self.policy_file:
             return []
-        policy = cached_policy(self.policy_file)
-        rule = limits_for(policy, [g.name for g in self.user.groups]).rule
+        choices = self.profile_choices()
+        profiles = cached_policy(self.policy_file).profiles
         return [
             {
                 "slug": slug,
-                "display_name": policy.profiles[slug].display_name,
-                "default": slug == rule.default_profile,
+                "display_name": display_name,
+                "default": i == 0,
                 # unset in the profile = unset in the pod, whatever else configured a default
                 "kubespawner_override": {
                     **dict.fromkeys(RESOURCE_TRAITS),
-                    **profile_overrides(policy.profiles[slug]),
+                    **profile_overrides(profiles[slug]),
                 },
             }
-            for slug in rule.profiles
+            for i, (slug, display_name) in enumerate(choices)
+            if slug in profiles  # (the file may have changed in between)
         ]
 
     async def load_user_options(self):
@@ -213,13 +237,14 @@ class StreamlitKubeSpawner(StreamlitSpawnerMixin, KubeSpawner):
             for t in tasks:
                 t.cancel()
 
-    app_source: tuple | None = None  # ("git", repo, ref, git_image) / ("image", image) / None
+    # ---- where the app's code comes from ----------------------------------------------------
+    app_source: AppSource = AppSource()  # this start's, set by resolve_app_entry
 
     def _sources(self) -> Sources:
         return cached_policy(self.policy_file).sources if self.policy_file else Sources()
 
     def resolve_app_entry(self, options):
-        self.app_source = None
+        self.app_source = AppSource()
         default = default_entry(self.name) if options.source == "home" else "app.py"
         path = options.path or default
         problem = entry_path_shape_problem(path)
@@ -238,7 +263,9 @@ class StreamlitKubeSpawner(StreamlitSpawnerMixin, KubeSpawner):
                     reason="source",
                     status=403,
                 )
-            self.app_source = ("git", options.repo, options.ref, sources.git_image)
+            self.app_source = AppSource(
+                "git", repo=options.repo, ref=options.ref, git_image=sources.git_image
+            )
         else:
             if not any(options.image.startswith(p) for p in sources.image_prefixes):
                 allowed = ", ".join(sources.image_prefixes) or "none"
@@ -248,61 +275,46 @@ class StreamlitKubeSpawner(StreamlitSpawnerMixin, KubeSpawner):
                     reason="source",
                     status=403,
                 )
-            self.app_source = ("image", options.image)
+            self.app_source = AppSource("image", image=options.image)
         return posixpath.join("/app", path)
 
     def app_secret_name(self) -> str:
         """The Secret whose keys become the app's environment (optional: it may not exist)."""
         return f"app-secrets-{safe_slug(self.user.name)}-{safe_slug(self.name or 'default')}"[:253]
 
-    def _source_overrides(self) -> dict:
-        """Trait values for this start's pod (set around KubeSpawner's manifest, then undone)."""
-        volumes, mounts = self.pod_volumes()
-        o: dict = {
-            "extra_container_config": {
-                **(self.extra_container_config or {}),
-                "envFrom": [{"secretRef": {"name": self.app_secret_name(), "optional": True}}],
-            },
-            "volumes": volumes,
-            "volume_mounts": mounts,
-        }
-        if self.app_source and self.app_source[0] == "image":
-            o["image"] = self.app_source[1]
-        if self.app_source and self.app_source[0] == "git":
-            _, repo, ref, git_image = self.app_source
-            volumes.append({"name": "app-source", "emptyDir": {"sizeLimit": "2Gi"}})
-            mounts.append({"name": "app-source", "mountPath": "/app", "readOnly": True})
-            o["init_containers"] = [
-                *self.init_containers,
-                {
-                    "name": "git-clone",
-                    "image": git_image,
-                    # repo and ref come in through the environment, never into the shell text
-                    "command": [
-                        "sh",
-                        "-c",
-                        'git clone --quiet --no-checkout -- "$REPO" /app/src '
-                        '&& git -C /app/src checkout --quiet --detach "$REF" '
-                        "&& cp -a /app/src/. /app/ && rm -rf /app/src /app/.git",
-                    ],
-                    "env": [
-                        {"name": "REPO", "value": repo},
-                        {"name": "REF", "value": ref},
-                        {"name": "HOME", "value": "/tmp"},
-                    ],
-                    "securityContext": restricted_container_security_context(self.uid, self.gid),
-                    "resources": {
-                        "requests": {"cpu": "100m", "memory": "128Mi"},
-                        "limits": {"cpu": "1", "memory": "512Mi"},
-                    },
-                    "volumeMounts": [
-                        {"name": "app-source", "mountPath": "/app"},
-                        {"name": SCRATCH_VOLUME, "mountPath": "/tmp"},
-                    ],
+    def git_clone_container(self, source: AppSource, uid, gid) -> V1Container:
+        """The init container that clones a ``git`` source's pinned commit into ``/app``."""
+        return get_k8s_model(
+            V1Container,
+            {
+                "name": "git-clone",
+                "image": source.git_image,
+                # repo and ref come in through the environment, never into the shell text
+                "command": [
+                    "sh",
+                    "-c",
+                    'git clone --quiet --no-checkout -- "$REPO" /app/src '
+                    '&& git -C /app/src checkout --quiet --detach "$REF" '
+                    "&& cp -a /app/src/. /app/ && rm -rf /app/src /app/.git",
+                ],
+                "env": [
+                    {"name": "REPO", "value": source.repo},
+                    {"name": "REF", "value": source.ref},
+                    {"name": "HOME", "value": "/tmp"},
+                ],
+                "securityContext": restricted_container_security_context(uid, gid),
+                "resources": {
+                    "requests": {"cpu": "100m", "memory": "128Mi"},
+                    "limits": {"cpu": "1", "memory": "512Mi"},
                 },
-            ]
-        return o
+                "volumeMounts": [
+                    {"name": SOURCE_VOLUME, "mountPath": "/app"},
+                    {"name": SCRATCH_VOLUME, "mountPath": "/tmp"},
+                ],
+            },
+        )
 
+    # ---- identity and security ---------------------------------------------------------------
     @default("uid")
     def _default_uid(self):
         return 1000
@@ -315,20 +327,10 @@ class StreamlitKubeSpawner(StreamlitSpawnerMixin, KubeSpawner):
     def _default_fs_gid(self):
         return 1000
 
-    @default("allow_privilege_escalation")
-    def _default_allow_privilege_escalation(self):
-        return False
-
-    @default("pod_security_context")
-    def _default_pod_security_context(self):
-        psc = restricted_pod_security_context(self.uid, self.gid)
-        if isinstance(self.fs_gid, int):  # KubeSpawner's fs_gid (the chart's singleuser.fsGid)
-            psc["fsGroup"] = self.fs_gid
-        return psc
-
-    @default("container_security_context")
-    def _default_container_security_context(self):
-        return restricted_container_security_context(self.uid, self.gid)
+    async def _resolved(self, trait: str):
+        """``uid``, ``gid`` or ``fs_gid`` as KubeSpawner resolves them (each may be a callable)."""
+        value = getattr(self, trait)
+        return await maybe_future(value(self)) if callable(value) else value
 
     @default("pvc_name_template")
     def _default_pvc_name_template(self):
@@ -356,25 +358,30 @@ class StreamlitKubeSpawner(StreamlitSpawnerMixin, KubeSpawner):
             {"name": SCRATCH_VOLUME, "mountPath": "/tmp"},
         ]
 
-    def pod_volumes(self) -> tuple[list[dict], list[dict]]:
-        """The pod's volumes and the app container's mounts: the spawner's own first, then the
-        configured ones that do not take their names or mount paths (dropped, with a warning)."""
+    def pod_volumes(self, volumes: list, mounts: list) -> tuple[list, list]:
+        """The pod's volumes and the app container's mounts: the spawner's own first, then
+        ``volumes``/``mounts`` (those KubeSpawner put in the pod: configured ones, expanded)
+        that do not take their names or mount paths (dropped, with a warning)."""
 
-        def field(obj, key, attr):  # a dict (as configured) or a kubernetes model object
+        def field(obj, key, attr):  # a kubernetes model object, or a dict (extra_pod_config)
             return obj.get(key) if isinstance(obj, dict) else getattr(obj, attr, None)
 
-        volumes, mounts = self.own_volumes(), self.own_volume_mounts()
-        names = {v["name"] for v in volumes}
-        paths = {m["mountPath"].rstrip("/") for m in mounts}
-        for v in self._sorted_dict_values(self.volumes) or []:
+        own = [get_k8s_model(V1Volume, v) for v in self._expand_all(self.own_volumes())]
+        own_mounts = [
+            get_k8s_model(V1VolumeMount, m) for m in self._expand_all(self.own_volume_mounts())
+        ]
+        names = {v.name for v in own}
+        paths = {m.mount_path.rstrip("/") for m in own_mounts}
+        out, out_mounts = list(own), list(own_mounts)
+        for v in volumes:
             if field(v, "name", "name") in names:
                 self.log.warning(
                     "volume %r is configured but the pod has its own: ignored",
                     field(v, "name", "name"),
                 )
             else:
-                volumes.append(v)
-        for m in self._sorted_dict_values(self.volume_mounts) or []:
+                out.append(v)
+        for m in mounts:
             name, path = field(m, "name", "name"), field(m, "mountPath", "mount_path") or ""
             if name in names or path.rstrip("/") in paths:
                 self.log.warning(
@@ -383,24 +390,57 @@ class StreamlitKubeSpawner(StreamlitSpawnerMixin, KubeSpawner):
                     path,
                 )
             else:
-                mounts.append(m)
-        return volumes, mounts
+                out_mounts.append(m)
+        return out, out_mounts
 
     def get_env(self):
         env = super().get_env()
         env["HOME"] = self.home_mount
+        if self.app_source.kind == "image":  # KubeSpawner names self.image
+            env["JUPYTER_IMAGE"] = env["JUPYTER_IMAGE_SPEC"] = self.app_source.image
         return env
 
     async def get_pod_manifest(self):
-        overrides = self._source_overrides()
-        saved = {k: getattr(self, k) for k in overrides}
-        for k, v in overrides.items():
-            setattr(self, k, v)
-        try:
-            pod = await super().get_pod_manifest()
-        finally:
-            for k, v in saved.items():
-                setattr(self, k, v)
+        """KubeSpawner's pod for this spawner as configured, made this app's pod."""
+        pod = await super().get_pod_manifest()
+        uid, gid, fs_gid = [await self._resolved(t) for t in ("uid", "gid", "fs_gid")]
+        spec, main = pod.spec, pod.spec.containers[0]  # extra_containers come after it
+
+        spec.security_context = {
+            **(spec.security_context or {}),
+            **restricted_pod_security_context(uid, gid),
+            **({"fsGroup": fs_gid} if isinstance(fs_gid, int) else {}),
+        }
+        main.security_context = {
+            k: v
+            for k, v in {
+                **(main.security_context or {}),
+                **restricted_container_security_context(uid, gid),
+            }.items()
+            if k != "privileged"
+        }
+
+        volumes, mounts = self.pod_volumes(spec.volumes or [], main.volume_mounts or [])
+        source = self.app_source
+        if source.kind == "image":
+            main.image = source.image
+        elif source.kind == "git":
+            volumes.append(
+                get_k8s_model(V1Volume, {"name": SOURCE_VOLUME, "emptyDir": {"sizeLimit": "2Gi"}})
+            )
+            mounts.append(V1VolumeMount(name=SOURCE_VOLUME, mount_path="/app", read_only=True))
+            spec.init_containers = [
+                *(spec.init_containers or []),
+                self.git_clone_container(source, uid, gid),
+            ]
+        spec.volumes, main.volume_mounts = volumes, mounts
+        main.env_from = [
+            *(main.env_from or []),
+            V1EnvFromSource(
+                secret_ref=V1SecretEnvSource(name=self.app_secret_name(), optional=True)
+            ),
+        ]
+
         labels = {
             f"{LABEL_PREFIX}/owner": safe_slug(self.user.name),
             f"{LABEL_PREFIX}/app": safe_slug(self.name or "default"),
@@ -413,6 +453,6 @@ class StreamlitKubeSpawner(StreamlitSpawnerMixin, KubeSpawner):
             f"{LABEL_PREFIX}/owner": self.user.name,
             f"{LABEL_PREFIX}/app": self.name,
             f"{LABEL_PREFIX}/profile": self.app_profile or "",
-            f"{LABEL_PREFIX}/source": self.app_source[0] if self.app_source else "home",
+            f"{LABEL_PREFIX}/source": source.kind,
         }
         return pod

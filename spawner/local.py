@@ -25,6 +25,7 @@ from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import Float, Integer, Unicode, default, validate
 
 from . import unix_users
+from .command import AppServerCommand
 from .mixin import StreamlitSpawnerMixin
 from .names import EntryPathError, default_entry, resolve_entry
 from .policy import format_bytes
@@ -67,7 +68,7 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-class StreamlitLocalSpawner(StreamlitSpawnerMixin, LocalProcessSpawner):
+class StreamlitLocalSpawner(AppServerCommand, StreamlitSpawnerMixin, LocalProcessSpawner):
     homes_root = Unicode(
         "/tmp/streamlit-hub/homes",
         config=True,
@@ -141,10 +142,8 @@ class StreamlitLocalSpawner(StreamlitSpawnerMixin, LocalProcessSpawner):
     def _default_app_python(self):
         return default_app_python()
 
-    @default("cmd")
-    def _default_cmd(self):
-        if self.app_command != [sys.executable, "-m", "spawner.app_server"]:
-            return list(self.app_command)  # configured: as given
+    @default("app_command")
+    def _default_app_command(self):
         return [self.app_python, "-m", "spawner.app_server"]
 
     def per_user_accounts(self) -> bool:
@@ -157,10 +156,6 @@ class StreamlitLocalSpawner(StreamlitSpawnerMixin, LocalProcessSpawner):
     @default("ip")
     def _default_ip(self):
         return "127.0.0.1"
-
-    def get_args(self):
-        # Spawner.get_args adds jupyter-singleuser flags; the app server takes none.
-        return []
 
     @property
     def home_dir(self) -> str:

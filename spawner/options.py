@@ -13,6 +13,9 @@ Fields:
 - ``path``: the entry file: relative to the home (default ``apps/<app>/app.py``), to the
   repository's root (default ``app.py``) or to ``/app`` in the image (default ``app.py``).
 - ``profile``: a machine-size slug; the group policy gives it meaning.
+
+``AppSource`` is what a spawner made of ``source``/``repo``/``ref``/``image`` once it checked
+them against the policy: what the app server's pod is built from.
 """
 
 from __future__ import annotations
@@ -45,6 +48,26 @@ class AppOptions:
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class AppSource:
+    """Where a started app's code comes from, as the spawner admitted it.
+
+    ``home``: the analyst's home (no other field). ``git``: ``repo`` cloned at ``ref`` (a full
+    commit SHA) by an init container running ``git_image`` (the policy's
+    ``sources.git_image``). ``image``: the prebuilt app image ``image``.
+    """
+
+    kind: str = "home"
+    repo: str | None = None
+    ref: str | None = None
+    git_image: str | None = None
+    image: str | None = None
+
+    def __post_init__(self):
+        if self.kind not in SOURCES:
+            raise ValueError(f"unknown app source {self.kind!r}")
 
 
 def parse_user_options(raw: object) -> AppOptions:

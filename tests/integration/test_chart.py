@@ -98,7 +98,7 @@ def test_the_chart_runs_our_hub_and_serves_an_app_pod(cluster):
     values = cluster.rendered.values["singleuser"]
     assert c["image"] == f"{values['image']['name']}:{values['image']['tag']}"
     assert c["imagePullPolicy"] == values["image"]["pullPolicy"]
-    assert c["args"] == values["cmd"]
+    assert c["args"] == ["python", "-m", "spawner.app_server"]  # the spawner's app_command
     # what the chart's config would have taken away (volumes, profile) is there
     assert {v["name"] for v in pod["spec"]["volumes"]} >= {"home", "scratch"}
     assert {m["mountPath"] for m in c["volumeMounts"]} >= {"/home/analyst", "/tmp"}

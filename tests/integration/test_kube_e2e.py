@@ -103,7 +103,7 @@ def test_an_app_runs_as_a_pod_through_the_real_hub_and_proxy(tmp_path, double):
         c.JupyterHub.cleanup_servers = True
         c.JupyterHub.cleanup_proxy = True
         c.KubeSpawner.image = "ghcr.io/example/jupyterhub-streamlit-app:0.1.0"
-        c.KubeSpawner.cmd = [sys.executable, "-m", "spawner.app_server"]
+        c.StreamlitKubeSpawner.app_command = [sys.executable, "-m", "spawner.app_server"]
         c.KubeSpawner.start_timeout = 60
         c.KubeSpawner.http_timeout = 60
         c.Spawner.poll_interval = 1

@@ -138,13 +138,17 @@ def test_what_the_chart_sets_for_every_app_pod_agrees_with_the_spawner(each):
     c = container(pod)
     assert restricted_violations(pod) == [] and problems(pod, "V1Pod") == []
     assert c["image"] == f"{su['image']['name']}:{su['image']['tag']}"
-    assert c["args"] == su["cmd"] == ["python", "-m", "spawner.app_server"]
+    # the app server's command, user and volume group are the spawner's: the values leave them
+    # null, so the chart sets none of them (tests/unit/test_values_agree.py)
+    assert not {"cmd", "uid", "fsGid"} & set(su)
+    assert c["args"] == sp["cmd"] == ["python", "-m", "spawner.app_server"]
     assert (
         pod["spec"]["securityContext"]["runAsUser"]
         == c["securityContext"]["runAsUser"]
-        == su["uid"]
+        == sp["uid"]
+        == 1000
     )
-    assert pod["spec"]["securityContext"]["fsGroup"] == su["fsGid"]
+    assert pod["spec"]["securityContext"]["fsGroup"] == sp["fs_gid"] == 1000
     assert pod["metadata"]["labels"]["hub.jupyter.org/network-access-hub"] == "true"
     assert not pod["spec"].get("initContainers")  # no privileged iptables container
     assert not c.get("lifecycle") and not sp["extra_pod_config"] and not sp["extra_containers"]

@@ -442,3 +442,75 @@ def test_profile_overrides_exactly():
         Profile("z", "Z", cpu_guarantee=0, cpu_limit=0, mem_guarantee=0, mem_limit=0)
     )
     assert zero == {"cpu_guarantee": 0.0, "cpu_limit": 0.0, "mem_guarantee": "0", "mem_limit": "0"}
+
+
+def test_the_pod_is_made_without_changing_the_spawners_settings(policy_file):
+    """get_pod_manifest changes the pod KubeSpawner returns, never the spawner around the call:
+    a concurrent reader (the hub's API, a hook) sees its settings as configured."""
+    from traitlets import All
+
+    for options in (
+        {},
+        {"source": "git", "repo": "https://github.com/example/sales.git", "ref": SHA},
+        {"source": "image", "image": "ghcr.io/example/apps/alice-sales:1a2b3c"},
+    ):
+        sp = make(policy_file, "alice", ["analysts"])
+        sp.user_options = options
+
+        async def go(sp=sp):
+            opts = sp.validated_options()
+            sp.app_profile_spec = sp.admit(opts)
+            sp.app_entry = sp.resolve_app_entry(opts)
+            await sp.load_user_options()
+            changed = []
+            sp.observe(lambda change: changed.append(change.name), names=All)
+            await sp.get_pod_manifest()
+            return changed
+
+        assert asyncio.run(go()) == [], options
+
+
+def test_the_image_source_is_the_images_name_in_the_environment_too(policy_file):
+    _, pod = build(
+        policy_file,
+        "alice",
+        ["analysts"],
+        {"source": "image", "image": "ghcr.io/example/apps/alice-sales:1a2b3c"},
+    )
+    env = _env(pod["spec"]["containers"][0])
+    assert (
+        env["JUPYTER_IMAGE"]
+        == env["JUPYTER_IMAGE_SPEC"]
+        == "ghcr.io/example/apps/alice-sales:1a2b3c"
+    )
+
+
+def test_the_profile_list_is_the_forms_choices_default_first(tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        POLICY.replace(
+            "data-scientists: {profiles: [small, gpu], default_profile: small,",
+            "data-scientists: {profiles: [gpu, small], default_profile: small,",
+        )
+    )
+    sp, _ = build(str(policy), "bob", ["data-scientists"], {})
+    profiles = sp.profile_list(sp)
+    assert [(p["slug"], p["display_name"]) for p in profiles] == sp.profile_choices()
+    assert [(p["slug"], p["default"]) for p in profiles] == [("small", True), ("gpu", False)]
+    assert profiles[1]["kubespawner_override"]["extra_resource_limits"] == {"nvidia.com/gpu": "1"}
+
+
+def test_the_app_source_is_a_value_the_spawner_keeps_for_this_start(policy_file):
+    from spawner.options import AppSource
+
+    sp, _ = build(
+        policy_file,
+        "alice",
+        ["analysts"],
+        {"source": "git", "repo": "https://github.com/example/sales.git", "ref": SHA},
+    )
+    assert sp.app_source == AppSource(
+        "git", repo="https://github.com/example/sales.git", ref=SHA, git_image="alpine/git:2.47.2"
+    )
+    sp.resolve_app_entry(sp.validated_options().__class__(path="apps/x/app.py"))
+    assert sp.app_source == AppSource()  # a later start from the home has no leftover

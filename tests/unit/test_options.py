@@ -307,3 +307,24 @@ def test_image_tags_are_read_from_the_last_path_part_before_the_digest(image, me
 
 def test_an_image_with_no_registry_or_path():
     assert parse_user_options({"source": "image", "image": "busybox:1.36"}).image == "busybox:1.36"
+
+
+def test_an_app_source_is_a_frozen_value_named_by_field():
+    import dataclasses
+
+    from spawner.options import SOURCES, AppSource
+
+    assert AppSource() == AppSource("home") and AppSource().kind == "home"
+    git = AppSource("git", repo="https://github.com/a/b.git", ref="a" * 40, git_image="g:1")
+    assert (git.kind, git.repo, git.ref, git.git_image, git.image) == (
+        "git",
+        "https://github.com/a/b.git",
+        "a" * 40,
+        "g:1",
+        None,
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        git.repo = "https://evil.example/x.git"
+    with pytest.raises(ValueError, match="unknown app source"):
+        AppSource("svn")
+    assert {AppSource(k).kind for k in SOURCES} == set(SOURCES)
