@@ -1,9 +1,21 @@
-"""Audit events, schema version 1 (docs/audit-event.schema.json is the same contract).
+"""Audit events, schema version 1: the contract is the JSON schema next to this file.
+
+``audit-event.schema.json`` (in this package; ``docs/audit-event.schema.json`` is a copy) is
+the single source of the event contract. This module reads from it, at import: the schema
+version, the event types, the fields, the limits of every text field and of
+``viewer_groups``, the minimum of ``duration_s``, the pattern of ``id`` and ``time``, which
+fields each type requires (``required`` and the ``allOf`` rules), and the size and depth
+limits (``x-maxEventBytes``, ``x-maxDepth``). Adding a type or a field is an edit of the
+schema (and of ``Event`` for a field); tests/unit/test_event_contract.py proves the parser,
+the OpenAPI document and the docs agree with it.
 
 Invariants:
 
 - ``parse_event`` returns a normalised ``Event`` or raises ``EventError`` naming the field;
   it never lets through an unknown type, a non-UTC or unparsable time, or an oversized field.
+  It accepts only what the schema accepts, and refuses besides what the schema cannot say
+  (its description lists it): text with control characters, a time that is not a real one.
+  An optional field sent as ``null`` is read as absent (``to_json`` never writes one).
 - ``Event.id`` is chosen by the sender (a UUID), so a resent event is recognisably the same.
 - An event holds only plain, strict JSON: no ``NaN`` or ``Infinity`` (Python's json module
   reads and writes them, strict readers of the export do not; ``1e999`` reads as infinity),
@@ -18,33 +30,40 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
-SCHEMA_VERSION = 1
-TYPES = (
-    "authorize",
-    "session_start",
-    "page_view",
-    "session_end",
-    "app_start",
-    "app_stop",
-    "share_granted",
-    "share_revoked",
-)
-MAX_EVENT_BYTES = 8192
-MAX_DEPTH = 16  # the event object is depth 1; ``extra`` may nest objects inside it
-_ID = re.compile(r"[A-Za-z0-9_.:-]{8,64}")
-_LIMITS = {
-    "viewer": 255,
-    "actor": 255,
-    "owner": 255,
-    "app": 64,
-    "profile": 63,
-    "page": 255,
-    "client": 64,
-    "user_agent": 512,
-    "outcome": 32,
-    "reason": 255,
-    "session": 64,
+SCHEMA_FILE = Path(__file__).with_name("audit-event.schema.json")
+SCHEMA: dict = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+_PROPERTIES: dict = SCHEMA["properties"]
+
+SCHEMA_VERSION = _PROPERTIES["schema_version"]["const"]
+TYPES: tuple[str, ...] = tuple(_PROPERTIES["type"]["enum"])
+FIELDS = frozenset(_PROPERTIES)
+MAX_EVENT_BYTES: int = SCHEMA["x-maxEventBytes"]  # of the compact JSON text
+MAX_DEPTH: int = SCHEMA["x-maxDepth"]  # the event object is depth 1; ``extra`` may nest inside
+_ID = re.compile(_PROPERTIES["id"]["pattern"])
+_TIME = re.compile(_PROPERTIES["time"]["pattern"])
+# Each text field's maximum length, in the schema's order (parse_event checks them in it).
+_LIMITS: dict[str, int] = {
+    name: spec["maxLength"]
+    for name, spec in _PROPERTIES.items()
+    if spec.get("type") == "string" and "maxLength" in spec
+}
+MAX_GROUPS: int = _PROPERTIES["viewer_groups"]["maxItems"]
+MAX_GROUP_NAME: int = _PROPERTIES["viewer_groups"]["items"]["maxLength"]
+MIN_DURATION = _PROPERTIES["duration_s"]["minimum"]
+# type -> the fields an event of that type must have: ``required``, and the ``then`` of every
+# ``allOf`` rule whose ``if`` names the type (``enum`` or ``const``).
+REQUIRED: dict[str, frozenset[str]] = {
+    kind: frozenset(SCHEMA["required"]).union(
+        *(
+            rule["then"]["required"]
+            for rule in SCHEMA["allOf"]
+            for when in [rule["if"]["properties"]["type"]]
+            if kind in when.get("enum", [when.get("const")])
+        )
+    )
+    for kind in TYPES
 }
 
 
@@ -161,67 +180,47 @@ def parse_event(raw: object) -> Event:
     kind = raw.get("type")
     if not isinstance(kind, str) or kind not in TYPES:
         raise EventError(f"type: expected one of {', '.join(TYPES)}")
-    groups = raw.get("viewer_groups") or []
+    groups = raw.get("viewer_groups")
+    if groups is None:
+        groups = []
     if (
         not isinstance(groups, list)
-        or not all(isinstance(g, str) and 0 < len(g) <= 255 for g in groups)
-        or len(groups) > 200
+        or not all(isinstance(g, str) and 0 < len(g) <= MAX_GROUP_NAME for g in groups)
+        or len(groups) > MAX_GROUPS
     ):
-        raise EventError("viewer_groups: expected a list of at most 200 group names")
+        raise EventError(f"viewer_groups: expected a list of at most {MAX_GROUPS} group names")
     duration = raw.get("duration_s")
     if duration is not None and (
-        isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration < 0
+        isinstance(duration, bool)
+        or not isinstance(duration, (int, float))
+        or duration < MIN_DURATION
     ):
         raise EventError("duration_s: expected a non-negative number of seconds")
-    extra = raw.get("extra") or {}
+    extra = raw.get("extra")
+    if extra is None:
+        extra = {}
     if not isinstance(extra, dict):
         raise EventError("extra: expected an object")
-    known = {
-        "id",
-        "time",
-        "type",
-        "owner",
-        "app",
-        "viewer",
-        "actor",
-        "viewer_groups",
-        "profile",
-        "page",
-        "session",
-        "client",
-        "user_agent",
-        "outcome",
-        "reason",
-        "duration_s",
-        "extra",
-        "schema_version",
-    }
-    unknown = sorted(str(k) for k in raw if k not in known)
+    unknown = sorted(str(k) for k in raw if k not in FIELDS)
     if unknown:
         raise EventError(f"{unknown[0]}: unknown field")
     version = raw.get("schema_version", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
+    if isinstance(version, bool) or version != SCHEMA_VERSION:
         raise EventError(f"schema_version: this service reads version {SCHEMA_VERSION}")
+    when = parse_time(raw.get("time"))
+    if not _TIME.fullmatch(raw["time"]):
+        raise EventError(f"time: {raw['time'][:40]!r} is not in the form 2026-11-22T10:00:00Z")
+    needs = REQUIRED[kind]
+    texts = {
+        name: _text(raw, name, required=True) if name in needs else _text(raw, name)
+        for name in _LIMITS
+    }
     return Event(
         id=ident,
-        time=parse_time(raw.get("time")),
+        time=when,
         type=kind,
-        owner=_text(raw, "owner", required=True),
-        app=_text(raw, "app", required=True),
-        viewer=_text(
-            raw,
-            "viewer",
-            required=kind in ("authorize", "session_start", "page_view", "session_end"),
-        ),
-        actor=_text(raw, "actor"),
         viewer_groups=tuple(sorted(set(groups))),
-        profile=_text(raw, "profile"),
-        page=_text(raw, "page", required=kind == "page_view"),
-        session=_text(raw, "session"),
-        client=_text(raw, "client"),
-        user_agent=_text(raw, "user_agent"),
-        outcome=_text(raw, "outcome", required=kind == "authorize"),
-        reason=_text(raw, "reason"),
         duration_s=float(duration) if duration is not None else None,
         extra=dict(extra),
+        **texts,
     )

@@ -1,4 +1,5 @@
-"""The audit event contract (spawner/audit/events.py), rule by rule, at its boundaries.
+"""The audit event contract (spawner/audit/events.py, read from its JSON schema), rule by rule,
+at its boundaries, with the limits written out: a change of the schema shows here.
 
 tests/unit/test_audit_store.py tests that each malformed event names its field; these pin the
 exact limits and messages (for mutation testing: docs/testing.md).
@@ -158,6 +159,31 @@ def test_times_that_are_refused(value, words):
     assert str(e.value).startswith(words)
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-11-22 10:00:00Z",
+        "20261122T100000Z",
+        "2026-W47-7T10:00:00Z",
+        "2026-11-22T10:00:00,5Z",
+        "2026-11-22T10:00:00-00:00",
+    ],
+)
+def test_an_event_time_has_the_form_the_schema_gives(value):
+    """ISO 8601 UTC times (the query filters take them) that the schema's pattern refuses."""
+    assert parse_time(value) == datetime(2026, 11, 22, 10, tzinfo=UTC) + timedelta(
+        microseconds=500000 * ("," in value)
+    )
+    assert refusal(raw(time=value)) == f"time: {value!r} is not in the form 2026-11-22T10:00:00Z"
+
+
+def test_a_long_time_of_the_wrong_form_is_cut_in_the_message():
+    value = "2026-11-22 10:00:00.1234567890123456789+00:00"
+    assert refusal(raw(time=value)) == (
+        f"time: {value[:40]!r} is not in the form 2026-11-22T10:00:00Z"
+    )
+
+
 def test_a_long_unparsable_time_is_cut_in_the_message():
     with pytest.raises(EventError) as e:
         parse_time("x" * 100)
@@ -210,6 +236,11 @@ def test_not_an_object_or_not_json():
         (["g"] * 200, True),
         ([f"g{i}" for i in range(201)], False),
         ({"a": 1}, False),
+        # wrong types, however empty (they were once read as no groups)
+        ({}, False),
+        ("", False),
+        (0, False),
+        (False, False),
     ],
 )
 def test_viewer_groups(groups, ok):
@@ -256,10 +287,14 @@ def test_extra_unknown_fields_and_the_schema_version():
     assert parse_event(raw(extra={"a": 1})).extra == {"a": 1}
     assert parse_event(raw(extra=None)).extra == {}
     assert refusal(raw(extra=["a"])) == "extra: expected an object"
+    for empty in ([], "", 0, False):  # not an object, however empty
+        assert refusal(raw(extra=empty)) == "extra: expected an object"
     assert refusal(raw(zz=1, aa=2)) == "aa: unknown field"
     assert parse_event(raw(schema_version=1)).id
     assert refusal(raw(schema_version=2)) == "schema_version: this service reads version 1"
     assert refusal(raw(schema_version="1")) == "schema_version: this service reads version 1"
+    assert refusal(raw(schema_version=True)) == "schema_version: this service reads version 1"
+    assert parse_event(raw(schema_version=1.0)).id  # JSON has one number 1
 
 
 def test_an_event_round_trips_through_its_json():
