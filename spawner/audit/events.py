@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..utc import iso_z
+
 SCHEMA_FILE = Path(__file__).with_name("audit-event.schema.json")
 SCHEMA: dict = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
 _PROPERTIES: dict = SCHEMA["properties"]
@@ -95,7 +97,7 @@ class Event:
 
     def to_json(self) -> dict:
         d = asdict(self)
-        d["time"] = self.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        d["time"] = iso_z(self.time)
         d["viewer_groups"] = list(self.viewer_groups)
         d["schema_version"] = SCHEMA_VERSION
         return {k: v for k, v in d.items() if v not in (None, {}, [])}
