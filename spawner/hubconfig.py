@@ -437,7 +437,7 @@ def configure_local(c, s: StreamlitHub) -> None:
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{s.proxy_api_port}"
     _refuse_port_clash(s)
     if s.environ is os.environ:  # the hub itself starting, not a test building a config
-        refuse_ports_in_use(s)
+        refuse_ports_in_use(s, proxy_pid_file=data_dir / "jupyterhub-proxy.pid")
     c.JupyterHub.db_url = f"sqlite:///{data_dir / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(data_dir / "jupyterhub_cookie_secret")
     c.JupyterHub.pid_file = str(data_dir / "jupyterhub.pid")
@@ -472,14 +472,19 @@ def configure_local(c, s: StreamlitHub) -> None:
     configure_app_accounts(c, s)
 
 
-def refuse_ports_in_use(s: StreamlitHub) -> None:
+def refuse_ports_in_use(s: StreamlitHub, proxy_pid_file: Path | None = None) -> None:
     """A port another program holds stops the hub now, with the setting to change named
-    (JupyterHub would fail later with a traceback, leaving the proxy running)."""
+    (JupyterHub would fail later with a traceback, leaving the proxy running).
+
+    The proxy this hub started last time may still run (the hub restarted, not stopped):
+    JupyterHub takes it over, so its two ports are not another program's.
+    """
     import errno
     import socket
 
-    ports = [("port", s.port), ("hub_api_port", s.hub_api_port)]
-    ports.append(("proxy_api_port", s.proxy_api_port))
+    ports = [("hub_api_port", s.hub_api_port)]
+    if not _alive(proxy_pid_file):
+        ports[:0] = [("port", s.port), ("proxy_api_port", s.proxy_api_port)]
     if s.audit == "on":
         ports.append(("audit_port", s.audit_port))
     for name, port in ports:
@@ -494,6 +499,23 @@ def refuse_ports_in_use(s: StreamlitHub) -> None:
                     f"{s.variable(name)}={port}: 127.0.0.1:{port} is in use (another hub, or "
                     f"another program): stop it or set {s.variable(name)} to a free port"
                 ) from None
+
+
+def _alive(pid_file: Path | None) -> bool:
+    """Whether the process a pid file names is running."""
+    try:
+        pid = int(pid_file.read_text().strip()) if pid_file else 0
+    except (OSError, ValueError):
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _refuse_port_clash(s: StreamlitHub) -> None:

@@ -204,3 +204,22 @@ def test_a_port_another_program_holds_stops_the_hub_with_the_setting_named():
             "set STREAMLIT_HUB_PORT to a free port",
         ):
             refuse_ports_in_use(s)
+
+
+def test_the_proxy_this_hub_left_running_is_taken_over_not_refused(tmp_path):
+    import os
+    import socket
+
+    from spawner.hubconfig import refuse_ports_in_use
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        s = StreamlitHub(environ={"STREAMLIT_HUB_PORT": str(port)})
+        pid_file = tmp_path / "jupyterhub-proxy.pid"
+        pid_file.write_text(f"{os.getpid()}\n")  # a live process: the proxy of last time
+        refuse_ports_in_use(s, proxy_pid_file=pid_file)
+        pid_file.write_text("999999999\n")  # gone: the port is someone else's
+        with pytest.raises(ConfigError, match="is in use"):
+            refuse_ports_in_use(s, proxy_pid_file=pid_file)
