@@ -1,9 +1,10 @@
 """Two small hub APIs about one app.
 
 ``GET /hub/api/streamlit/apps/{user}/{app}/status``: is it starting, ready or failed, with
-the latest spawn step. For whoever may start it (its owner, admins, and viewers it is shared
-with ``start:servers``), so a viewer waking it sees its progress without ``read:servers``
-(JupyterHub's own progress API needs that). Nothing about its output.
+the latest spawn step (the spawner's ``progress_snapshot()``). For whoever may start it (its
+owner, admins, and viewers it is shared with ``start:servers``), so a viewer waking it sees
+its progress without ``read:servers`` (JupyterHub's own progress API needs that). Nothing
+about its output.
 
 ``GET /hub/api/streamlit/apps/{user}/{app}/output``: why did my app fail? (owners only)
 
@@ -68,18 +69,7 @@ class AppStatusAPIHandler(_AppAPIHandler):
             ("start:servers", "read:servers"),
             "No such app, or you may not start it.",
         )
-        events = getattr(spawner, "_progress_events", None) or []
-        last = events[-1] if events else {}
-        if spawner.pending == "spawn" and not events:
-            last = {"progress": 2, "message": "Preparing to start"}
-        future = getattr(spawner, "_spawn_future", None)
-        failed = bool(
-            future is not None
-            and future.done()
-            and not future.cancelled()
-            and future.exception() is not None
-            and not spawner.ready
-        )
+        progress = spawner.progress_snapshot()
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
         self.write(
@@ -89,9 +79,9 @@ class AppStatusAPIHandler(_AppAPIHandler):
                     "owner": user_name,
                     "ready": bool(spawner.ready),
                     "pending": spawner.pending,
-                    "progress": last.get("progress"),
-                    "message": last.get("message"),
-                    "failed": failed,
+                    "progress": progress.progress,
+                    "message": progress.message,
+                    "failed": progress.failed,
                 }
             )
         )

@@ -15,10 +15,11 @@ launch, then wait until the app server answers, reporting each step through ``pr
 from __future__ import annotations
 
 import asyncio
-import html
+import functools
 import os
 import sys
 import time
+from dataclasses import dataclass
 
 from jupyterhub.spawner import SpawnException
 from traitlets import Float, List, TraitError, Unicode, default, validate
@@ -31,6 +32,25 @@ from .policy import Profile, cached_policy, decide_start
 
 # The confirmation form's field: "start again with the stored options".
 RESTART_FIELD = "streamlit-restart"
+
+
+@functools.cache
+def _templates():
+    """The mixin's pages (``spawner/templates/``), autoescaped."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    return Environment(
+        loader=PackageLoader("spawner", "templates"), autoescape=True, undefined=StrictUndefined
+    )
+
+
+@dataclass(frozen=True)
+class StartProgress:
+    """Where an app's start is: its latest step, and whether the last start failed."""
+
+    progress: int | None
+    message: str | None
+    failed: bool
 
 
 class StreamlitSpawnerMixin(LoggingConfigurable):
@@ -327,47 +347,23 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
             if self._request_is_same_origin():
                 return ""
             options = self.orm_spawner.user_options or {}
-            what = html.escape(str(options.get("path") or default_entry(self.name or "")))
-            return (
-                f'<input type="hidden" name="{RESTART_FIELD}" value="1">'
-                f'<p id="streamlit-restart">Start the app <strong>{html.escape(self.name or "")}'
-                f"</strong> again with its last settings (<code>{what}</code>)?</p>"
+            page = _templates().get_template("options_restart.html")
+            return page.render(
+                restart_field=RESTART_FIELD,
+                name=self.name or "",
+                entry=str(options.get("path") or default_entry(self.name or "")),
             )
-        apps = sorted({a for home in self.app_homes() for a in list_apps(home)})
+        homes = self.app_homes()
+        apps = sorted({a for home in homes for a in list_apps(home)})
         name = self.name or ""
-        esc = html.escape
-        if apps:
-            options = "".join(
-                f'<option value="{esc(default_entry(a))}"'
-                f"{' selected' if a == name else ''}>{esc(a)} ({esc(default_entry(a))})</option>"
-                for a in apps
-            )
-            app_field = (
-                '<label for="streamlit-app-path">App to run</label>'
-                f'<select class="form-control" id="streamlit-app-path" name="path">{options}</select>'
-            )
-        elif self.app_homes():
-            app_field = (
-                '<p id="streamlit-app-path">You have no apps yet. Put one at '
-                f"<code>{esc(default_entry(name or 'my-app'))}</code> in your home.</p>"
-            )
-        else:  # the home is not visible from the hub (a volume in a pod): ask for the path
-            app_field = (
-                '<label for="streamlit-app-path">Entry file in your home</label>'
-                '<input class="form-control" id="streamlit-app-path" name="path" '
-                f'value="{esc(default_entry(name or "my-app"))}">'
-            )
-        profiles = self.profile_choices()
-        profile_field = ""
-        if profiles:
-            opts = "".join(
-                f'<option value="{esc(slug)}">{esc(label)}</option>' for slug, label in profiles
-            )
-            profile_field = (
-                '<label for="streamlit-profile">Machine size</label>'
-                f'<select class="form-control" id="streamlit-profile" name="profile">{opts}</select>'
-            )
-        return f'<div class="form-group">{app_field}</div><div class="form-group">{profile_field}</div>'
+        page = _templates().get_template("options_form.html")
+        return page.render(
+            apps=[{"name": a, "entry": default_entry(a)} for a in apps],
+            name=name,
+            homes_visible=bool(homes),
+            new_entry=default_entry(name or "my-app"),
+            profiles=self.profile_choices(),
+        )
 
     # ---- start ------------------------------------------------------------------------
     def _progress_reset(self):
@@ -397,6 +393,28 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
                 await asyncio.wait_for(self._progress_changed.wait(), timeout=1.0)
             except TimeoutError:
                 pass
+
+    def progress_snapshot(self) -> StartProgress:
+        """The app's start as it is now, for the app status API (``spawner/app_output.py``).
+
+        ``progress`` and ``message`` are the latest step ``progress()`` reported (a start the
+        hub has asked for but not begun yet: "Preparing to start"); ``failed``: the hub's last
+        start of it ended in an error (a refusal, a crash, a timeout, including the hub's own
+        steps around ``start``) and it is not running.
+        """
+        events = getattr(self, "_progress_events", None) or []
+        last = events[-1] if events else {}
+        if self.pending == "spawn" and not events:
+            last = {"progress": 2, "message": "Preparing to start"}
+        future = self._spawn_future  # the hub's whole start of this server
+        failed = bool(
+            future is not None
+            and future.done()
+            and not future.cancelled()
+            and future.exception() is not None
+            and not self.ready
+        )
+        return StartProgress(last.get("progress"), last.get("message"), failed)
 
     async def launch(self):
         """Start the app server with the base spawner's own ``start`` and return its URL."""

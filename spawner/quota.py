@@ -3,21 +3,20 @@
 - ``running_apps(user, exclude)``: the user's apps that count against their limits: ready,
   or admitted by the policy and still starting.
 - ``QuotaAPIHandler``: ``GET /hub/api/streamlit/quota``, the signed-in user's limits and use.
-- ``named_server_limit(handler)``: ``JupyterHub.named_server_limit_per_user`` from ``max_apps``.
+- ``named_server_limit(handler)``: ``JupyterHub.named_server_limit_per_user`` from ``max_apps``
+  of the app's owner (the request's route, ``spawner.routes``, names the owner and the app).
 - ``template_quota(user)``: the home page's "2 of 3 apps running; profiles: small, medium".
 """
 
 from __future__ import annotations
 
 import json
-import re
 
 from jupyterhub.apihandlers import APIHandler
 from tornado import web
 
 from .policy import RunningApp, cached_policy, limits_for, quota_summary, summary_line
-
-_TARGET = re.compile(r"/(?:users/([^/]+)/servers|spawn/([^/]+))/([^/?]*)")
+from .routes import SERVER_API, SPAWN, route_of
 
 
 def running_apps(user, exclude=None) -> list[RunningApp]:
@@ -61,11 +60,11 @@ def make_named_server_limit(policy_file: str):
     def named_server_limit(handler) -> int:
         user = handler.current_user
         server = None
-        m = _TARGET.search(handler.request.path)
-        if m:
-            target = handler.find_user(m.group(1) or m.group(2))
-            user = target or user
-            server = m.group(3)
+        route = route_of(handler)
+        if route is not None and route.name in (SPAWN, SERVER_API):
+            # a start or create names the app and its owner: theirs is the limit
+            user = handler.find_user(route.user) or user
+            server = route.server
         if user is None:
             return 1
         limits = limits_for(cached_policy(policy_file), group_names(user))

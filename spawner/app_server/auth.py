@@ -29,15 +29,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
-import html
 import json
 import logging
 import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, quote, urlencode
+
+from starlette.requests import cookie_parser
 
 from .activity import ActivityTracker
 from .hub_client import HubClient, HubUnavailable
@@ -53,7 +56,7 @@ GROUPS_HEADER = "X-Hub-Groups"
 # Streamlit's st.user is filled from these (server.trustedUserHeaders).
 TRUSTED_USER_HEADERS = {USER_HEADER: "name", GROUPS_HEADER: "groups"}
 
-_MAX_SESSIONS = 10_000
+_MAX_SESSIONS = 10_000  # signed-in browsers (and verdicts) kept
 _MAX_PENDING_LOGINS = 2_000
 _LOGIN_TTL = 600.0
 _SESSION_IDLE_TTL = 12 * 3600.0
@@ -98,15 +101,32 @@ def groups_header_value(groups) -> str:
     return ",".join(quote(g, safe="") for g in groups)
 
 
-def _parse_cookies(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
-    pairs = []
-    for name, value in headers:
-        if name == b"cookie":
-            for part in value.decode("latin-1").split(";"):
-                key, sep, val = part.strip().partition("=")
-                if sep and key:
-                    pairs.append((key, val))
-    return pairs
+def _cookies(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The request's cookies, read as Starlette (and so Streamlit) reads them
+    (``starlette.requests.cookie_parser``: values unquoted, the last of a name wins), from
+    every ``Cookie`` header (HTTP/2 may split them)."""
+    return cookie_parser(
+        "; ".join(value.decode("latin-1") for name, value in headers if name == b"cookie")
+    )
+
+
+def _cookie_pair(name: str, value: str) -> str:
+    """``name=value`` for a ``Cookie`` header, the value quoted as ``http.cookies`` quotes it
+    (so a ``;`` inside a value cannot start another cookie)."""
+    return f"{name}={SimpleCookie().value_encode(value)[1]}"
+
+
+@functools.cache
+def _pages():
+    """The refusal page's template (``app_server/templates/``), autoescaped. Loaded at the
+    first page shown: most app servers never show one."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    return Environment(
+        loader=PackageLoader("spawner.app_server", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+    )
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
@@ -142,20 +162,22 @@ class HubAuthMiddleware:
         settings: Settings,
         hub: HubClient | None = None,
         activity: ActivityTracker | None = None,
-        sessions=None,
+        audit=None,
     ):
         self.app = app
         self.s = settings
-        self.sessions = sessions  # SessionAudit, or None when audit is off
+        self.audit = audit  # SessionAudit (audit_sessions.py), or None when audit is off
         self.hub = hub or HubClient(settings.api_url, settings.api_token)
         self.activity = activity or ActivityTracker(settings, self.hub)
-        self._sessions: _Bounded = _Bounded(_MAX_SESSIONS)  # sid -> [token, last_used]
+        # signed-in browsers: session cookie -> [token, last used]
+        self._logins: _Bounded = _Bounded(_MAX_SESSIONS)
         self._verdicts: _Bounded = _Bounded(_MAX_SESSIONS)  # sha256(token) -> Viewer
         self._invalid: _Bounded = _Bounded(_MAX_SESSIONS)  # sha256(token) -> when refused
         # sha256 of tokens this server got from the hub for its own OAuth client (invariant 6)
         self._minted: _Bounded = _Bounded(_MAX_SESSIONS)
         self._inflight: dict[str, asyncio.Future] = {}
-        self._logins: _Bounded = _Bounded(_MAX_PENDING_LOGINS)  # state -> (next, verifier, t)
+        # sign-ins under way: OAuth state -> (next URL, PKCE verifier, started)
+        self._pending_logins: _Bounded = _Bounded(_MAX_PENDING_LOGINS)
         self._pass_cookies = set(settings.pass_cookies)
         self._prefix_no_slash = settings.prefix.rstrip("/")
         self._stream_path = settings.prefix + "_stcore/stream"
@@ -167,9 +189,9 @@ class HubAuthMiddleware:
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)  # lifespan
             return
-        if self.sessions is not None and not self._audit_kicked:
+        if self.audit is not None and not self._audit_kicked:
             self._audit_kicked = True
-            self.sessions.sender.kick()  # resend what a previous run left in the spool
+            self.audit.sender.kick()  # resend what a previous run left in the spool
         path = scope.get("path", "")
         if kind == "http" and path == self._prefix_no_slash:
             await self._redirect(send, self.s.prefix + self._query_suffix(scope))
@@ -189,7 +211,7 @@ class HubAuthMiddleware:
                 await send({"type": "websocket.close", "code": 1008})
                 return
 
-        cookies = _parse_cookies(headers)
+        cookies = _cookies(headers)
         try:
             viewer, token = await self._viewer_for(headers, cookies)
         except HubUnavailable as e:
@@ -227,19 +249,19 @@ class HubAuthMiddleware:
         token = _bearer(headers)
         sid = None
         if token is None:
-            sid = next((v for k, v in cookies if k == SESSION_COOKIE), None)
-            entry = self._sessions.get(sid) if sid else None
+            sid = cookies.get(SESSION_COOKIE)
+            entry = self._logins.get(sid) if sid else None
             if entry is None:
                 return None, None
             now = time.monotonic()
             if now - entry[1] > _SESSION_IDLE_TTL:
-                self._sessions.pop(sid, None)
+                self._logins.pop(sid, None)
                 return None, None
             entry[1] = now
             token = entry[0]
         viewer = await self._verdict(token)
         if viewer is None and sid is not None:
-            self._sessions.pop(sid, None)  # its token is no longer valid: sign in again
+            self._logins.pop(sid, None)  # its token is no longer valid: sign in again
         return viewer, token
 
     async def _verdict(self, token: str) -> Viewer | None:
@@ -322,7 +344,9 @@ class HubAuthMiddleware:
             if k not in (b"cookie", b"authorization") and not k.startswith(b"x-hub-")
         ]
         passed = [
-            f"{k}={v}" for k, v in cookies if k.startswith("_streamlit_") or k in self._pass_cookies
+            _cookie_pair(k, v)
+            for k, v in cookies.items()
+            if k and (k.startswith("_streamlit_") or k in self._pass_cookies)  # never nameless
         ]
         if passed:
             kept.append((b"cookie", "; ".join(passed).encode("latin-1")))
@@ -343,17 +367,17 @@ class HubAuthMiddleware:
         activity = self.activity
         checked = time.monotonic()
         closed = False
-        audit = None
-        if self.sessions is not None and scope.get("path") == self._stream_path:
-            audit = self.sessions.open(viewer, scope)
+        stream = None
+        if self.audit is not None and scope.get("path") == self._stream_path:
+            stream = self.audit.open(viewer, scope)
 
         async def counted_receive():
             nonlocal checked, closed
             message = await receive()
             if message["type"] != "websocket.receive":
                 return message
-            if audit is not None:
-                audit.client_frame(message.get("bytes"))
+            if stream is not None:
+                stream.client_frame(message.get("bytes"))
             if time.monotonic() - checked >= self.s.auth_cache_seconds:
                 try:
                     viewer = await self._verdict(token)
@@ -376,8 +400,8 @@ class HubAuthMiddleware:
         async def guarded_send(message):
             if closed:
                 return  # the socket is closed: drop what Streamlit still sends
-            if audit is not None and message["type"] == "websocket.send":
-                audit.server_frame(message.get("bytes"))
+            if stream is not None and message["type"] == "websocket.send":
+                stream.server_frame(message.get("bytes"))
             await send(message)
 
         activity.websocket_opened()
@@ -385,8 +409,8 @@ class HubAuthMiddleware:
             await self.app(scope, counted_receive, guarded_send)
         finally:
             activity.websocket_closed()
-            if audit is not None:
-                audit.end("access withdrawn" if closed else "closed")
+            if stream is not None:
+                stream.end("access withdrawn" if closed else "closed")
 
     # ---- OAuth login ------------------------------------------------------------------
     @staticmethod
@@ -395,12 +419,21 @@ class HubAuthMiddleware:
         return ("?" + qs.decode("latin-1")) if qs else ""
 
     def _cookie(self, name: str, value: str, max_age: int | None = None) -> tuple[bytes, bytes]:
-        parts = [f"{name}={value}", f"Path={self.s.prefix}", "HttpOnly", "SameSite=Lax"]
+        """A ``Set-Cookie`` header for this app only, formatted by ``http.cookies`` as
+        Starlette's ``Response.set_cookie`` does: ``Path`` the app's prefix, ``HttpOnly``,
+        ``SameSite=Lax``, ``Secure`` when the hub is served over HTTPS; ``Max-Age`` if given
+        (0 deletes it)."""
+        cookie = SimpleCookie()
+        cookie[name] = value
+        morsel = cookie[name]
+        morsel["path"] = self.s.prefix
+        morsel["httponly"] = True
+        morsel["samesite"] = "Lax"
         if max_age is not None:
-            parts.append(f"Max-Age={max_age}")
+            morsel["max-age"] = max_age
         if self.s.secure_cookies:
-            parts.append("Secure")
-        return (b"set-cookie", "; ".join(parts).encode("latin-1"))
+            morsel["secure"] = True
+        return (b"set-cookie", morsel.OutputString().encode("latin-1"))
 
     async def _start_login(self, scope, send):
         raw_path = scope.get("raw_path") or scope["path"].encode()
@@ -412,7 +445,7 @@ class HubAuthMiddleware:
             .rstrip(b"=")
             .decode()
         )
-        self._logins.put(state, (next_url, verifier, time.monotonic()))
+        self._pending_logins.put(state, (next_url, verifier, time.monotonic()))
         url = (
             self.s.authorize_url
             + "?"
@@ -433,15 +466,13 @@ class HubAuthMiddleware:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         code = (query.get("code") or [""])[0]
         state = (query.get("state") or [""])[0]
-        cookie_state = next(
-            (v for k, v in _parse_cookies(scope.get("headers", [])) if k == STATE_COOKIE), None
-        )
-        pending = self._logins.pop(state, None) if state else None
+        cookie_state = _cookies(scope.get("headers", [])).get(STATE_COOKIE)
+        pending = self._pending_logins.pop(state, None) if state else None
         if (
             not code
             or pending is None
             or cookie_state is None
-            or not secrets.compare_digest(cookie_state, state)
+            or not secrets.compare_digest(cookie_state.encode(), state.encode())
             or time.monotonic() - pending[2] > _LOGIN_TTL
         ):
             await self._refuse(
@@ -485,7 +516,7 @@ class HubAuthMiddleware:
             )
             return
         sid = secrets.token_urlsafe(32)
-        self._sessions.put(sid, [token, time.monotonic()])
+        self._logins.put(sid, [token, time.monotonic()])
         log.info("viewer %s signed in to %s/%s", viewer.name, self.s.owner, self.s.server_name)
         if not next_url.startswith(self.s.prefix):
             next_url = self.s.prefix
@@ -537,17 +568,16 @@ class HubAuthMiddleware:
             return
         accept = _header(scope.get("headers", []), b"accept") or ""
         if "text/html" in accept:
-            link_html = ""
-            if link:
-                link_html = f'<p><a href="{html.escape(link[0])}">{html.escape(link[1])}</a></p>'
             body = (
-                '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-                f"<title>{html.escape(title)}</title>"
-                "<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;"
-                "padding:0 1rem;line-height:1.5}</style></head><body>"
-                f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>{link_html}"
-                "</body></html>"
-            ).encode()
+                _pages()
+                .get_template("refusal.html")
+                .render(
+                    title=title,
+                    message=message,
+                    link={"href": link[0], "text": link[1]} if link else None,
+                )
+                .encode()
+            )
             ctype = b"text/html; charset=utf-8"
         else:
             body = json.dumps({"status": status, "message": f"{title}. {message}"}).encode()

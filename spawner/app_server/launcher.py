@@ -107,13 +107,13 @@ def build_app(settings, sender=None):
     import streamlit as st
     from starlette.middleware import Middleware
 
+    from .audit_sessions import SessionAudit
     from .auth import HubAuthMiddleware
-    from .sessions import SessionAudit
 
-    sessions = SessionAudit(settings, sender) if sender is not None else None
+    audit = SessionAudit(settings, sender) if sender is not None else None
     return st.App(
         settings.entry,
-        middleware=[Middleware(HubAuthMiddleware, settings=settings, sessions=sessions)],
+        middleware=[Middleware(HubAuthMiddleware, settings=settings, audit=audit)],
     )
 
 

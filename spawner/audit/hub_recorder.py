@@ -3,8 +3,8 @@
 It sees what only the hub can see, outside the analyst's code, so an app cannot suppress it:
 
 - ``authorize``: every OAuth authorization of a viewer for an app server (the hub's
-  ``/hub/api/oauth2/authorize``): ``allowed`` when the hub issued a code, ``refused`` when it
-  answered 403;
+  ``/hub/api/oauth2/authorize``): ``allowed`` when the hub issued a code (its database holds
+  it when the redirect carrying it goes out), ``refused`` when it answered 403;
 - ``app_stop`` requested through the REST API (owner, admin, the idle culler), with who asked;
 - ``share_granted`` / ``share_revoked``: shares with users and groups, share links made,
   revoked and accepted.
@@ -15,6 +15,8 @@ delivered to the audit service with backoff.
 
 The hook is tornado's ``log_function`` (``JupyterHub.tornado_settings``): it runs once per
 finished request, after JupyterHub's own request log line, and never changes a response.
+Which request it was, and the owner and app it names, come from the route table
+(``spawner.routes``), as JupyterHub's handler saw them.
 
 Every event's ``client`` is the address the outermost trusted proxy saw
 (``spawner.client_address``): the TCP peer, walked through ``X-Forwarded-For`` with the
@@ -28,19 +30,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import socket
 
 from ..client_address import client_address, configured_networks, parse_networks
+from ..routes import ACCEPT_SHARE, OAUTH_AUTHORIZE, SERVER_API, SHARE_CODES, SHARES, route_of
 from .client import AuditSender, AuditSpool, new_event
 
 log = logging.getLogger("streamlit_hub.audit.hub")
-
-_AUTHORIZE = re.compile(r"/hub/api/oauth2/authorize$")
-_SERVER = re.compile(r"/hub/api/users/([^/]+)/servers/([^/]+)/?$")
-_SHARES = re.compile(r"/hub/api/shares/([^/]+)/([^/]+)/?$")
-_CODES = re.compile(r"/hub/api/share-codes/([^/]+)/([^/]+)/?$")
-_ACCEPT = re.compile(r"/hub/accept-share/?$")
 
 _recorder: HubAuditRecorder | None = None
 
@@ -116,6 +112,27 @@ def _peer(request) -> str | None:
     return None  # a Unix socket: no address to record
 
 
+def _code_issued(handler, client_id: str, user) -> bool:
+    """Did this authorize request make the hub issue a code to ``client_id`` for ``user``?
+
+    The hub saves the code (``orm.OAuthCode``) before it sends the redirect that carries it,
+    and an app server redeems it (which deletes it) only once the browser has followed that
+    redirect, after this hook has run. The code is the one for this request's PKCE challenge
+    (an app server's sign-in always sends one, new each time), so neither an earlier code nor
+    an OAuth error redirect (invalid scope, ...: no code) counts as this request's.
+    """
+    from jupyterhub import orm
+
+    challenge = handler.get_argument("code_challenge", None)
+    return (
+        handler.db.query(orm.OAuthCode)
+        .filter_by(client_id=client_id, user_id=user.id, code_challenge=challenge)
+        .filter(orm.OAuthCode.expires_at >= orm.OAuthCode.now())
+        .first()
+        is not None
+    )
+
+
 def configured_trusted_proxies(config, spawner_class) -> tuple:
     """The spawners' ``trusted_proxies`` under the hub's configuration: set on
     ``StreamlitSpawnerMixin`` or on any class of the spawner's, else its default (the
@@ -182,16 +199,17 @@ class HubAuditRecorder:
     def observe(self, handler) -> None:
         request = handler.request
         status = handler.get_status()
-        path = request.path
         method = request.method
-        if _AUTHORIZE.search(path):
+        route = route_of(handler)
+        if route is None:
+            return
+        if route.name == OAUTH_AUTHORIZE:
             self._authorize(handler, status)
             return
         if status >= 300:
             return
-        m = _SERVER.search(path)
-        if m and method == "DELETE":
-            owner, app = m.groups()
+        owner, app = route.user, route.server
+        if route.name == SERVER_API and app and method == "DELETE":
             actor, kind, admin = actor_of(handler)
             self.record(
                 "app_stop",
@@ -203,13 +221,11 @@ class HubAuditRecorder:
                 client=self.client(handler),
             )
             return
-        m = _SHARES.search(path) or _CODES.search(path)
-        if m and method in ("POST", "PATCH", "DELETE"):
-            owner, app = m.groups()
+        if route.name in (SHARES, SHARE_CODES) and app and method in ("POST", "PATCH", "DELETE"):
             actor, _, _ = actor_of(handler)
             body = _json_body(request)
             extra = {k: body[k] for k in ("user", "group") if isinstance(body.get(k), str)}
-            if _CODES.search(path):
+            if route.name == SHARE_CODES:
                 extra["link"] = True
                 if isinstance(body.get("expires_in"), int):
                     extra["expires_in"] = body["expires_in"]
@@ -218,19 +234,19 @@ class HubAuditRecorder:
                 kind, owner=owner, app=app, actor=actor, extra=extra, client=self.client(handler)
             )
             return
-        if _ACCEPT.search(path) and method == "POST":
+        if route.name == ACCEPT_SHARE and method == "POST":
             self._accepted(handler)
 
     def _authorize(self, handler, status: int) -> None:
         if status == 302:
-            location = handler._headers.get("Location", "")
-            if "code=" not in location:
-                return  # a redirect to the login page: nobody to authorize yet
-            outcome = "allowed"
+            outcome = "allowed"  # if the hub issued a code: checked below
         elif status == 403:
             outcome = "refused"
         else:
             return  # 200: the consent page; the POST that follows decides
+        user = handler.current_user
+        if user is None:
+            return  # a redirect to the login page: nobody to authorize yet
         client_id = handler.get_argument("client_id", None)
         if not client_id:
             return
@@ -240,9 +256,8 @@ class HubAuditRecorder:
         spawner = client.spawner if client is not None else None
         if spawner is None:
             return  # a service's client, not an app
-        user = handler.current_user
-        if user is None:
-            return
+        if outcome == "allowed" and not _code_issued(handler, client_id, user):
+            return  # a redirect carrying an OAuth error back to the app: no code, no access
         profile = (spawner.user_options or {}).get("profile")
         self.record(
             "authorize",

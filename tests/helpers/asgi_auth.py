@@ -233,12 +233,10 @@ class BytesEcho(EchoApp):
 
 
 def audited(ttl=30.0):
-    hub, sessions = ScriptedHub(), SessionLog()
-    mw = HubAuthMiddleware(
-        BytesEcho(), demo_settings(auth_cache_seconds=ttl), hub=hub, sessions=sessions
-    )
+    hub, audit = ScriptedHub(), SessionLog()
+    mw = HubAuthMiddleware(BytesEcho(), demo_settings(auth_cache_seconds=ttl), hub=hub, audit=audit)
     hub.models["T"] = allowed("carol")
-    return mw, hub, sessions
+    return mw, hub, audit
 
 
 async def say_bytes(sock, data):

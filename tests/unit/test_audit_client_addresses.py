@@ -9,7 +9,7 @@ import pytest
 from tornado.httputil import HTTPHeaders
 from traitlets.config import Config, LoggingConfigurable
 
-from spawner.app_server.sessions import SessionAudit
+from spawner.app_server.audit_sessions import SessionAudit
 from spawner.audit.hub_recorder import HubAuditRecorder
 from tests.unit.test_settings import ENV
 
@@ -67,6 +67,7 @@ def hub_side(peer, headers, settings=None, recorder=None, tmp=None) -> str | Non
         request=hub_request(peer, headers, tornado_remote_ip),
         get_status=lambda: 200,
         settings=settings or {},
+        hub=SimpleNamespace(base_url="/hub/"),
         current_user=SimpleNamespace(name="alice", kind="user", admin=False),
     )
     rec.observe(handler)

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-from spawner.app_server.sessions import SessionAudit
+from spawner.app_server.audit_sessions import SessionAudit
 
 
 class Sender:

@@ -8,6 +8,7 @@ import asyncio
 import json
 
 import pytest
+from starlette.requests import cookie_parser
 
 from spawner.app_server.auth import SESSION_COOKIE, STATE_COOKIE, HubAuthMiddleware
 from tests.helpers.app_settings import demo_settings
@@ -301,6 +302,40 @@ def test_only_streamlits_own_and_listed_cookies_reach_the_app_in_one_header():
     assert [k for k, _ in seen if k in ("cookie", "authorization")] == ["cookie"]
 
 
+def test_a_quoted_cookie_reaches_the_app_as_one_cookie():
+    mw = HubAuthMiddleware(downstream, demo_settings(), hub=ScriptedHub())
+    mw.hub.models["T"] = allowed("carol")
+    # an escaped ";" in a quoted value stays escaped: no cookie of another name is smuggled in
+    cookie = '_streamlit_a="x\\073 streamlit-hub-session=s"; _streamlit_b=a=b'
+    _, _, body = asyncio.run(call(mw, headers=[("Authorization", "token T"), ("Cookie", cookie)]))
+    (seen,) = [v for k, v in json.loads(body) if k == "cookie"]
+    assert seen == '_streamlit_a="x\\073 streamlit-hub-session=s"; _streamlit_b="a=b"'
+    assert cookie_parser(seen) == {
+        "_streamlit_a": "x; streamlit-hub-session=s",
+        "_streamlit_b": "a=b",
+    }
+
+
+def test_a_nameless_cookie_never_reaches_the_app():
+    mw = HubAuthMiddleware(downstream, demo_settings(pass_cookies=("",)), hub=ScriptedHub())
+    mw.hub.models["T"] = allowed("carol")
+    for cookie in ("_streamlit_a=1; secret", "_streamlit_a=1; =secret"):
+        _, _, body = asyncio.run(
+            call(mw, headers=[("Authorization", "token T"), ("Cookie", cookie)])
+        )
+        assert [v for k, v in json.loads(body) if k == "cookie"] == ["_streamlit_a=1"]
+
+
+def test_of_two_session_cookies_the_last_counts_as_streamlit_reads_cookies():
+    mw, hub = make()
+    hub.models["tok"] = allowed("carol")
+    mw._logins.put("good", ["tok", 0.0])
+    both = f"{SESSION_COOKIE}=stale; {SESSION_COOKIE}=good"
+    assert asyncio.run(call(mw, headers=[("Cookie", both)], method="POST"))[0] == 200
+    both = f"{SESSION_COOKIE}=good; {SESSION_COOKIE}=stale"
+    assert asyncio.run(call(mw, headers=[("Cookie", both)], method="POST"))[0] == 401
+
+
 def test_the_groups_header_encodes_each_name():
     mw, hub = make()
     hub.models["T"] = allowed("carol", ["a,b", "c/d"])
@@ -320,14 +355,14 @@ def test_a_session_idle_for_twelve_hours_is_forgotten(clock):
     async def scenario():
         mw, hub = make()
         hub.models["tok"] = allowed("carol")
-        mw._sessions.put("sid", ["tok", clock.now])
+        mw._logins.put("sid", ["tok", clock.now])
         h = [("Cookie", f"{SESSION_COOKIE}=sid")]
         codes = []
         clock.now += 12 * 3600  # exactly the idle limit: still good, and used again now
         codes.append((await call(mw, headers=h, method="POST"))[0])
         clock.now += 12 * 3600 + 0.5
         codes.append((await call(mw, headers=h, method="POST"))[0])
-        return codes, "sid" in mw._sessions
+        return codes, "sid" in mw._logins
 
     assert asyncio.run(scenario()) == ([200, 401], False)
 

@@ -148,7 +148,7 @@ def test_a_refusal_page_escapes_what_it_shows():
     sent = run(exchange(mw, headers=[("Authorization", "token T"), ("Accept", "text/html")]))
     page = sent[1]["body"].decode()
     assert "<title>This app belongs to &lt;al&gt;</title>" in page
-    assert "signed in as &lt;b&gt;" in page and '<a href="/h&quot;ub/home">' in page
+    assert "signed in as &lt;b&gt;" in page and '<a href="/h&#34;ub/home">' in page
 
 
 def test_the_forbidden_message_of_the_default_server_and_its_json():
@@ -259,9 +259,9 @@ def test_sign_in_starts_with_the_hubs_authorize_url_and_a_state_cookie():
     assert q["redirect_uri"] == "https://alice.example/user/alice/demo/oauth_callback"
     assert q["code_challenge_method"] == "S256" and len(q["state"]) == 32
     assert cookies == [
-        f"{STATE_COOKIE}={q['state']}; Path={PREFIX}; HttpOnly; SameSite=Lax; Max-Age=600"
+        f"{STATE_COOKIE}={q['state']}; HttpOnly; Max-Age=600; Path={PREFIX}; SameSite=Lax"
     ]
-    next_url, verifier, _ = mw._logins[q["state"]]
+    next_url, verifier, _ = mw._pending_logins[q["state"]]
     assert next_url == PREFIX + "page?x=1" and len(verifier) == 64
     challenge = (
         base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
@@ -272,7 +272,7 @@ def test_sign_in_starts_with_the_hubs_authorize_url_and_a_state_cookie():
 def test_cookies_are_secure_when_the_hub_is_served_over_https():
     mw, _ = make(secure_cookies=True)
     _, _, cookies = start_login(mw)
-    assert cookies[0].endswith("; HttpOnly; SameSite=Lax; Max-Age=600; Secure")
+    assert cookies[0].endswith(f"; HttpOnly; Max-Age=600; Path={PREFIX}; SameSite=Lax; Secure")
 
 
 def finish_login(mw, hub, location, cookies, code="CODE"):
@@ -295,7 +295,7 @@ def test_the_callback_trades_the_code_with_pkce_and_sets_the_session(caplog):
     hub.models["tok-1"] = allowed("carol")
     _, location, cookies = start_login(mw)
     state = parse_qs(urlsplit(location).query)["state"][0]
-    verifier = mw._logins[state][1]
+    verifier = mw._pending_logins[state][1]
     sent = finish_login(mw, hub, location, cookies)
     assert hub.code_calls == [
         {
@@ -310,10 +310,10 @@ def test_the_callback_trades_the_code_with_pkce_and_sets_the_session(caplog):
     set_cookies = [v.decode() for k, v in headers if k == b"set-cookie"]
     sid = set_cookies[0].split(";")[0].split("=", 1)[1]
     assert set_cookies == [
-        f"{SESSION_COOKIE}={sid}; Path={PREFIX}; HttpOnly; SameSite=Lax",
-        f"{STATE_COOKIE}=; Path={PREFIX}; HttpOnly; SameSite=Lax; Max-Age=0",
+        f"{SESSION_COOKIE}={sid}; HttpOnly; Path={PREFIX}; SameSite=Lax",
+        f'{STATE_COOKIE}=""; HttpOnly; Max-Age=0; Path={PREFIX}; SameSite=Lax',  # deleted
     ]
-    assert len(sid) == 43 and mw._sessions[sid][0] == "tok-1"
+    assert len(sid) == 43 and mw._logins[sid][0] == "tok-1"
     assert "viewer carol signed in to alice/demo" in caplog.messages
     assert run(exchange(mw, headers=[("Cookie", f"{SESSION_COOKIE}={sid}")]))[0]["status"] == 200
 
@@ -324,7 +324,7 @@ def test_the_callback_never_returns_outside_the_app():
     hub.models["tok-1"] = allowed("carol")
     _, location, cookies = start_login(mw)
     state = parse_qs(urlsplit(location).query)["state"][0]
-    mw._logins[state] = ("https://evil.example/", *mw._logins[state][1:])
+    mw._pending_logins[state] = ("https://evil.example/", *mw._pending_logins[state][1:])
     sent = finish_login(mw, hub, location, cookies)
     assert dict(sent[0]["headers"])[b"location"] == PREFIX.encode()
 
@@ -336,7 +336,15 @@ STALE = (
 
 
 @pytest.mark.parametrize(
-    "case", ["no code", "no state", "other state cookie", "no state cookie", "unknown state"]
+    "case",
+    [
+        "no code",
+        "no state",
+        "other state cookie",
+        "no state cookie",
+        "unknown state",
+        "state cookie not ascii",
+    ],
 )
 def test_a_callback_that_does_not_match_a_login_is_refused(case):
     mw, hub = make()
@@ -351,6 +359,7 @@ def test_a_callback_that_does_not_match_a_login_is_refused(case):
     headers = {
         "other state cookie": [("Cookie", f"{STATE_COOKIE}=other")],
         "no state cookie": [("Cookie", "a=b")],
+        "state cookie not ascii": [("Cookie", f"{STATE_COOKIE}=é{state[1:]}")],
     }.get(case, [("Cookie", f"{STATE_COOKIE}={state}")])
     if case == "unknown state":
         headers = [("Cookie", f"{STATE_COOKIE}=guess")]
@@ -409,7 +418,7 @@ def test_a_code_the_hub_does_not_take_is_refused():
     assert json.loads(sent[1]["body"])["message"] == (
         "Sign-in refused. The hub did not confirm your sign-in. Open the app again."
     )
-    assert mw._sessions == {}
+    assert mw._logins == {}
 
 
 def test_a_code_while_the_hub_is_down_is_a_503():
@@ -545,7 +554,7 @@ def test_sign_in_returns_to_the_raw_path_as_sent():
     sent = run(exchange(mw, path=PREFIX + "a b"))  # raw_path is the same here
     location = dict(sent[0]["headers"])[b"location"].decode()
     state = parse_qs(urlsplit(location).query)["state"][0]
-    assert mw._logins[state][0] == PREFIX + "a b"
+    assert mw._pending_logins[state][0] == PREFIX + "a b"
 
     async def raw():
         scope = {
@@ -565,7 +574,7 @@ def test_sign_in_returns_to_the_raw_path_as_sent():
         return sent
 
     location = dict(run(raw())[0]["headers"])[b"location"].decode()
-    assert mw._logins[parse_qs(urlsplit(location).query)["state"][0]][0] == PREFIX + "a%20b"
+    assert mw._pending_logins[parse_qs(urlsplit(location).query)["state"][0]][0] == PREFIX + "a%20b"
 
 
 def test_a_session_whose_token_was_revoked_is_forgotten():
@@ -587,7 +596,7 @@ def test_a_session_whose_token_was_revoked_is_forgotten():
         ]
         == 401
     )
-    assert sid not in mw._sessions
+    assert sid not in mw._logins
 
 
 def test_a_refused_token_is_not_served_on_its_old_verdict_during_an_outage(clock):
@@ -631,19 +640,47 @@ def test_group_shares_are_asked_for_this_app_and_cached_for_less_than_the_window
     assert len(asked) == 2  # exactly the window: asked again
 
 
-def test_cookie_parsing():
-    from spawner.app_server.auth import _parse_cookies
+def test_cookie_parsing_is_starlettes_over_every_cookie_header():
+    from spawner.app_server.auth import _cookies
 
     headers = [
-        (b"cookie", b"a=b=c; _streamlit_x; =v; k=; d=1"),
+        (b"cookie", b'a=b=c; _streamlit_x; =v; k=; d=1; q="x\\073y"'),
         (b"other", b"z=1"),
-        (b"cookie", b"e=2"),
+        (b"cookie", b"e=2; d=3; caf\xe9=\xe9"),
     ]
-    assert _parse_cookies(headers) == [("a", "b=c"), ("k", ""), ("d", "1"), ("e", "2")]
+    assert _cookies(headers) == {
+        "a": "b=c",
+        "": "v",  # cookies without a name ("_streamlit_x", then "=v"), as browsers read them
+        "k": "",
+        "d": "3",  # the last of a name wins, as Streamlit's own Starlette reads it
+        "q": "x;y",  # unquoted
+        "e": "2",
+        "café": "é",  # latin-1, as ASGI servers decode headers
+    }
+    assert _cookies([]) == {} and _cookies([(b"other", b"a=1")]) == {}
+
+
+@pytest.mark.parametrize(
+    "value, pair",
+    [
+        ("1", "k=1"),
+        ("2|abc:ef_-.~", "k=2|abc:ef_-.~"),
+        ("", 'k=""'),
+        ("a=b", 'k="a=b"'),
+        ("x;y", 'k="x\\073y"'),
+        ('say "hi"', 'k="say \\"hi\\""'),
+        ("é", 'k="\\351"'),
+    ],
+)
+def test_a_cookie_passed_on_is_quoted_as_http_cookies_quotes_it(value, pair):
+    from spawner.app_server.auth import _cookie_pair, _cookies
+
+    assert _cookie_pair("k", value) == pair
+    assert _cookies([(b"cookie", pair.encode("latin-1"))]) == {"k": value}  # read back the same
 
 
 def test_sign_in_returns_to_the_path_when_the_server_gives_no_raw_path():
     mw, _ = make()
     sent = run(exchange(mw, path=PREFIX + "p", query=b"q=1", omit=("raw_path",)))
     state = parse_qs(urlsplit(dict(sent[0]["headers"])[b"location"].decode()).query)["state"][0]
-    assert mw._logins[state][0] == PREFIX + "p?q=1"
+    assert mw._pending_logins[state][0] == PREFIX + "p?q=1"

@@ -121,10 +121,15 @@ def test_the_home_page_quota(policy_file):
 
 
 # ---- named_server_limit_per_user ----------------------------------------------------------
-def limit_handler(path, who, method="POST", users=None):
+def limit_handler(path, who, method="POST", users=None, hub_prefix="/hub/"):
+    """What named_server_limit reads of JupyterHub's handler; ``path`` as tornado's
+    ``request.path`` holds it (percent-encoded, no query)."""
     users = users or {}
     return SimpleNamespace(
-        current_user=who, request=SimpleNamespace(path=path, method=method), find_user=users.get
+        current_user=who,
+        request=SimpleNamespace(path=path, method=method),
+        find_user=users.get,
+        hub=SimpleNamespace(base_url=hub_prefix),
     )
 
 
@@ -148,8 +153,12 @@ def test_the_named_server_limit_is_max_apps_of_the_apps_owner(policy_file):
         ("/hub/api/users/carol/servers/mine", "PUT", True),
         ("/hub/spawn/carol/mine", "POST", True),
         ("/hub/api/users/carol/servers/kept", "POST", False),  # an existing one may be started
+        ("/hub/api/users/carol/servers/kept", "PUT", False),
+        ("/hub/spawn/carol/kept", "POST", False),
         ("/hub/api/users/carol/servers/mine", "GET", False),  # pages only show the number
         ("/hub/api/users/carol/servers/mine", "DELETE", False),
+        ("/hub/api/users/carol/servers/mine", "PATCH", False),
+        ("/hub/spawn/carol/mine", "GET", False),
         ("/hub/home", "POST", True),  # no server named: not an existing app either
     ],
 )
@@ -181,15 +190,32 @@ def test_nobody_signed_in_gets_one(policy_file):
     assert limit(limit_handler("/hub/api/users/ghost/servers/x", None, users={})) == 1
 
 
-def test_the_target_pattern_reads_user_and_server_from_either_route(policy_file):
+def test_the_owner_and_the_app_are_read_from_the_hubs_route(policy_file):
     limit = make_named_server_limit(policy_file)
-    carol = user("carol", kept=["kept"])
-    users = {"carol": carol}
-    # the server name ends at "/" or "?": "kept" exists in both spellings
-    assert limit(limit_handler("/hub/spawn/carol/kept?next=x", carol, users=users)) == 1
-    assert (
-        limit(limit_handler("/hub/api/users/carol/servers/kept/progress", carol, users=users)) == 1
-    )
+    alice = user("alice", ["analysts"])
+    carol = user("carol", kept=["my app", "kept"])
+    bob = user("al@ice", ["analysts"])
+    users = {"carol": carol, "alice": alice, "al@ice": bob}
+    # names as JupyterHub's handler sees them: percent-decoded
+    assert limit(limit_handler("/hub/spawn/carol/my%20app", carol, users=users)) == 1
+    assert limit(limit_handler("/hub/api/users/carol/servers/my%20app", carol, users=users)) == 1
+    assert limit(limit_handler("/hub/api/users/al%40ice/servers/x", carol, users=users)) == 4
+    # under the hub's base URL
+    jh = "/jh/hub/"
+    assert limit(limit_handler("/jh/hub/spawn/carol/kept", carol, users=users, hub_prefix=jh)) == 1
+    assert limit(limit_handler("/jh/hub/spawn/alice/x", carol, users=users, hub_prefix=jh)) == 4
+    # a path that is not the route (JupyterHub runs no start for it): no app, no owner
+    for path in (
+        "/hub/spawn/carol/kept/",
+        "/hub/api/users/carol/servers/kept/progress",
+        "/hub/api/shares/carol/kept",
+        "/user/carol/kept/hub/spawn/carol/kept",
+        "/jh/hub/spawn/carol/kept",  # not under this hub's prefix
+    ):
+        with pytest.raises(web.HTTPError, match="carol may open"):
+            limit(limit_handler(path, carol, users=users))
+        # nor is the owner read from it
+        assert limit(limit_handler(path.replace("carol", "alice"), carol, "GET", users)) == 1
 
 
 def test_a_group_allowed_one_app_gets_one_not_a_refusal(tmp_path):
