@@ -1,7 +1,7 @@
 """The client address the audit trail records: the one the outermost trusted proxy saw.
 
 Shared by the hub (``spawner/audit/hub_recorder.py``, tornado requests) and the app servers
-(``spawner/app_server/sessions.py``, ASGI scopes), so both sides name the same address for
+(``spawner/app_server/audit_sessions.py``, ASGI scopes), so both sides name the same address for
 one visit. Pure: the standard library's ``ipaddress`` only, no I/O, nothing from the hub.
 
 The walk: start from the TCP peer (the address the server's socket saw). If the peer is a

@@ -61,8 +61,10 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
         config=True,
         help="""Command that starts one app server (Streamlit behind hub OAuth).
 
-        It reads everything it needs from the environment the spawner sets.
-        Default: this Python running ``-m spawner.app_server``.
+        It reads everything it needs from the environment the spawner sets. The spawner's
+        ``cmd`` always follows it (a configured ``cmd`` is replaced, with a warning:
+        ``spawner/command.py``). Default: the local spawner's ``app_python`` running
+        ``-m spawner.app_server``; on Kubernetes the app image's ``python``.
         """,
     )
 

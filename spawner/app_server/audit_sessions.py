@@ -32,6 +32,7 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from ..audit.client import new_event
 from ..client_address import DEFAULT_TRUSTED_PROXIES, parse_networks
 from ..client_address import client_address as _client_address
+from .auth import header_value
 
 log = logging.getLogger("streamlit_hub.audit")
 
@@ -56,10 +57,9 @@ def client_address(scope, trusted=None) -> str | None:
 
 
 def _header(scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            return value.decode("latin-1")[:512] or None
-    return None
+    """A header of the request, cut to 512 characters for the audit trail; None if empty."""
+    value = header_value(scope.get("headers", []), name)
+    return value[:512] or None if value is not None else None
 
 
 def _stem(path: str) -> str:

@@ -129,7 +129,8 @@ def _pages():
     )
 
 
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+def header_value(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """The first value of an ASGI header (``name`` lower-case bytes), or None."""
     for key, value in headers:
         if key == name:
             return value.decode("latin-1")
@@ -137,7 +138,7 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
 
 
 def _bearer(headers) -> str | None:
-    value = _header(headers, b"authorization")
+    value = header_value(headers, b"authorization")
     if not value:
         return None
     kind, _, token = value.strip().partition(" ")
@@ -205,8 +206,8 @@ class HubAuthMiddleware:
 
         headers = scope.get("headers", [])
         if kind == "websocket":
-            origin = _header(headers, b"origin")
-            if origin and not _origin_matches_host(origin, _header(headers, b"host")):
+            origin = header_value(headers, b"origin")
+            if origin and not _origin_matches_host(origin, header_value(headers, b"host")):
                 log.warning("refused cross-origin websocket from %s", origin[:100])
                 await send({"type": "websocket.close", "code": 1008})
                 return
@@ -566,7 +567,7 @@ class HubAuthMiddleware:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
-        accept = _header(scope.get("headers", []), b"accept") or ""
+        accept = header_value(scope.get("headers", []), b"accept") or ""
         if "text/html" in accept:
             body = (
                 _pages()
