@@ -463,6 +463,15 @@ def configure_local(c, s: StreamlitHub) -> None:
         demo_sign_in(c, s.demo_password or demo.demo_password(data_dir))
         demo.seed_demo_apps(homes, Path(s.config_dir) / "demo_app")
     policy = configure_policy(c, str(Path(s.policy).resolve()))
+    from .policy import KUBERNETES_ONLY, kubernetes_only_grants
+
+    grants = kubernetes_only_grants(policy)
+    if grants:
+        import logging
+
+        logging.getLogger("JupyterHub").warning(
+            "group policy: %s: %s", ", ".join(grants), KUBERNETES_ONLY
+        )
     configure_culler(c, policy, s)
     if s.auth == "google":
         configure_audit(c, data_dir, s, reader_groups=set(s.google_admin_groups))

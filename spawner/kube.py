@@ -13,7 +13,24 @@ On top of the shared mixin, this adds only:
   commit into an emptyDir at ``/app``; hosts from the policy's ``sources.git_hosts``) and
   ``image`` (a prebuilt app image; registries from ``sources.image_prefixes``);
 - the app's own secrets from a Kubernetes Secret named ``app-secrets-<owner>-<app>`` (if it
-  exists), by reference: never a literal in the pod.
+  exists), by reference: never a literal in the pod;
+- **no credential in the pod spec**: the app server's hub API token (JupyterHub hands it over
+  in ``get_env()``) and any other credential-like literal in any container's env (by name, see
+  ``CREDENTIAL_NAME``, or by value: the token) move into a per-app Secret
+  (``<pod name>-credentials``, immutable) and the env refers to it (``secretKeyRef``). The
+  Secret is created (or replaced) right before each attempt to create the pod, so a pod never
+  waits for it, and deleted when the app stops (also when KubeSpawner stops a conflicting pod
+  in between, or a start fails). It cannot be owned by the pod (ownerReferences need the pod's
+  uid, so the Secret would have to be patched after the pod exists, and the chart's Role for
+  the hub grants secrets get/list/watch/create/delete, not patch/update). One left behind by a
+  hub that died mid-start holds a token the hub revokes when it stops that server. The
+  deprecated ``JPY_API_TOKEN`` copy is not set at all. Its data is never logged;
+- **data access from the group policy** (``policy.data_access``): existing PVCs granted to the
+  user's groups mounted at their paths (read-only unless granted read-write), and the
+  Kubernetes service account the groups grant (for Workload Identity on GKE, IRSA on EKS),
+  with its token mounted only then; the pod is labelled ``streamlit-hub.io/service-account``
+  so a network policy can let exactly those pods reach the cloud's identity endpoint. Groups
+  that grant different service accounts refuse the start, naming them.
 
 The pod is KubeSpawner's, built from this spawner's settings as configured (never changed
 around the call); ``get_pod_manifest`` then makes the returned pod this app's: security
@@ -42,7 +59,14 @@ an app pod is, the spawner's own settings win, in these documented ways:
   (``pod_security_context``, ``container_security_context``, ``allow_privilege_escalation``,
   ``extra_pod_config``, ``extra_container_config``); ``privileged`` is dropped; other keys
   configured (``supplementalGroups``, ``seLinuxOptions``, ...) are kept;
-- **app secrets**: the ``envFrom`` of the app's Secret comes after any configured one.
+- **app secrets**: the ``envFrom`` of the app's Secret comes after any configured one;
+- **service account** (with a group policy): ``serviceAccountName`` is the one the policy
+  grants, or none (the namespace's ``default``), and ``automountServiceAccountToken`` is true
+  only with a grant; a configured ``service_account`` (the chart's
+  ``singleuser.serviceAccountName``), ``automount_service_account_token`` or the same keys in
+  ``extra_pod_config`` are ignored, with a warning for the first two;
+- **data volumes** (with a group policy): the granted PVCs are the pod's own too (after home
+  and scratch), so a configured volume with their names or mount paths is dropped.
 
 ``uid``, ``gid`` and ``fs_gid`` default to the app image's user (1000) and are honoured when
 configured. ``helm-values/`` leaves ``singleuser.uid``/``fsGid`` (and ``cmd``) null, so that the
@@ -59,14 +83,24 @@ app server refuses a missing file when it starts.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import posixpath
+import re
+from collections.abc import Mapping
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
-from jupyterhub.utils import maybe_future
+from jupyterhub.utils import exponential_backoff, maybe_future
+from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.client.models import (
     V1Container,
     V1EnvFromSource,
+    V1EnvVarSource,
+    V1ObjectMeta,
+    V1Secret,
     V1SecretEnvSource,
+    V1SecretKeySelector,
     V1Volume,
     V1VolumeMount,
 )
@@ -79,7 +113,14 @@ from .command import AppServerCommand
 from .mixin import StreamlitSpawnerMixin
 from .names import EntryPathError, default_entry, entry_path_shape_problem
 from .options import AppSource
-from .policy import Sources, cached_policy, format_bytes
+from .policy import (
+    DataAccess,
+    Sources,
+    cached_policy,
+    data_access,
+    format_bytes,
+    mount_path_problem,
+)
 
 LABEL_PREFIX = "streamlit-hub.io"
 # A profile is the whole machine size: these are reset for every start with a profile.
@@ -89,6 +130,60 @@ HOME_VOLUME, SCRATCH_VOLUME, SOURCE_VOLUME = "home", "scratch", "app-source"
 # spawner's: the chart's hub configuration sets each one it finds not null, and configuration
 # beats a subclass's @default, so helm-values/ leaves them null (tests/unit/test_values_agree.py).
 CHART_VALUES_LEFT_TO_THE_SPAWNER = {"cmd": "cmd", "uid": "uid", "fsGid": "fs_gid"}
+# An env variable whose name says it holds a credential: its literal value never stays in the
+# pod spec (``move_credentials``). JUPYTERHUB_API_TOKEN is one; JUPYTERHUB_SSL_KEYFILE (a
+# path) and JUPYTERHUB_CLIENT_ID (public) are not.
+CREDENTIAL_NAME = re.compile(
+    r"TOKEN|SECRET|PASSWORD|PASSWD|PRIVATE|CREDENTIAL|CRYPT|API_?KEY|ACCESS_?KEY|(^|_)KEY$"
+    r"|DB_URL|DATABASE_URL|DSN$",
+    re.IGNORECASE,
+)
+CREDENTIALS_LABEL = f"{LABEL_PREFIX}/credentials"
+SERVICE_ACCOUNT_LABEL = f"{LABEL_PREFIX}/service-account"
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+
+
+def move_credentials(pod, secret_name: str, token: str = "") -> dict[str, str]:
+    """Replace every credential in the env of the pod's containers (init, app, extra) by a
+    ``secretKeyRef`` to ``secret_name``; return the Secret's data (key: value).
+
+    A credential is a literal value whose variable's name says so (``CREDENTIAL_NAME``) or
+    that contains ``token``. Env items may be models (what KubeSpawner builds) or dicts (what
+    configuration such as ``extra_container_config`` or ``init_containers`` leaves)."""
+    data: dict[str, str] = {}
+    spec = pod.spec
+    for c in [*(spec.init_containers or []), *(spec.containers or [])]:
+        for e in (c.get("env") if isinstance(c, dict) else c.env) or []:
+            name = e.get("name") if isinstance(e, dict) else e.name
+            value = e.get("value") if isinstance(e, dict) else e.value
+            if value is None or not isinstance(value, str):
+                continue
+            if not (CREDENTIAL_NAME.search(name or "") or (len(token) >= 8 and token in value)):
+                continue
+            key = (
+                name if _SECRET_KEY.fullmatch(name or "") else re.sub(r"[^-._a-zA-Z0-9]", "_", name)
+            )
+            base, n = key, 2
+            while key in data and data[key] != value:
+                key, n = f"{base}-{n}", n + 1
+            data[key] = value
+            ref = {"name": secret_name, "key": key}
+            if isinstance(e, dict):
+                e.pop("value", None)
+                e["valueFrom"] = {"secretKeyRef": ref}
+            else:
+                e.value = None
+                e.value_from = V1EnvVarSource(secret_key_ref=V1SecretKeySelector(**ref))
+    return data
+
+
+def data_volume_name(claim: str) -> str:
+    """The pod's name for a granted PVC: ``data-<claim>`` when that is a DNS label."""
+    name = f"data-{claim}"
+    if len(name) <= 63 and "." not in claim:
+        return name
+    digest = hashlib.sha256(claim.encode()).hexdigest()[:8]
+    return f"data-{claim[:40].replace('.', '-').rstrip('-')}-{digest}"
 
 
 def profile_overrides(profile) -> dict:
@@ -165,6 +260,15 @@ class StreamlitKubeSpawner(AppServerCommand, StreamlitSpawnerMixin, KubeSpawner)
                     self.policy_file,
                 )
             self.profile_list = self._policy_profile_list
+        if self.policy_file:
+            for trait in ("service_account", "automount_service_account_token"):
+                if getattr(self, trait) is not None:
+                    self.log.warning(
+                        "KubeSpawner.%s is configured but ignored: app pods get the "
+                        "service account the group policy grants their owner's groups (%s)",
+                        trait,
+                        self.policy_file,
+                    )
 
     def _policy_profile_list(self, spawner=None) -> list[dict]:
         """KubeSpawner's profile_list: the options form's choices (``profile_choices``: the
@@ -193,7 +297,33 @@ class StreamlitKubeSpawner(AppServerCommand, StreamlitSpawnerMixin, KubeSpawner)
         # profile_list, checks that profile is still in it, and applies its overrides.
         if self.app_profile:
             self.user_options = {**(self.user_options or {}), "profile": self.app_profile}
+        self.app_data_access = self.resolve_data_access()
         await super().load_user_options()
+
+    # ---- data access from the group policy ---------------------------------------------------
+    app_data_access: DataAccess = DataAccess()  # this start's, set by load_user_options
+
+    def resolve_data_access(self) -> DataAccess:
+        """The volumes and service account the group policy grants this user's apps; refuses
+        the start when the user's groups grant different service accounts, or a volume where
+        the pod has its own (a configured ``home_mount``)."""
+        if not self.policy_file:
+            return DataAccess()
+        from .quota import group_names
+
+        access = data_access(cached_policy(self.policy_file), group_names(self.user))
+        if access.problem:
+            self.refuse(access.problem, reason="quota_data_access", status=403)
+        for v in access.volumes:
+            problem = mount_path_problem(v.mount_path, (self.home_mount, "/tmp", "/app"))
+            if problem:
+                self.refuse(
+                    f"The group policy mounts the volume {v.claim} at {v.mount_path}, which "
+                    f"cannot be: {problem}. Ask an admin to move it (volumes.mount_path).",
+                    reason="data_access",
+                    status=500,
+                )
+        return access
 
     # ---- what differs from a local process ------------------------------------------------
     def app_homes(self):
@@ -347,15 +477,33 @@ class StreamlitKubeSpawner(AppServerCommand, StreamlitSpawnerMixin, KubeSpawner)
     # ``volumes`` / ``volume_mounts`` (KubeSpawner's, default empty) are only what is
     # configured in addition: the pod's own two are always there (see the module docstring).
     def own_volumes(self) -> list[dict]:
+        claims: dict[str, bool] = {}  # claim -> read-only everywhere it is mounted
+        for v in self.app_data_access.volumes:
+            claims[v.claim] = claims.get(v.claim, True) and v.read_only
         return [
             {"name": HOME_VOLUME, "persistentVolumeClaim": {"claimName": "{pvc_name}"}},
             {"name": SCRATCH_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}},
+            *(
+                {
+                    "name": data_volume_name(claim),
+                    "persistentVolumeClaim": {"claimName": claim, "readOnly": read_only},
+                }
+                for claim, read_only in claims.items()
+            ),
         ]
 
     def own_volume_mounts(self) -> list[dict]:
         return [
             {"name": HOME_VOLUME, "mountPath": self.home_mount},
             {"name": SCRATCH_VOLUME, "mountPath": "/tmp"},
+            *(
+                {
+                    "name": data_volume_name(v.claim),
+                    "mountPath": v.mount_path,
+                    "readOnly": v.read_only,
+                }
+                for v in self.app_data_access.volumes
+            ),
         ]
 
     def pod_volumes(self, volumes: list, mounts: list) -> tuple[list, list]:
@@ -395,6 +543,9 @@ class StreamlitKubeSpawner(AppServerCommand, StreamlitSpawnerMixin, KubeSpawner)
 
     def get_env(self):
         env = super().get_env()
+        # JupyterHub's deprecated second copy of the API token (for singleuser servers older
+        # than 0.7.2): the app server reads JUPYTERHUB_API_TOKEN only, from the Secret.
+        env.pop("JPY_API_TOKEN", None)
         env["HOME"] = self.home_mount
         if self.app_source.kind == "image":  # KubeSpawner names self.image
             env["JUPYTER_IMAGE"] = env["JUPYTER_IMAGE_SPEC"] = self.app_source.image
@@ -447,6 +598,13 @@ class StreamlitKubeSpawner(AppServerCommand, StreamlitSpawnerMixin, KubeSpawner)
         }
         if self.app_profile:
             labels[f"{LABEL_PREFIX}/profile"] = safe_slug(self.app_profile)
+        if self.policy_file:  # the identity is the policy's: see the module docstring
+            account = self.app_data_access.service_account
+            spec.service_account_name = account  # None: the namespace's default account
+            spec.service_account = None  # (deprecated alias, e.g. from extra_pod_config)
+            spec.automount_service_account_token = bool(account)
+            if account:
+                labels[SERVICE_ACCOUNT_LABEL] = account
         pod.metadata.labels.update(labels)
         pod.metadata.annotations = {
             **(pod.metadata.annotations or {}),
@@ -455,4 +613,122 @@ class StreamlitKubeSpawner(AppServerCommand, StreamlitSpawnerMixin, KubeSpawner)
             f"{LABEL_PREFIX}/profile": self.app_profile or "",
             f"{LABEL_PREFIX}/source": source.kind,
         }
+        self._app_credentials = move_credentials(
+            pod, self.credentials_secret_name(), self.api_token or ""
+        )
         return pod
+
+    # ---- the per-app Secret that holds the pod's credentials ---------------------------------
+    # this start's (set by get_pod_manifest and each attempt to create the pod; never mutated)
+    _app_credentials: Mapping[str, str] = MappingProxyType({})
+
+    def credentials_secret_name(self) -> str:
+        return f"{self.pod_name}-credentials"
+
+    def credentials_secret_manifest(self) -> V1Secret:
+        labels = {
+            **self._build_common_labels({}),
+            "hub.jupyter.org/servername": safe_slug(self.name or "default"),
+            f"{LABEL_PREFIX}/owner": safe_slug(self.user.name),
+            f"{LABEL_PREFIX}/app": safe_slug(self.name or "default"),
+            CREDENTIALS_LABEL: "app-server",
+        }
+        return V1Secret(
+            api_version="v1",
+            kind="Secret",
+            metadata=V1ObjectMeta(
+                name=self.credentials_secret_name(),
+                labels=labels,
+                annotations={f"{LABEL_PREFIX}/pod": self.pod_name},
+            ),
+            type="Opaque",
+            immutable=True,
+            data={
+                k: base64.b64encode(v.encode()).decode() for k, v in self._app_credentials.items()
+            },
+        )
+
+    async def make_credentials_secret(self) -> None:
+        """Create the Secret the pod's env refers to, replacing one left from an earlier start
+        (it would hold an old token). Errors name the Secret, never its data."""
+        name = self.credentials_secret_name()
+        manifest = self.credentials_secret_manifest()
+
+        async def create():
+            try:
+                await asyncio.wait_for(
+                    self.api.create_namespaced_secret(self.namespace, manifest),
+                    self.k8s_api_request_timeout,
+                )
+                return True
+            except TimeoutError:
+                return False
+            except ApiException as e:
+                if e.status == 409:  # an earlier start's: replace it
+                    self.log.info("Replacing Secret %s/%s", self.namespace, name)
+                    await self.delete_credentials_secret()
+                    return False
+                raise RuntimeError(  # no chained ApiException: it carries the request
+                    f"Could not create the Secret {self.namespace}/{name} for the app's "
+                    f"credentials: {e.status} {e.reason} (the hub's service account needs "
+                    "create and delete on secrets)"
+                ) from None
+
+        self.log.info("Creating Secret %s/%s (the app's credentials)", self.namespace, name)
+        await exponential_backoff(
+            create,
+            f"Could not create Secret {self.namespace}/{name}",
+            timeout=self.k8s_api_request_retry_timeout,
+        )
+
+    async def delete_credentials_secret(self) -> None:
+        """Delete the app's credentials Secret (gone already: nothing to do). Never raises: a
+        stop goes on (the hub revokes the token it holds anyway); a failure is logged."""
+        name = self.credentials_secret_name()
+
+        async def delete():
+            try:
+                await asyncio.wait_for(
+                    self.api.delete_namespaced_secret(name, self.namespace),
+                    self.k8s_api_request_timeout,
+                )
+                self.log.info("Deleted Secret %s/%s", self.namespace, name)
+            except TimeoutError:
+                return False
+            except ApiException as e:
+                if e.status != 404:
+                    self.log.warning(
+                        "Could not delete Secret %s/%s: %s %s",
+                        self.namespace,
+                        name,
+                        e.status,
+                        e.reason,
+                    )
+            return True
+
+        try:
+            await exponential_backoff(
+                delete,
+                f"Could not delete Secret {self.namespace}/{name}",
+                timeout=self.k8s_api_request_retry_timeout,
+            )
+        except Exception as e:  # (a timeout, the API out of reach)
+            self.log.warning("Could not delete Secret %s/%s: %r", self.namespace, name, e)
+
+    async def _make_create_pod_request(self, pod, request_timeout):
+        # KubeSpawner 7.1 calls this for each attempt to create the pod (after its
+        # modify_pod_hook), and calls stop() in between when a pod of that name is in the way:
+        # so the Secret is made here, right before each attempt, from everything the pod
+        # about to be created would otherwise carry as a literal.
+        self._app_credentials = {
+            **self._app_credentials,
+            **move_credentials(pod, self.credentials_secret_name(), self.api_token or ""),
+        }
+        await self.make_credentials_secret()
+        return await super()._make_create_pod_request(pod, request_timeout)
+
+    async def stop(self, now=False):
+        try:
+            return await super().stop(now=now)
+        finally:
+            await self.delete_credentials_secret()

@@ -14,12 +14,20 @@ Invariants:
   same rule (so a user in no listed group gets exactly ``defaults``), except CPU/memory
   totals, which come from the user's groups alone. The default
   ``defaults`` is view-only: no profiles, no apps.
+- Data access (``volumes``, ``service_account``; Kubernetes only) is granted per group and
+  combined by its own rule (``data_access``): the volumes are the union of the user's groups'
+  (and ``defaults``') volumes, read-write where any of them grants write; a service account
+  only when they grant exactly one (one name, whoever grants it), else the start is refused
+  with the groups and accounts named. One mount path holds one claim across the whole file
+  (checked at load). This is the one place where joining a group can take something away (a
+  second, different service account), and the refusal says so.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import posixpath
 import re
 import sys
 import threading
@@ -71,6 +79,15 @@ class Profile:
 
 
 @dataclass(frozen=True)
+class VolumeGrant:
+    """An existing PersistentVolumeClaim (in the hub's namespace) mounted into a group's apps."""
+
+    claim: str
+    mount_path: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
 class Rule:
     """What one group (or the defaults) grants."""
 
@@ -84,6 +101,9 @@ class Rule:
     may_share: bool = True
     may_share_links: bool = False
     max_link_days: float = 1.0
+    # data access (Kubernetes only): PVCs to mount, the Kubernetes service account apps run as
+    volumes: tuple[VolumeGrant, ...] = ()
+    service_account: str | None = None
 
 
 @dataclass(frozen=True)
@@ -130,7 +150,10 @@ RULE_KEYS = {
     "may_share",
     "may_share_links",
     "max_link_days",
+    "volumes",
+    "service_account",
 }
+VOLUME_KEYS = {"claim", "mount_path", "read_only"}
 _SLUG = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
@@ -249,7 +272,111 @@ def _rule(ck: _Checker, key: str, raw, profiles: dict) -> Rule:
         may_share=ck.flag(raw, "may_share", key, True),
         may_share_links=ck.flag(raw, "may_share_links", key, False),
         max_link_days=ck.number(raw, "max_link_days", key, default=1.0, minimum=0.01),
+        volumes=_volumes(ck, key, raw.get("volumes")),
+        service_account=_service_account(ck, key, raw.get("service_account")),
     )
+
+
+# ---- data access (Kubernetes only) ----------------------------------------------------------
+# A PVC name (a DNS subdomain) and a service account name (kept to a DNS label's 63 characters,
+# so it can be a label value on the pod: network policies select on it).
+_CLAIM = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?")
+_SERVICE_ACCOUNT = re.compile(r"[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?")
+_MOUNT_PATH = re.compile(r"/[A-Za-z0-9._/-]{1,250}")
+# Where an app pod's own volumes are (the home at its default mount, scratch, a git source):
+# a granted volume may be neither at, under nor above one of them.
+APP_POD_PATHS = ("/home/analyst", "/tmp", "/app")
+# The image's system folders and the service-account token's folder: never under a grant.
+SYSTEM_PATHS = (
+    *("/bin", "/dev", "/etc", "/lib", "/lib64", "/proc", "/run", "/sbin", "/sys", "/usr"),
+    "/var/run",  # /var/run/secrets/kubernetes.io/serviceaccount: the account's token
+)
+
+
+def paths_overlap(a: str, b: str) -> bool:
+    """Is one of two absolute normalised paths the other, or inside it?"""
+    a, b = a.rstrip("/") or "/", b.rstrip("/") or "/"
+    return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
+
+
+def mount_path_problem(path: str, own_paths=APP_POD_PATHS) -> str | None:
+    """Why ``path`` cannot be where a granted volume is mounted (None: it can)."""
+    if not isinstance(path, str) or not _MOUNT_PATH.fullmatch(path):
+        return "expected an absolute path like /data/sales (letters, digits, . _ - /)"
+    if posixpath.normpath(path) != path or path == "/" or "/." in path:
+        return f"{path!r} is not a plain normalised path (no trailing /, //, . or ..)"
+    for own in own_paths:
+        if paths_overlap(path, own):
+            return f"{path} overlaps {own}, where the app pod has its own volume"
+    for system in SYSTEM_PATHS:
+        if path == system or path.startswith(system + "/"):
+            return f"{path} is inside {system}, a system folder of the image"
+    return None
+
+
+def _volumes(ck: _Checker, key: str, raw) -> tuple[VolumeGrant, ...]:
+    if raw is None:
+        return ()
+    example = "[{claim: sales-data, mount_path: /data/sales, read_only: true}]"
+    if not isinstance(raw, list):
+        ck.fail(f"{key}.volumes", f"expected a list, e.g. {example}")
+    out: list[VolumeGrant] = []
+    for i, item in enumerate(raw):
+        here = f"{key}.volumes[{i}]"
+        if not isinstance(item, dict):
+            ck.fail(here, f"expected a mapping, e.g. {example[1:-1]}")
+        ck.unknown(item, VOLUME_KEYS, here)
+        claim = item.get("claim")
+        if claim is None:
+            ck.fail(f"{here}.claim", "is required: the name of an existing PersistentVolumeClaim")
+        if not isinstance(claim, str) or not _CLAIM.fullmatch(claim):
+            ck.fail(
+                f"{here}.claim",
+                f"{claim!r} is not a PersistentVolumeClaim name (a-z, 0-9, '-', '.')",
+            )
+        path = item.get("mount_path")
+        if path is None:
+            ck.fail(f"{here}.mount_path", "is required, e.g. /data/sales")
+        problem = mount_path_problem(path)
+        if problem:
+            ck.fail(f"{here}.mount_path", problem)
+        for j, other in enumerate(out):
+            if paths_overlap(path, other.mount_path):
+                ck.fail(
+                    f"{here}.mount_path",
+                    f"{path} overlaps {other.mount_path} ({key}.volumes[{j}])",
+                )
+        out.append(VolumeGrant(claim, path, ck.flag(item, "read_only", here, True)))
+    return tuple(out)
+
+
+def _service_account(ck: _Checker, key: str, raw) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not _SERVICE_ACCOUNT.fullmatch(raw):
+        ck.fail(
+            f"{key}.service_account",
+            f"{raw!r} is not a Kubernetes service account name (1-63 of a-z, 0-9, '-', '.')",
+        )
+    return raw
+
+
+def _check_mount_paths_agree(ck: _Checker, rules: list[tuple[str, Rule]]) -> None:
+    """One mount path, one claim, in every group: so a user's union is well defined."""
+    seen: dict[str, tuple[str, VolumeGrant]] = {}
+    for key, rule in rules:
+        for i, v in enumerate(rule.volumes):
+            for path, (other_key, other) in seen.items():
+                if path == v.mount_path and other.claim == v.claim:
+                    continue
+                if paths_overlap(path, v.mount_path):
+                    ck.fail(
+                        f"{key}.volumes[{i}].mount_path",
+                        f"{v.mount_path} (claim {v.claim}) overlaps {path}, where {other_key} "
+                        f"mounts claim {other.claim}: a user in both would get both; one "
+                        "mount path holds one claim across the policy",
+                    )
+            seen.setdefault(v.mount_path, (key, v))
 
 
 def parse_policy(data, source: str = "<policy>") -> Policy:
@@ -265,6 +392,9 @@ def parse_policy(data, source: str = "<policy>") -> Policy:
             ck.fail(f"groups.{name}", "a group name must be a non-empty string")
         groups[name] = _rule(ck, f"groups.{name}", raw, profiles)
     defaults = _rule(ck, "defaults", data.get("defaults"), profiles)
+    _check_mount_paths_agree(
+        ck, [*((f"groups.{g}", r) for g, r in groups.items()), ("defaults", defaults)]
+    )
     return Policy(
         profiles=profiles,
         groups=groups,
@@ -371,7 +501,71 @@ def combine(rules: list[Rule]) -> Rule:
         may_share=any(r.may_share for r in rules),
         may_share_links=any(r.may_share_links for r in rules),
         max_link_days=max(r.max_link_days for r in rules),
+        volumes=_union_of_volumes(rules),
+        # one account only if exactly one is granted (data_access refuses the start otherwise)
+        service_account=(lambda names: names[0] if len(names) == 1 else None)(
+            list(dict.fromkeys(r.service_account for r in rules if r.service_account))
+        ),
     )
+
+
+def _union_of_volumes(rules: list[Rule]) -> tuple[VolumeGrant, ...]:
+    """Every volume of every rule, once per (claim, mount path); read-write if any grants it."""
+    out: dict[tuple[str, str], VolumeGrant] = {}
+    for r in rules:
+        for v in r.volumes:
+            key = (v.claim, v.mount_path)
+            if key in out:
+                v = replace(v, read_only=out[key].read_only and v.read_only)
+            out[key] = v
+    return tuple(out.values())
+
+
+@dataclass(frozen=True)
+class DataAccess:
+    """What a user's apps may reach beyond their home (Kubernetes only)."""
+
+    volumes: tuple[VolumeGrant, ...] = ()
+    service_account: str | None = None
+    problem: str = ""  # not empty: an app of this user must not start; says why
+
+
+def data_access(policy: Policy, user_groups) -> DataAccess:
+    """The volumes and service account the user's apps get: the union of the volumes their
+    groups and ``defaults`` grant; the service account only when they grant exactly one."""
+    mine = set(user_groups)
+    granting = [(g, r) for g, r in policy.groups.items() if g in mine]
+    granting.append(("defaults", policy.defaults))
+    by_account: dict[str, list[str]] = {}
+    for name, rule in granting:
+        if rule.service_account:
+            by_account.setdefault(rule.service_account, []).append(name)
+    volumes = _union_of_volumes([r for _, r in granting])
+    if len(by_account) > 1:
+        who = "; ".join(f"{', '.join(g)}: {sa}" for sa, g in by_account.items())
+        return DataAccess(
+            volumes,
+            None,
+            f"Your groups grant different service accounts for apps ({who}), and an app "
+            "runs as one. Ask an admin to give you one: one group of yours, or the same "
+            "account in each (the group policy's service_account).",
+        )
+    return DataAccess(volumes, next(iter(by_account), None))
+
+
+def kubernetes_only_grants(policy: Policy) -> list[str]:
+    """Where the policy grants data access (volumes, service accounts): what the local
+    spawner, which runs apps as local processes, does not apply."""
+    out = []
+    for key, rule in [
+        *((f"groups.{g}", r) for g, r in policy.groups.items()),
+        ("defaults", policy.defaults),
+    ]:
+        if rule.volumes:
+            out.append(f"{key}.volumes")
+        if rule.service_account:
+            out.append(f"{key}.service_account")
+    return out
 
 
 def limits_for(policy: Policy, user_groups) -> Limits:
@@ -537,14 +731,36 @@ def main(argv=None) -> int:
         return 2
     if args.groups is None:
         print(f"ok: {args.policy}: {len(policy.profiles)} profiles, {len(policy.groups)} groups")
+        grants = kubernetes_only_grants(policy)
+        if grants:
+            print(f"note: {', '.join(grants)}: {KUBERNETES_ONLY}")
         return 0
     groups = [g for g in args.groups.split(",") if g]
     rule = limits_for(policy, groups).rule
     rp = args.running_profile or rule.default_profile
     running = [RunningApp(f"app{i + 1}", rp) for i in range(args.running)]
     d = decide_start(policy, groups, running, args.profile)
+    access = data_access(policy, groups)
+    if d.allowed and access.problem:
+        print(f"refused: {access.problem}")
+        return 1
     print(f"{'allowed' if d.allowed else 'refused'}: {d.reason}")
+    if d.allowed and (access.volumes or access.service_account):
+        print(f"data access ({KUBERNETES_ONLY}): {describe_data_access(access)}")
     return 0 if d.allowed else 1
+
+
+KUBERNETES_ONLY = "Kubernetes only; the local spawner does not apply it"
+
+
+def describe_data_access(access: DataAccess) -> str:
+    parts = [
+        f"{v.claim} at {v.mount_path} ({'read-only' if v.read_only else 'read-write'})"
+        for v in access.volumes
+    ]
+    if access.service_account:
+        parts.append(f"service account {access.service_account}")
+    return "; ".join(parts) or "none"
 
 
 if __name__ == "__main__":  # pragma: no cover

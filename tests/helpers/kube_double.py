@@ -14,6 +14,12 @@ process:
   once the pod's process is gone, so a pod disappears only after its process;
 - ``/api/v1/namespaces`` paths and ownerReference garbage collection: not used here.
 
+Secrets reach a container the way the kubelet gives them: ``env[].valueFrom.secretKeyRef``
+and ``envFrom[].secretRef`` are resolved from the Secrets stored here (``data`` base64,
+``stringData``), ``optional`` honoured. A container whose non-optional Secret (or key) is
+missing does not start: the pod stays Pending with a ``Failed`` event ("CreateContainerConfigError")
+and is tried again on the next pass, as a kubelet does.
+
 The kubelet gives every pod a distinct loopback address (127.0.x.y, never reused in a run),
 runs its container's command as a local process bound to that address (the container's
 volume mounts mapped to local folders: a PVC to ``<workdir>/pvc/<claim>``, an emptyDir to a
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import itertools
 import json
 import os
@@ -101,12 +108,18 @@ class Emulator(kmock.KubernetesEmulator):
         return await super()._handle(request)
 
 
+class ContainerConfigError(Exception):
+    """A Secret (or a key of it) the container needs is missing."""
+
+
 class Kubelet:
     def __init__(self, emulator: Emulator, base_url: str, workdir: Path):
         self.emu = emulator
         self.base = base_url.rstrip("/")
         self.workdir = workdir
         self.procs: dict[str, asyncio.subprocess.Process] = {}
+        self.scheduled: dict[str, str] = {}  # pod key -> its address
+        self.config_errors: set[str] = set()  # pods told once that a Secret is missing
         self.tasks: set[asyncio.Future] = set()  # the loop holds only weak references
         self.ips = (f"127.0.{a}.{b}" for a in range(10, 250) for b in range(2, 250))
         self.events = itertools.count(1)
@@ -131,6 +144,8 @@ class Kubelet:
             meta = pod.get("metadata", {})
             if meta.get("deletionTimestamp"):
                 await self.kill(key)
+                self.scheduled.pop(key, None)  # a new pod of that name gets a new address
+                self.config_errors.discard(key)
                 await self.patch(ns, name, {"metadata": {"finalizers": []}})
             elif key not in self.procs and pod.get("status", {}).get("phase") == "Pending":
                 await self.start(ns, name, pod)
@@ -200,12 +215,65 @@ class Kubelet:
                 return path
         raise ValueError(f"pod {name}: no volume {volume_name}")
 
+    def secret(self, ns, name) -> dict[str, str] | None:
+        """A Secret's decoded data, or None if there is no such Secret."""
+        for (resource, obj_ns, obj_name), obj in list(self.emu.objects.items()):
+            if resource.plural == "secrets" and (obj_ns, obj_name) == (ns, name):
+                if obj.deleted:
+                    return None
+                raw = obj.raw
+                data = {k: base64.b64decode(v).decode() for k, v in (raw.get("data") or {}).items()}
+                data.update(raw.get("stringData") or {})
+                return data
+        return None
+
+    def secret_env(self, ns, container) -> tuple[dict[str, str], dict[str, str]]:
+        """What ``envFrom`` gives the container, and what ``env[].valueFrom.secretKeyRef`` does."""
+        out: dict[str, str] = {}
+        refs: dict[str, str] = {}
+        for source in container.get("envFrom") or []:
+            ref = source.get("secretRef")
+            if not ref:
+                continue
+            data = self.secret(ns, ref["name"])
+            if data is None:
+                if ref.get("optional"):
+                    continue
+                raise ContainerConfigError(f'secret "{ref["name"]}" not found')
+            prefix = source.get("prefix") or ""
+            out.update({prefix + k: v for k, v in data.items()})
+        for e in container.get("env") or []:
+            ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+            if not ref:
+                continue
+            data = self.secret(ns, ref["name"])
+            if data is None or ref["key"] not in data:
+                if ref.get("optional"):
+                    continue
+                missing = (
+                    f'secret "{ref["name"]}" not found'
+                    if data is None
+                    else f"couldn't find key {ref['key']} in Secret {ns}/{ref['name']}"
+                )
+                raise ContainerConfigError(missing)
+            refs[e["name"]] = data[ref["key"]]
+        return out, refs
+
     async def start(self, ns, name, pod):
         key = f"{ns}/{name}"
-        ip = next(self.ips)
-        await self.patch(ns, name, {"spec": {"nodeName": "loopback"}})
-        await self.event(ns, pod, "Scheduled", f"Successfully assigned {key} to loopback")
+        if key not in self.scheduled:
+            self.scheduled[key] = next(self.ips)
+            await self.patch(ns, name, {"spec": {"nodeName": "loopback"}})
+            await self.event(ns, pod, "Scheduled", f"Successfully assigned {key} to loopback")
+        ip = self.scheduled[key]
         (container,) = pod["spec"]["containers"]
+        try:
+            env_from, secret_refs = self.secret_env(ns, container)
+        except ContainerConfigError as e:
+            if key not in self.config_errors:  # (a kubelet repeats it with a backoff)
+                self.config_errors.add(key)
+                await self.event(ns, pod, "Failed", f"Error: {e} (CreateContainerConfigError)")
+            return
         mounts = sorted(
             (
                 (m["mountPath"], self.local_path(ns, name, pod, m["name"]))
@@ -220,10 +288,12 @@ class Kubelet:
                     return str(path) + value[len(mount.rstrip("/")) :]
             return value
 
-        env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8"}
+        env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8", **env_from}
         for e in container.get("env") or []:
             if "value" in e:
                 env[e["name"]] = local(str(e["value"]))
+            elif e["name"] in secret_refs:
+                env[e["name"]] = secret_refs[e["name"]]
         port = next((p["containerPort"] for p in container.get("ports") or []), 8888)
         service_url = env.get("JUPYTERHUB_SERVICE_URL", f"http://0.0.0.0:{port}/")
         env["JUPYTERHUB_SERVICE_URL"] = service_url.replace("0.0.0.0", ip, 1)

@@ -5,8 +5,16 @@ loopback kubelet that runs each pod's command as a local process on its own 127.
 real hub runs in kubernetes mode with the real KubeSpawner subclass and the real proxy:
 alice starts the demo app, opens it through the proxy (HTTP and websocket), is refused a
 start over her quota, stops it, and the pod goes while her home PVC stays.
+
+Credentials (issue #16): the app server's hub API token reaches the pod only through a
+per-app Secret made before the pod (the double's kubelet resolves ``secretKeyRef`` as a
+kubelet does, so the app authenticating with the hub shows the reference works), the pod
+spec holds no token, and the Secret is gone after the stop. Data access: her group's volume
+and service account are in the pod.
 """
 
+import base64
+import json
 import subprocess
 import sys
 import textwrap
@@ -27,7 +35,12 @@ POLICY = """
 profiles:
   small: {display_name: "Small", cpu_guarantee: 0.1, cpu_limit: 1, mem_guarantee: 256M, mem_limit: 1G}
 groups:
-  analysts: {profiles: [small], max_running_apps: 1, max_apps: 5}
+  analysts:
+    profiles: [small]
+    max_running_apps: 1
+    max_apps: 5
+    volumes: [{claim: sales-data, mount_path: /data/sales}]
+    service_account: bq-sales
 defaults: {profiles: [], max_running_apps: 0, max_apps: 0}
 """
 
@@ -45,6 +58,8 @@ def double(tmp_path):
             str(port),
             "--workdir",
             str(workdir),
+            "--requests",
+            str(tmp_path / "api-requests.jsonl"),
         ],
         cwd=REPO,
         stdout=subprocess.PIPE,
@@ -61,6 +76,7 @@ def double(tmp_path):
             "kubeconfig": str(config),
             "workdir": workdir,
             "log": tmp_path / "double.log",
+            "requests": tmp_path / "api-requests.jsonl",
         }
     finally:
         proc.terminate()
@@ -69,6 +85,12 @@ def double(tmp_path):
 
 def k8s(double, path):
     return requests.get(double["url"] + path, timeout=10).json()
+
+
+def api_requests(double) -> list[tuple[str, str]]:
+    """(action, resource) of every API request the hub made, in order."""
+    lines = double["requests"].read_text().splitlines()
+    return [(r["action"], r["resource"]) for r in map(json.loads, lines) if r["resource"]]
 
 
 def test_an_app_runs_as_a_pod_through_the_real_hub_and_proxy(tmp_path, double):
@@ -122,6 +144,30 @@ def test_an_app_runs_as_a_pod_through_the_real_hub_and_proxy(tmp_path, double):
             if e["involvedObject"]["name"] == pod["metadata"]["name"]
         }
         assert {"Scheduled", "Pulled", "Started"} <= reasons
+        # the token: in a per-app Secret made before the pod, referenced, never in the spec
+        (secret,) = k8s(double, "/api/v1/namespaces/default/secrets")["items"]
+        assert secret["metadata"]["name"] == pod["metadata"]["name"] + "-credentials"
+        token = base64.b64decode(secret["data"]["JUPYTERHUB_API_TOKEN"]).decode()
+        assert len(token) >= 32 and token not in json.dumps(pod)
+        (main,) = pod["spec"]["containers"]
+        env = {e["name"]: e for e in main["env"]}
+        assert env["JUPYTERHUB_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+            "name": secret["metadata"]["name"],
+            "key": "JUPYTERHUB_API_TOKEN",
+        }
+        assert "JPY_API_TOKEN" not in env
+        made = api_requests(double)
+        assert made.index(("CREATE", "secrets")) < made.index(("CREATE", "pods"))
+        # the group's data access
+        mounts = {m["mountPath"]: m for m in main["volumeMounts"]}
+        assert mounts["/data/sales"]["readOnly"] is True
+        volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+        assert volumes[mounts["/data/sales"]["name"]]["persistentVolumeClaim"] == {
+            "claimName": "sales-data",
+            "readOnly": True,
+        }
+        assert pod["spec"]["serviceAccountName"] == "bq-sales"
+        assert pod["spec"]["automountServiceAccountToken"] is True
         page = hub.open_app(alice, "alice", "demo")
         assert page.status_code == 200 and "/user/alice/demo/" in page.url
         out = session(
@@ -149,6 +195,8 @@ def test_an_app_runs_as_a_pod_through_the_real_hub_and_proxy(tmp_path, double):
             for p in k8s(double, "/api/v1/namespaces/default/persistentvolumeclaims")["items"]
         ]
         assert pvcs == ["home-alice"]
+        assert k8s(double, "/api/v1/namespaces/default/secrets")["items"] == []
+        assert ("DELETE", "secrets") in api_requests(double)
     finally:
         left = hub.stop()
     assert left == [], f"processes left behind: {left}"

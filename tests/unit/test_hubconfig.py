@@ -427,3 +427,23 @@ def test_roles_and_template_folders_configured_before_are_kept(tmp_path):
     assert "ops" in names and "audit-reader" in names and "idle-culler" in names
     assert c.JupyterHub.template_paths[0].endswith("templates")
     assert c.JupyterHub.template_paths[1:] == ["/srv/extra-templates"]
+
+
+def test_data_grants_in_local_mode_are_said_to_be_kubernetes_only(tmp_path, caplog):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "profiles: {small: {display_name: S, cpu_limit: 1, mem_limit: 1G}}\n"
+        "groups: {analysts: {profiles: [small], max_running_apps: 1,\n"
+        "  volumes: [{claim: sales-data, mount_path: /data/sales}]}}\n"
+    )
+    with caplog.at_level("WARNING"):
+        configure(
+            Config(),
+            {
+                "STREAMLIT_HUB_DATA_DIR": str(tmp_path / "d"),
+                "STREAMLIT_HUB_DEMO_PASSWORD": "x",
+                "STREAMLIT_HUB_APP_ACCOUNTS": "hub",
+                "STREAMLIT_HUB_POLICY": str(policy),
+            },
+        )
+    assert "groups.analysts" in caplog.text and "Kubernetes only" in caplog.text

@@ -185,9 +185,12 @@ def test_home_is_one_pvc_per_user_and_kept(policy_file):
     assert other.pvc_name == "home-alice"  # every app of alice mounts the same home
 
 
-def test_no_secret_is_a_literal_in_the_pod_but_the_hub_token(policy_file):
+def test_no_secret_is_a_literal_in_the_pod(policy_file):
+    """(tests/unit/test_kube_credentials.py reads the whole pod for the credentials put in)"""
     _, pod = build(policy_file, "alice", ["analysts"], {})
     env = pod["spec"]["containers"][0]["env"]
+    token = next(e for e in env if e["name"] == "JUPYTERHUB_API_TOKEN")
+    assert "value" not in token and token["valueFrom"]["secretKeyRef"]["key"] == token["name"]
     secretish = [
         e["name"]
         for e in env
