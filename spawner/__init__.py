@@ -1,14 +1,31 @@
 """jupyterhub-streamlit: host analysts' Streamlit apps as JupyterHub named servers.
 
-Layout of the package:
+Layout of the package (tests/unit/test_layout.py checks that every module is listed):
 
-- ``names``      pure validation of app names and entry paths (shared by every spawner)
-- ``options``    pure parsing of ``user_options`` (REST body or form) into ``AppOptions``
-- ``mixin``      what every Streamlit spawner shares (options, progress, environment)
-- ``local``      ``streamlit-local``: one local process per app
-- ``hubconfig``  ``configure(c)``: the hub configuration, called from ``hub_config/``
-- ``demo``       demo users, groups and app for the embedded default
-- ``app_server`` runs *inside* an app server: Streamlit behind hub OAuth
+- ``settings``       the platform's settings: documented traitlets, the environment as default
+- ``hubconfig``      ``configure(c)``: the hub configuration, called from ``hub_config/``
+- ``names``          pure validation of app names and entry paths (shared by every spawner)
+- ``options``        pure parsing of ``user_options`` (REST body or form) into ``AppOptions``
+- ``policy``         the group policy: loading, validation and start/share decisions (pure)
+- ``quota``          the policy at the hub: the named-server limit, the quota API and line
+- ``sharing``        the policy's link rules on JupyterHub's share-codes API
+- ``routes``         the hub routes the named-server limit and the audit recorder recognise
+- ``mixin``          what every Streamlit spawner shares (options, checks, progress, environment)
+- ``command``        the app server's command (``app_command``) for both spawners
+- ``local``          ``streamlit-local``: one local process per app
+- ``unix_users``     one system account per analyst for local apps
+- ``kube``           ``streamlit-kube``: one pod per app (a KubeSpawner subclass)
+- ``hub_host``       sign-in only on the hub's own host
+- ``activity_guard`` an app server's token posts activity only for its own app
+- ``app_output``     the app output and status APIs (an owner's view of a failing app)
+- ``client_address`` the client address the audit trail records (trusted proxies)
+- ``culling``        idle culling with the policy's timeouts
+- ``metrics``        the hub side's Prometheus metrics
+- ``viewer``         who is looking at a hub page, for templates
+- ``demo``           demo users, groups and app for the embedded default
+- ``utc``            one way to write a time
+- ``app_server``     runs *inside* an app server: Streamlit behind hub OAuth
+- ``audit``          the audit trail: events, store, delivery, the hub's recorder, the service
 """
 
 __version__ = "0.1.0.dev0"

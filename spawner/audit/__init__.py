@@ -1,7 +1,9 @@
 """The audit trail: who opened which app, which page, when.
 
-- ``events``: the event model, version 1, and its validation (pure).
-- ``store``: the append-only store (SQLAlchemy Core; sqlite WAL by default, PostgreSQL by URL).
-
-The hub-managed audit service that receives, keeps and serves events builds on these.
+- ``events``       the event model and its validation, derived from ``audit-event.schema.json``
+- ``store``        the append-only store (SQLAlchemy Core; sqlite WAL, or PostgreSQL by URL)
+- ``client``       lossless delivery: a disk spool and a sender that resends with backoff
+- ``hub_recorder`` the hub's half, inside the hub process
+- ``service``      ``streamlit-hub-audit``: the hub-managed service at ``/services/audit/``
+- ``settings``     the service's settings
 """
