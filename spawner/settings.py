@@ -152,6 +152,24 @@ class EnvSettings(Configurable):
         return found
 
 
+def log_level_setting(process: str):
+    """``STREAMLIT_HUB_LOG_LEVEL`` for one of the platform's own processes."""
+    return Enum(
+        ["DEBUG", "INFO", "WARNING", "ERROR"], "INFO", help=f"The {process}'s log level."
+    ).tag(env="STREAMLIT_HUB_LOG_LEVEL", expect="DEBUG, INFO, WARNING or ERROR")
+
+
+def checked_networks(proposal):
+    """A ``@validate`` body for a list of trusted proxy networks (CIDR or addresses)."""
+    from .client_address import parse_networks
+
+    try:
+        parse_networks(",".join(proposal["value"]))
+    except ValueError as e:
+        raise SettingInvalid(str(e)) from None
+    return proposal["value"]
+
+
 def _port(value: int, env: str, help: str):
     return Integer(value, min=1, max=65535, help=help).tag(
         config=True, env=env, expect="a TCP port number from 1 to 65535"
@@ -301,13 +319,7 @@ class StreamlitHub(EnvSettings):
 
     @validate("trusted_proxies")
     def _validate_trusted_proxies(self, proposal):
-        from .client_address import parse_networks
-
-        try:
-            parse_networks(",".join(proposal["value"]))
-        except ValueError as e:
-            raise SettingInvalid(str(e)) from None
-        return proposal["value"]
+        return checked_networks(proposal)
 
     audit = Enum(
         ["on", "off"],

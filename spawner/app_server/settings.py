@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-from traitlets import Enum, Float, Integer, List, Unicode, validate
+from traitlets import Float, Integer, List, Unicode, validate
 
 from ..client_address import DEFAULT_TRUSTED_PROXIES, Network, parse_networks
-from ..settings import EnvSettings, SettingInvalid
+from ..settings import EnvSettings, checked_networks, log_level_setting
 
 
 class SettingsError(RuntimeError):
@@ -105,19 +105,11 @@ class AppServerSettings(EnvSettings):
         help="The pipe the local spawner passes the app server's API token through (read "
         "once, so it is never in the process environment); -1: JUPYTERHUB_API_TOKEN.",
     ).tag(env=TOKEN_FD_VARIABLE, expect="a file descriptor")
-    log_level = Enum(
-        ["DEBUG", "INFO", "WARNING", "ERROR"],
-        "INFO",
-        help="The app server's log level.",
-    ).tag(env="STREAMLIT_HUB_LOG_LEVEL", expect="DEBUG, INFO, WARNING or ERROR")
+    log_level = log_level_setting("app server")
 
     @validate("trusted_proxies")
     def _validate_trusted_proxies(self, proposal):
-        try:
-            parse_networks(",".join(proposal["value"]))
-        except ValueError as e:
-            raise SettingInvalid(str(e)) from None
-        return proposal["value"]
+        return checked_networks(proposal)
 
 
 def _required(env: Mapping[str, str], name: str) -> str:

@@ -6,9 +6,9 @@ platform's, documented traitlets whose default is the variable (see ``spawner/se
 
 from __future__ import annotations
 
-from traitlets import Enum, Float, List, Unicode, validate
+from traitlets import Float, List, Unicode, validate
 
-from ..settings import EnvSettings, SettingInvalid
+from ..settings import EnvSettings, SettingInvalid, log_level_setting
 
 
 class ServiceConfigError(RuntimeError):
@@ -45,8 +45,4 @@ class AuditServiceSettings(EnvSettings):
             raise SettingInvalid("must be between 0.001 and 36500")
         return proposal["value"]
 
-    log_level = Enum(
-        ["DEBUG", "INFO", "WARNING", "ERROR"],
-        "INFO",
-        help="The audit service's log level.",
-    ).tag(env="STREAMLIT_HUB_LOG_LEVEL", expect="DEBUG, INFO, WARNING or ERROR")
+    log_level = log_level_setting("audit service")

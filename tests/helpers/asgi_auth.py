@@ -57,7 +57,9 @@ async def downstream(scope, receive, send):
     )
 
 
-async def call(mw, path="/user/alice/demo/", headers=(), method="GET", query=b""):
+async def exchange(mw, path="/user/alice/demo/", headers=(), method="GET", query=b"", omit=()):
+    """One HTTP request through the middleware; every ASGI message it sent. ``omit``: scope
+    keys left out (a server that sends less)."""
     sent = []
 
     async def receive():
@@ -74,7 +76,15 @@ async def call(mw, path="/user/alice/demo/", headers=(), method="GET", query=b""
         "query_string": query,
         "headers": [(k.lower().encode(), v.encode()) for k, v in headers],
     }
+    for key in omit:
+        scope.pop(key)
     await mw(scope, receive, send)
+    return sent
+
+
+async def call(mw, path="/user/alice/demo/", headers=(), method="GET", query=b""):
+    """One HTTP request: (status, headers with set-cookie as a list, body)."""
+    sent = await exchange(mw, path, headers, method, query)
     start = sent[0]
     body = b"".join(m.get("body", b"") for m in sent[1:])
     headers = {k.decode(): v.decode() for k, v in start["headers"]}

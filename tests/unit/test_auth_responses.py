@@ -24,6 +24,7 @@ from spawner.app_server.auth import (
 )
 from spawner.app_server.hub_client import HubUnavailable
 from tests.helpers.app_settings import demo_settings
+from tests.helpers.asgi_auth import exchange as asgi_exchange
 
 PREFIX = "/user/alice/demo/"
 
@@ -68,26 +69,7 @@ def make(**settings):
 
 
 async def exchange(mw, path=PREFIX, headers=(), method="GET", query=b"", omit=()):
-    sent = []
-
-    async def receive():
-        return {"type": "http.request", "body": b""}
-
-    async def send(m):
-        sent.append(m)
-
-    scope = {
-        "type": "http",
-        "method": method,
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query,
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers],
-    }
-    for key in omit:
-        scope.pop(key)
-    await mw(scope, receive, send)
-    return sent
+    return await asgi_exchange(mw, path, headers, method, query, omit)
 
 
 def run(coro):
