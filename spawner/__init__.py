@@ -24,6 +24,8 @@ Layout of the package (tests/unit/test_layout.py checks that every module is lis
 - ``viewer``         who is looking at a hub page, for templates
 - ``demo``           demo users, groups and app for the embedded default
 - ``utc``            one way to write a time
+- ``bundles``        publishing (#14, core, not yet wired): checked, content-addressed app folders
+- ``versions``       publishing (#14, core, not yet wired): an app's versions, one active
 - ``environments``   per-app environments: requirements.txt, built with uv over the app
                      environment (publishing, #14: the core, not yet wired to the hub)
 - ``app_server``     runs *inside* an app server: Streamlit behind hub OAuth
