@@ -9,7 +9,11 @@ about its output.
 ``GET /hub/api/streamlit/apps/{user}/{app}/output``: why did my app fail? (owners only)
 
 Returns the last lines of the app server's output (Streamlit's stderr, the traceback, the
-memory watchdog's reason) to the app's owner and to admins: whoever holds
+memory watchdog's reason) and ``problem``, the one sentence about the app's code in its latest
+run (why the app server would not start it, e.g. "apps/x/app.py imports plotly, which the app
+environment does not have", else the latest error its code raised for a viewer, who saw only
+"This app has an error; its owner has been told"; ``null`` when there is none), to the app's
+owner and to admins: whoever holds
 ``read:servers`` on that server. A viewer the app is shared with holds only ``access:servers``
 and gets a 404, as does anyone else, so the answer does not even confirm the app exists.
 """
@@ -42,8 +46,11 @@ class AppOutputAPIHandler(_AppAPIHandler):
         spawner = self.app_spawner(
             user_name, app, ("read:servers",), "No such app, or it is not yours."
         )
+        from .mixin import app_problem
+
         tail = getattr(spawner, "app_failure_details", None)
-        lines = tail().splitlines() if callable(tail) else []
+        output = tail() if callable(tail) else ""
+        lines = output.splitlines()
         status = await spawner.poll() if spawner.active else getattr(spawner, "last_exit", None)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
@@ -56,6 +63,7 @@ class AppOutputAPIHandler(_AppAPIHandler):
                     "exit_status": status,
                     "stop_reason": getattr(spawner, "stop_reason", "") or None,
                     "lines": lines,
+                    "problem": app_problem(output),
                 }
             )
         )

@@ -10,6 +10,15 @@ A concrete spawner is ``class X(StreamlitSpawnerMixin, SomeJupyterHubSpawner)`` 
 The mixin owns the order of a start: validate the name and ``user_options`` (refusals are
 ``SpawnException``s: a 4xx with a readable message on the REST API and the spawn page), then
 launch, then wait until the app server answers, reporting each step through ``progress()``.
+
+Starting needs code: an app runs its own entry file, ``apps/<app>/app.py`` in its owner's home
+unless ``user_options`` name another ``path`` explicitly (the REST API). Every start path (the
+options form, the REST API, a viewer waking a shared app, a restart with stored options)
+passes through ``apply_user_options``, which refuses an app whose entry file is missing with
+``names.no_code_message`` (where to put the code) before anything starts; the options form
+never offers another app's code. The app server itself refuses code that cannot run here (a
+syntax error, a top-level import the app environment lacks: ``app_server/launcher.py``), and
+``wait_until_ready`` turns its one-line reason into the refusal.
 """
 
 from __future__ import annotations
@@ -26,7 +35,14 @@ from traitlets import Float, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from .client_address import configured_networks, parse_networks
-from .names import EntryPathError, app_name_problem, default_entry, list_apps
+from .names import (
+    EntryPathError,
+    MissingEntryError,
+    app_name_problem,
+    default_entry,
+    no_code_message,
+    resolve_entry,
+)
 from .options import AppOptions, OptionsError, options_from_form_data, parse_user_options
 from .policy import Profile, cached_policy, decide_start
 
@@ -42,6 +58,40 @@ def _templates():
     return Environment(
         loader=PackageLoader("spawner", "templates"), autoescape=True, undefined=StrictUndefined
     )
+
+
+# The line the local spawner writes to an app's log before each start.
+RUN_MARKER = "---- app server starting ----"
+
+
+def _this_run(output: str) -> list[str]:
+    lines = output.splitlines()
+    if RUN_MARKER in lines:
+        lines = lines[len(lines) - 1 - lines[::-1].index(RUN_MARKER) :]
+    return lines
+
+
+def _last_after(lines: list[str], prefix: str) -> str | None:
+    for line in reversed(lines):
+        if line.startswith(prefix):
+            return line[len(prefix) :].strip() or None
+    return None
+
+
+def launch_refusal(output: str) -> str | None:
+    """The reason the app server gave for not starting its app (``launcher.CANNOT_START``), in
+    this run's output (after the last ``RUN_MARKER``), or None."""
+    from .app_server.launcher import CANNOT_START
+
+    return _last_after(_this_run(output), CANNOT_START)
+
+
+def app_problem(output: str) -> str | None:
+    """What went wrong with the app's code in this run, for its owner: why it was not started,
+    else the latest error its code raised while someone used it (``launcher.APP_ERROR``)."""
+    from .app_server.launcher import APP_ERROR
+
+    return launch_refusal(output) or _last_after(_this_run(output), APP_ERROR)
 
 
 @dataclass(frozen=True)
@@ -163,23 +213,83 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
     def _default_apply_user_options(self):
         # The hub calls this before pre_spawn_hook and start, on every start path; start()
         # checks again, so an operator who replaces this hook loses no validation.
-        return lambda spawner, user_options: spawner.validated_options()
+        return lambda spawner, user_options: spawner.checked_before_start()
+
+    @default("progress_ready_hook")
+    def _default_progress_ready_hook(self):
+        def app_ready(spawner, event):
+            url = event.get("url", "")
+            event["message"] = f"App ready at {url}"
+            event["html_message"] = f'App ready at <a href="{url}">{url}</a>'
+            return event
+
+        return app_ready
+
+    def checked_before_start(self) -> AppOptions:
+        """The options, the group policy and that the app has code to run, before anything
+        starts; ``start`` asks all three again. A refusal here is in the audit trail, as one
+        inside ``start`` would be. The policy comes first: someone who may not start apps is
+        told that, not where code goes."""
+        options = self.validated_options()
+        try:
+            if self.policy_file:
+                self._refuse_unless_allowed(*self._policy_decision(options))
+            self.entry_for_start(options)
+        except SpawnException as e:
+            refused = (getattr(e, "reason", "") or "").startswith("quota_")
+            first_line = (e.message or e.reason or "failed").splitlines()[0]
+            self._record_start("refused" if refused else "failed", first_line)
+            raise
+        return options
 
     def options_from_form(self, formdata):
         if formdata.get(RESTART_FIELD) and self._stored_options_still_good():
             # The confirmation form of a restart: run again with the options it last had.
             return dict(self.orm_spawner.user_options)
-        return options_from_form_data(formdata)
+        options = options_from_form_data(formdata)
+        try:
+            parsed = parse_user_options(options)
+        except OptionsError:
+            return options  # refused by the start with the same words, and recorded there
+        # No code: say so on the form at once (the hub waits only 1 s for a start to fail
+        # before it shows the progress page).
+        self.entry_for_start(parsed)
+        return options
+
+    def entry_for_start(self, options: AppOptions) -> str:
+        """The entry file this start runs, or a refusal: without an explicit ``path``, an app
+        whose own ``apps/<app>/app.py`` is missing has no code, and is told where it goes."""
+        try:
+            return self.resolve_app_entry(options)
+        except MissingEntryError as e:
+            if options.path in (None, default_entry(self.name or "")):
+                if self._asked_by_someone_else():
+                    self.refuse(
+                        f"The app {self.name} has no code yet; {self.user.name} has to put "
+                        "it in place before it can start.",
+                        reason="no_code",
+                    )
+                self.refuse(
+                    no_code_message(self.name, default_entry(self.name), e.where),
+                    reason="no_code",
+                )
+            self.refuse(str(e), reason="entry_path")
+        except EntryPathError as e:
+            self.refuse(str(e), reason="entry_path")
+
+    def _asked_by_someone_else(self) -> bool:
+        """Is this start asked for by someone other than the app's owner and not an admin (a
+        viewer waking a shared app)? They are not told about the owner's home or code."""
+        asker = getattr(getattr(self, "handler", None), "current_user", None)
+        if asker is None or getattr(asker, "admin", False):
+            return False
+        return getattr(asker, "name", None) != self.user.name
 
     def options_from_query(self, query_data):
         # ``GET /hub/spawn/<user>/<app>?path=...`` would start an app from a link; a start
         # changes state, so only a page of the hub's own origin may ask for it that way.
         if not self._request_is_same_origin():
-            raise SpawnException(
-                "Starting an app takes a press of its Start button.",
-                reason="cross_site",
-                status_code=400,
-            )
+            self.refuse("Starting an app takes a press of its Start button.", "cross_site")
         return options_from_form_data(query_data)
 
     def _request_is_same_origin(self) -> bool:
@@ -222,29 +332,39 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
         """
         if not self.policy_file:
             return None
-        from .quota import group_names, running_apps
+        from .quota import group_names
 
-        policy = cached_policy(self.policy_file)
-        decision = decide_start(
-            policy,
-            group_names(self.user),
-            running_apps(self.user, self),
-            options.profile,
-            self.name,
-        )
-        if not decision.allowed:
-            from .metrics import QUOTA_REFUSALS, policy_groups_label
-
-            QUOTA_REFUSALS.labels(
-                policy_groups_label(policy, group_names(self.user)), decision.code
-            ).inc()
-            self.refuse(decision.reason, reason=f"quota_{decision.code}", status=403)
+        policy, decision = self._policy_decision(options)
+        self._refuse_unless_allowed(policy, decision)
         self._quota_admitted = True
         self.app_profile = decision.profile.slug
         from .policy import limits_for
 
         self.idle_timeout = limits_for(policy, group_names(self.user)).rule.idle_timeout
         return decision.profile
+
+    def _policy_decision(self, options):
+        from .quota import group_names, running_apps
+
+        policy = cached_policy(self.policy_file)
+        return policy, decide_start(
+            policy,
+            group_names(self.user),
+            running_apps(self.user, self),
+            options.profile,
+            self.name,
+        )
+
+    def _refuse_unless_allowed(self, policy, decision) -> None:
+        if decision.allowed:
+            return
+        from .metrics import QUOTA_REFUSALS, policy_groups_label
+        from .quota import group_names
+
+        QUOTA_REFUSALS.labels(
+            policy_groups_label(policy, group_names(self.user)), decision.code
+        ).inc()
+        self.refuse(decision.reason, reason=f"quota_{decision.code}", status=403)
 
     idle_timeout: int | None = None  # from the policy at start; read by the idle culler
 
@@ -356,16 +476,35 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
                 entry=str(options.get("path") or default_entry(self.name or "")),
             )
         homes = self.app_homes()
-        apps = sorted({a for home in homes for a in list_apps(home)})
         name = self.name or ""
+        entry = default_entry(name or "my-app")
+        code = self._own_code(homes, entry) if homes else None
         page = _templates().get_template("options_form.html")
         return page.render(
-            apps=[{"name": a, "entry": default_entry(a)} for a in apps],
             name=name,
+            entry=entry,
             homes_visible=bool(homes),
-            new_entry=default_entry(name or "my-app"),
+            has_code=code is not None and code[0],
+            where=code[1] if code else "",
+            problem=code[2] if code else "",
             profiles=self.profile_choices(),
         )
+
+    @staticmethod
+    def _own_code(homes: list[str], entry: str) -> tuple[bool, str, str]:
+        """Is the app's own entry file in one of ``homes``: (found, its full path where it
+        should be, why it cannot be used). Only this app's file: the form never offers
+        another app's code as this one's."""
+        where, problem = "", ""
+        for home in homes:
+            try:
+                resolve_entry(home, entry)
+                return True, "", ""
+            except MissingEntryError as e:
+                where = where or e.where
+            except EntryPathError as e:
+                problem = problem or str(e)
+        return False, where, problem
 
     # ---- start ------------------------------------------------------------------------
     def _progress_reset(self):
@@ -423,7 +562,11 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
         return await super().start()
 
     def refuse(self, message: str, reason: str, status: int = 400):
-        raise SpawnException(message, reason=reason, status_code=status)
+        e = SpawnException(message, reason=reason, status_code=status)
+        # What JupyterHub's pages show of a failed start (format_exception): the sentence,
+        # not SpawnException's str() ("400 SpawnException(reason=...): ...").
+        e.jupyterhub_message = message
+        raise e
 
     def validated_options(self) -> AppOptions:
         problem = app_name_problem(self.name)
@@ -442,6 +585,7 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
 
     async def start(self):
         self.last_exit = None
+        started = False
         self._progress_reset()
         self._start_time = time.monotonic()
         try:
@@ -449,11 +593,13 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
             options = self.validated_options()
             self.app_options = options
             self.app_profile_spec = self.admit(options)
-            try:
-                self.app_entry = self.resolve_app_entry(options)
-            except EntryPathError as e:
-                self.refuse(str(e), reason="entry_path")
-            self._emit(30, f"Starting Streamlit for {self.name}")
+            self.app_entry = self.entry_for_start(options)
+            runs = options.path if options.path not in (None, default_entry(self.name)) else ""
+            # an entry file named explicitly (the REST API) is said, so nobody mistakes
+            # another app's script running under this name for this app's own
+            self._emit(
+                30, f"Starting Streamlit for {self.name}" + (f" with {runs}" if runs else "")
+            )
             url = await self.launch()
             self._emit(60, "Waiting for the app to answer")
             await self.wait_until_ready(url)
@@ -461,6 +607,7 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
             self._audit_stopping = False
             self._audit_seen_running = True
             self._record_start("started")
+            started = True
             return url
         except SpawnException as e:
             refused = (getattr(e, "reason", "") or "").startswith("quota_")
@@ -471,6 +618,11 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
             self._record_start("failed", f"{e.__class__.__name__}")
             raise
         finally:
+            if not started:
+                # Not started (refused, failed, cancelled): it stops counting against the
+                # owner's quota now. The hub calls stop() after a failed start only when
+                # the process still runs, so stop() alone would leave it counted.
+                self._quota_admitted = False
             self._progress_done = True
             self._progress_changed.set()
 
@@ -520,6 +672,19 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
             status = self.app_exit_status()
             if status is not None:
                 details = self.app_failure_details()
+                why = launch_refusal(details)
+                if self._asked_by_someone_else():
+                    # a viewer waking it: no output of the owner's code (tracebacks, paths);
+                    # the owner reads it on their home page (the app output API)
+                    self.refuse(
+                        f"The app {self.name} "
+                        + ("has an error and cannot start" if why else "stopped while starting")
+                        + f"; {self.user.name} has been told.",
+                        reason="app_code" if why else "app_exited",
+                        status=400 if why else 500,
+                    )
+                if why:  # the app server looked at the code and said why it cannot run
+                    self.refuse(why, reason="app_code", status=400)
                 self.refuse(
                     f"The app {self.name} stopped while starting (exit code {status})."
                     + (f" Its last output:\n{details}" if details else ""),

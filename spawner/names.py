@@ -7,7 +7,10 @@ Invariants:
   person can act on. A test holds the two to agreement on arbitrary strings.
 - ``resolve_entry(home, path)`` returns a path that is a regular ``.py`` file *inside* ``home``
   after every symlink is resolved, or raises ``EntryPathError`` with the reason. It never
-  touches anything outside ``home`` beyond ``stat``/``realpath``.
+  touches anything outside ``home`` beyond ``stat``/``realpath``. A missing file is a
+  ``MissingEntryError`` (a kind of ``EntryPathError``), so a caller can say where the code goes.
+- ``no_code_message(app, entry, shown)`` is the one sentence every start path uses for an app
+  with no code of its own: where to put it, with the path shown.
 """
 
 from __future__ import annotations
@@ -48,6 +51,28 @@ class EntryPathError(ValueError):
     """The entry path is unsafe or missing; ``str(e)`` is shown to the analyst."""
 
 
+class MissingEntryError(EntryPathError):
+    """No file at the (safe) entry path; ``path`` as given, ``where`` its full path."""
+
+    def __init__(self, message: str, path: str, where: str):
+        super().__init__(message)
+        self.path = path
+        self.where = where
+
+
+def no_code_message(app_name: str, entry: str, where: str | None = None) -> str:
+    """What a start of an app without code of its own is refused with: where the code goes.
+
+    ``entry`` is relative to the analyst's home (``apps/<app>/app.py``); ``where`` is its full
+    path when the hub can see the home (local mode), else None.
+    """
+    place = f"{entry} in your home" + (f" ({where})" if where else "")
+    return (
+        f"The app {app_name} has no code yet: put its Streamlit script in {place}, "
+        "then start it again."
+    )
+
+
 def entry_path_shape_problem(path: object) -> str | None:
     """Why ``path`` can never be a safe entry path (without looking at any file), or None."""
     if not isinstance(path, str) or not path.strip():
@@ -81,7 +106,8 @@ def resolve_entry(home: str | os.PathLike, path: object) -> Path:
             f"The entry path {path!r} leads outside your home (through a symlink)."
         )
     if not candidate.exists():
-        raise EntryPathError(f"No file {path!r} in your home. Create it, or pick one of your apps.")
+        where = str(home_real / path)
+        raise MissingEntryError(f"No file {path} in your home ({where}).", path, where)
     if not candidate.is_file():
         raise EntryPathError(f"The entry path {path!r} is not a regular file.")
     return candidate

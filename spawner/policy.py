@@ -697,12 +697,19 @@ def quota_summary(policy: Policy, user_groups, running: list[RunningApp], kept: 
     }
 
 
+def size_name(display_name: str) -> str:
+    """A size's short name: its display name up to a colon ("Small: 1 CPU, 2 GB" -> "Small")."""
+    return display_name.split(":", 1)[0].strip() or display_name
+
+
 def summary_line(summary: dict) -> str:
+    """The home page's line: "1 of 3 apps running; sizes: Small, Medium" (display names)."""
     if not summary["may_start_apps"]:
         return "You can open apps shared with you; you cannot start apps."
+    sizes = ", ".join(size_name(p["display_name"]) for p in summary["profiles"])
     return (
         f"{len(summary['running_apps'])} of {summary['max_running_apps']} apps running; "
-        f"profiles: {', '.join(p['slug'] for p in summary['profiles'])}"
+        f"sizes: {sizes}"
     )
 
 

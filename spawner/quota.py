@@ -5,7 +5,8 @@
 - ``QuotaAPIHandler``: ``GET /hub/api/streamlit/quota``, the signed-in user's limits and use.
 - ``named_server_limit(handler)``: ``JupyterHub.named_server_limit_per_user`` from ``max_apps``
   of the app's owner (the request's route, ``spawner.routes``, names the owner and the app).
-- ``template_quota(user)``: the home page's "2 of 3 apps running; profiles: small, medium".
+- ``template_quota(user)``: the home page's "2 of 3 apps running; sizes: Small, Medium" (the
+  page refreshes it from the quota API after each start, stop or delete, and when shown again).
 """
 
 from __future__ import annotations

@@ -4,16 +4,26 @@ The spawner runs ``python -m spawner.app_server`` with the hub's ``JUPYTERHUB_*`
 ``STREAMLIT_HUB_ENTRY`` (absolute path of the analyst's entry file). This program:
 
 1. reads its settings and removes its API token from ``os.environ``;
-2. fixes the Streamlit options that security depends on (base URL = the hub prefix, identity
-   headers, headless, no usage stats);
-3. builds Streamlit's public ``st.App(entry, middleware=[HubAuthMiddleware])``;
-4. binds the listening socket itself with ``IPPROTO_TCP`` so asyncio turns on TCP_NODELAY for
+2. checks the app's code without running it (``code_problem``): a syntax error, or a top-level
+   import the app environment does not have, stops the start with one line on stderr starting
+   ``CANNOT_START`` (the spawner shows the rest to the analyst and refuses the start), so such
+   an app never runs, never counts against its owner's quota and never shows a viewer a
+   traceback;
+3. fixes the Streamlit options that security depends on (base URL = the hub prefix, identity
+   headers, headless, no usage stats, no error details in viewers' browsers);
+4. builds Streamlit's public ``st.App(entry, middleware=[HubAuthMiddleware],
+   on_script_error=...)``: an error in the app's code shows its owner the full exception and
+   everyone else one plain sentence (``script_error_handler``); the traceback goes to the
+   app's output (stderr), which its owner reads through the hub's app output API;
+5. binds the listening socket itself with ``IPPROTO_TCP`` so asyncio turns on TCP_NODELAY for
    every accepted connection (Streamlit binds with protocol 0, which costs ~44 ms per
    keep-alive response through Nagle + delayed ACK), and serves it with uvicorn.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
 import logging
 import os
@@ -24,6 +34,13 @@ from pathlib import Path
 from .settings import SettingsError, from_environ
 
 log = logging.getLogger("streamlit_hub")
+
+# The one stderr line that says why an app was not started; the spawner shows what follows.
+CANNOT_START = "streamlit-hub-app: cannot start: "
+# A line in the app's output for each error its code raised while someone used it.
+APP_ERROR = "streamlit-hub-app: app error: "
+# What a viewer of an app whose code failed sees, instead of a traceback with the server's paths.
+VIEWER_ERROR_TEXT = "This app has an error; its owner has been told."
 
 
 # Options an operator may change (server.* / client.* / theme.* in the app's
@@ -36,6 +53,112 @@ DEFAULT_OPTIONS = {
     # Viewers of a hosted app need no "Deploy" button or developer menu.
     "client.toolbarMode": "viewer",
 }
+
+
+def shown_path(entry: Path, home: str | None) -> str:
+    """The entry file as its owner knows it: relative to their home when it is inside."""
+    if home:
+        try:
+            return str(Path(os.path.realpath(entry)).relative_to(os.path.realpath(home)))
+        except ValueError:
+            pass
+    return str(entry)
+
+
+def top_level_imports(tree: ast.Module) -> list[str]:
+    """Top-level module names the script imports unconditionally, in order, once each.
+
+    Only statements directly in the module's body count: an import inside ``try`` (an
+    optional dependency), ``if`` or a function may never run. Relative imports and
+    ``__future__`` are not modules to find.
+    """
+    names: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            found = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found = [node.module]
+        else:
+            continue
+        for name in found:
+            top = name.split(".", 1)[0]
+            if top != "__future__" and top not in names:
+                names.append(top)
+    return names
+
+
+def _listed(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def code_problem(entry: Path, shown: str) -> str | None:
+    """Why the app's code cannot run in this environment, found without running it, or None.
+
+    A syntax error in the entry file, or a top-level import that no installed package or file
+    next to the script provides (``importlib.util.find_spec`` on ``sys.path`` as the app will
+    see it: nothing is imported). Call it after the script's folder is on ``sys.path``.
+    """
+    try:
+        tree = ast.parse(entry.read_bytes(), filename=shown)
+    except SyntaxError as e:
+        return f"{shown} has a syntax error on line {e.lineno}: {e.msg}."
+    except (OSError, ValueError):
+        return None  # unreadable or not text: Streamlit says so, as it would anyway
+    missing = []
+    for name in top_level_imports(tree):
+        try:
+            found = name in sys.builtin_module_names or importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(name)
+    if not missing:
+        return None
+    them = "it" if len(missing) == 1 else "them"
+    return (
+        f"{shown} imports {_listed(missing)}, which the app environment does not have. "
+        f"Ask an admin to add {them} to the app environment, or remove the import."
+    )
+
+
+def _viewer_name() -> str | None:
+    """The hub user viewing the page now (the header the auth layer sets), inside a run."""
+    try:
+        import streamlit as st
+
+        from .auth import USER_HEADER
+
+        return st.context.headers.get(USER_HEADER)
+    except Exception:  # no script run context: nobody to show anything to
+        return None
+
+
+def script_error_handler(owner: str, viewer=_viewer_name):
+    """Streamlit's ``on_script_error``: the app's owner sees the exception in full, every
+    other viewer one plain sentence; either way the app's output gets one ``APP_ERROR`` line
+    (Streamlit has logged the traceback there just before)."""
+
+    def on_script_error(exc: Exception) -> bool:
+        import streamlit as st
+
+        who = viewer()
+        print(
+            f"{APP_ERROR}{type(exc).__name__}: {str(exc)[:300]} (viewer {who or 'unknown'})",
+            file=sys.stderr,
+            flush=True,
+        )
+        if who is not None and who == owner:
+            st.error(
+                "Your app raised an error. Its viewers see only “"
+                + VIEWER_ERROR_TEXT
+                + "”; the details, also in the app's output on the hub:"
+            )
+            st.exception(exc)
+        else:
+            st.error(VIEWER_ERROR_TEXT)
+        return True  # no default display: that would show viewers the traceback
+
+    return on_script_error
 
 
 def streamlit_options(settings) -> dict:
@@ -57,6 +180,9 @@ def streamlit_options(settings) -> dict:
             "server.enableCORS": True,
             "server.enableXsrfProtection": True,
             "browser.gatherUsageStats": False,
+            # What on_script_error does not cover (a compile error of the script itself,
+            # deprecation warnings) shows viewers no type, message or traceback either.
+            "client.showErrorDetails": "none",
         }
     )
     return options
@@ -114,6 +240,7 @@ def build_app(settings, sender=None):
     return st.App(
         settings.entry,
         middleware=[Middleware(HubAuthMiddleware, settings=settings, audit=audit)],
+        on_script_error=script_error_handler(settings.owner),
     )
 
 
@@ -126,8 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.getLogger().setLevel(settings.log_level)  # STREAMLIT_HUB_LOG_LEVEL
     entry = Path(settings.entry)
+    shown = shown_path(entry, os.environ.get("HOME"))
     if not entry.is_file():
-        print(f"streamlit-hub-app: entry file {entry} does not exist", file=sys.stderr)
+        print(f"{CANNOT_START}there is no file {shown}.", file=sys.stderr)
         return 2
 
     # The app runs as `streamlit run apps/<app>/app.py` would see it, from its own folder:
@@ -135,6 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(entry.parent)
     sys.path.insert(0, str(entry.parent))
     sys.argv = [str(entry)]
+    problem = code_problem(entry, shown)
+    if problem:
+        print(f"{CANNOT_START}{problem}", file=sys.stderr)
+        return 3
 
     import uvicorn
     from streamlit import config as st_config

@@ -37,12 +37,18 @@ def test_alice_starts_the_demo_app_from_the_hub_page(browser, hub, output_dir):
         page.click("button.new-server-btn")  # JupyterHub 6 creates the server, then reloads
         page.locator("#start-demo").click()
         page.wait_for_url(re.compile(r".*/hub/spawn/alice/demo"))
-        expect(page.locator("#streamlit-app-path")).to_be_visible()
+        # the form in app words: the app's own code, a size to pick
+        expect(page.locator("#start-app-heading")).to_have_text("Start the app “demo”")
+        expect(page.locator("#streamlit-app-path")).to_have_text(
+            "Runs apps/demo/app.py from your home."
+        )
+        expect(page.locator("label[for=streamlit-profile]")).to_have_text("Size")
         page.screenshot(path=str(output_dir / "options-form.png"))
         page.get_by_role("button", name="Start").click()
 
         page.wait_for_url(re.compile(r".*/hub/spawn-pending/alice/demo.*"), timeout=30_000)
         expect(page.locator("#progress-bar")).to_be_attached()
+        expect(page.locator("#starting-app")).to_have_text("Starting the app “demo”")
         page.screenshot(path=str(output_dir / "spawn-pending.png"))
         page.wait_for_url(re.compile(r".*/user/alice/demo/?$"), timeout=60_000)
         expect(page.get_by_role("heading", name="Sales demo")).to_be_visible(timeout=30_000)
@@ -57,3 +63,6 @@ def test_alice_starts_the_demo_app_from_the_hub_page(browser, hub, output_dir):
     assert any("/hub/spawn-pending/alice/demo" in u for u in visited), visited
     for step in ("Validating the app", "Starting Streamlit", "Waiting for the app", "App is ready"):
         assert any(step in m for m in progress), progress
+    # the hub's own steps in app words too ("Server requested" / "Server ready at" before)
+    assert "Start requested" in progress, progress
+    assert not any("Server" in m for m in progress), progress

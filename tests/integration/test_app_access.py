@@ -223,7 +223,10 @@ def test_unknown_option_and_wrong_type_are_refused_with_400(hub, alice):
 def test_start_from_the_options_form(hub, alice):
     form = alice.get(f"{hub.url}/hub/spawn/alice/viaform", timeout=30)
     assert form.status_code == 200
-    assert 'name="path"' in form.text and "apps/demo/app.py" in form.text
+    # viaform has no code of its own: the form says where it goes, offers no other app's
+    assert "apps/viaform/app.py" in form.text and "has no code yet" in form.text
+    assert 'name="path"' not in form.text and "apps/demo/app.py" not in form.text
+    # a client naming an entry file explicitly (as the REST API may) still starts it
     r = alice.post(
         f"{hub.url}/hub/spawn/alice/viaform",
         data={"path": "apps/demo/app.py", "_xsrf": alice.headers["X-XSRFToken"]},

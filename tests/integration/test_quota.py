@@ -163,9 +163,9 @@ def test_quota_endpoint_and_home_page_show_limits_and_use(hub, alice, clean):
     assert q["max_running_apps"] == 3 and q["max_apps"] == 60 and q["apps"] == 1
     assert [p["slug"] for p in q["profiles"]] == ["small", "medium"]
     assert q["default_profile"] == "medium" and q["may_start_apps"] is True
-    assert q["line"] == "1 of 3 apps running; profiles: small, medium"
+    assert q["line"] == "1 of 3 apps running; sizes: Small, Medium"
     home = alice.get(f"{hub.url}/hub/home", timeout=10).text
-    assert "1 of 3 apps running; profiles: small, medium" in home
+    assert "1 of 3 apps running; sizes: Small, Medium" in home
     assert requests.get(f"{hub.url}/hub/api/streamlit/quota", timeout=10).status_code == 403
 
 

@@ -172,6 +172,7 @@ def test_the_output_for_its_owner():
         "exit_status": 3,
         "stop_reason": "out of memory",
         "lines": ["line 1", "Traceback: boom"],
+        "problem": None,
     }
     assert h.asked == ["read:servers!server=alice/demo"]
 

@@ -5,7 +5,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jupyterhub.slugs import is_valid_safe_slug
 
-from spawner.names import EntryPathError, app_name_problem, list_apps, resolve_entry
+from spawner.names import (
+    EntryPathError,
+    MissingEntryError,
+    app_name_problem,
+    list_apps,
+    resolve_entry,
+)
 
 
 @given(st.text(max_size=40))
@@ -196,9 +202,9 @@ def test_entry_path_shapes_one_by_one(path, message):
 def test_refusals_of_resolve_entry_say_exactly_why(home):
     with pytest.raises(EntryPathError) as e:
         resolve_entry(home, "apps/none/app.py")
-    assert str(e.value) == (
-        "No file 'apps/none/app.py' in your home. Create it, or pick one of your apps."
-    )
+    where = f"{home.resolve()}/apps/none/app.py"
+    assert str(e.value) == f"No file apps/none/app.py in your home ({where})."
+    assert isinstance(e.value, MissingEntryError) and e.value.where == where
     (home / "apps" / "d.py").mkdir()
     with pytest.raises(EntryPathError) as e:
         resolve_entry(home, "apps/d.py")

@@ -9,21 +9,27 @@ from types import SimpleNamespace
 
 import pytest
 
-import spawner.mixin as mixin
 from tests.unit.test_spawner_policy import AppSpawner, User
 
-APPS = {"h1": ["demo", "a&b"], "h2": ["z<x>", "demo"], "empty": []}
 
-
-@pytest.fixture(autouse=True)
-def homes(monkeypatch):
-    monkeypatch.setattr(mixin, "list_apps", lambda home: APPS[home])
+@pytest.fixture
+def homes(tmp_path):
+    """h1 holds demo and a&b, h2 holds demo and an escaping symlink, empty holds nothing."""
+    for home, apps in {"h1": ["demo", "a&b"], "h2": ["demo"], "empty": []}.items():
+        (tmp_path / home).mkdir()
+        for a in apps:
+            (tmp_path / home / "apps" / a).mkdir(parents=True)
+            (tmp_path / home / "apps" / a / "app.py").write_text("")
+    (tmp_path / "elsewhere.py").write_text("")
+    (tmp_path / "h2" / "apps" / "out").mkdir()
+    (tmp_path / "h2" / "apps" / "out" / "app.py").symlink_to(tmp_path / "elsewhere.py")
+    return tmp_path
 
 
 def spawner(name, homes=(), profiles=(), stored=None, site="cross-site", method="GET"):
     class S(AppSpawner):
         def app_homes(self):
-            return list(homes)
+            return [str(h) for h in homes]
 
         def profile_choices(self):
             return list(profiles)
@@ -42,53 +48,54 @@ def form(sp):
     return sp.options_form(sp) if callable(sp.options_form) else sp.options_form
 
 
-FIELD = '<div class="form-group">'
-APP = '<label for="streamlit-app-path">App to run</label><select class="form-control" id="streamlit-app-path" name="path">'
-SIZE = '<label for="streamlit-profile">Machine size</label><select class="form-control" id="streamlit-profile" name="profile">'
+FIELD = '<div class="form-group mb-3">'
+SIZE = (
+    '<label for="streamlit-profile" class="form-label">Size</label>'
+    '<select class="form-select" id="streamlit-profile" name="profile">'
+)
 
 
-def test_the_apps_in_the_homes_with_this_one_selected_and_the_machine_sizes():
-    sp = spawner("demo", ["h1", "h2"], profiles=[("small", "Small"), ("l&g", 'Large "8" <GB>')])
+def test_an_app_with_its_own_code_shows_that_file_and_the_machine_sizes(homes):
+    sp = spawner(
+        "demo", [homes / "h1", homes / "h2"], profiles=[("small", "Small"), ("l&g", 'L "8" <GB>')]
+    )
     assert form(sp) == (
-        f"{FIELD}{APP}"
-        '<option value="apps/a&amp;b/app.py">a&amp;b (apps/a&amp;b/app.py)</option>'
-        '<option value="apps/demo/app.py" selected>demo (apps/demo/app.py)</option>'
-        '<option value="apps/z&lt;x&gt;/app.py">z&lt;x&gt; (apps/z&lt;x&gt;/app.py)</option>'
-        f"</select></div>{FIELD}{SIZE}"
+        f'{FIELD}<p id="streamlit-app-path">Runs <code>apps/demo/app.py</code> from your home.</p>'
+        f"</div>{FIELD}{SIZE}"
         '<option value="small">Small</option>'
-        '<option value="l&amp;g">Large &#34;8&#34; &lt;GB&gt;</option>'
+        '<option value="l&amp;g">L &#34;8&#34; &lt;GB&gt;</option>'
         "</select></div>"
     )
 
 
-def test_no_app_selected_and_no_sizes_to_pick():
-    assert form(spawner("", ["h1"])) == (
-        f"{FIELD}{APP}"
-        '<option value="apps/a&amp;b/app.py">a&amp;b (apps/a&amp;b/app.py)</option>'
-        '<option value="apps/demo/app.py">demo (apps/demo/app.py)</option>'
-        f"</select></div>{FIELD}</div>"
+def test_an_app_without_code_says_where_to_put_it_and_offers_no_other_apps_code(homes):
+    # "charts" has no folder; demo and a&b in the same home are not offered as its code
+    html = form(spawner("charts", [homes / "h1"], profiles=[("small", "Small")]))
+    where = homes / "h1" / "apps" / "charts" / "app.py"
+    assert html == (
+        f'{FIELD}<div id="streamlit-app-path" class="alert alert-warning" '
+        'data-streamlit-no-code="1"><p class="mb-1"><strong>“charts” has no code yet.</strong>'
+        '</p><p class="mb-0">Put its Streamlit script in <code>apps/charts/app.py</code> in '
+        f"your home: <code>{where}</code>. Then check again.</p></div></div>"
+        f'{FIELD}{SIZE}<option value="small">Small</option></select></div>'
     )
+    assert "apps/demo" not in html and "a&amp;b" not in html
 
 
-@pytest.mark.parametrize("name, entry", [("demo", "apps/demo/app.py"), ("", "apps/my-app/app.py")])
-def test_a_home_without_apps_says_where_to_put_one(name, entry):
-    assert form(spawner(name, ["empty"])) == (
-        f'{FIELD}<p id="streamlit-app-path">You have no apps yet. Put one at '
-        f"<code>{entry}</code> in your home.</p></div>{FIELD}</div>"
-    )
+def test_an_entry_that_leads_outside_the_home_says_why(homes):
+    html = form(spawner("out", [homes / "h2"]))
+    assert "leads outside your home" in html and "data-streamlit-no-code" in html
 
 
 def test_a_home_the_hub_cannot_see_asks_for_the_entry_file():
     assert form(spawner('x"y')) == (
-        f'{FIELD}<label for="streamlit-app-path">Entry file in your home</label>'
-        '<input class="form-control" id="streamlit-app-path" name="path" '
-        'value="apps/x&#34;y/app.py"></div>'
-        f"{FIELD}</div>"
+        f'{FIELD}<label for="streamlit-app-path" class="form-label">Entry file in your home'
+        '</label><input class="form-control" id="streamlit-app-path" name="path" '
+        'value="apps/x&#34;y/app.py" aria-describedby="streamlit-app-path-help">'
+        '<div id="streamlit-app-path-help" class="form-text">This app’s own script: '
+        "<code>apps/x&#34;y/app.py</code> unless you keep it elsewhere.</div></div>"
     )
-    assert form(spawner("", profiles=[("small", "Small")])) == (
-        f'{FIELD}<label for="streamlit-app-path">Entry file in your home</label>'
-        '<input class="form-control" id="streamlit-app-path" name="path" '
-        'value="apps/my-app/app.py"></div>'
+    assert form(spawner("", profiles=[("small", "Small")])).endswith(
         f'{FIELD}{SIZE}<option value="small">Small</option></select></div>'
     )
 

@@ -179,7 +179,7 @@ def test_several_groups_combine_to_the_most_permissive(policy):
 def test_quota_summary_and_home_line(policy):
     s = quota_summary(policy, ["analysts"], [RunningApp("sales", "small")], kept=3)
     assert s["running_apps"] == ["sales"] and s["max_running_apps"] == 2 and s["apps"] == 3
-    assert summary_line(s) == "1 of 2 apps running; profiles: small"
+    assert summary_line(s) == "1 of 2 apps running; sizes: Small"
     v = quota_summary(policy, [], [], 0)
     assert not v["may_start_apps"] and "cannot start apps" in summary_line(v)
 
@@ -814,7 +814,7 @@ def test_quota_summary_exactly(policy):
         "max_link_days": 1.0,
         "may_start_apps": True,
     }
-    assert summary_line(s) == "2 of 4 apps running; profiles: small, large"
+    assert summary_line(s) == "2 of 4 apps running; sizes: Small, Large"
     no_running = parse_policy(
         {**BASE, "groups": {"g": {"profiles": ["small"], "max_running_apps": 0}}}, "t"
     )

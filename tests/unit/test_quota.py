@@ -55,7 +55,7 @@ def test_summary_counts_running_and_starting_apps_and_kept_apps_but_no_default_s
     s = summary_for(policy_file, alice)
     assert s["running_apps"] == ["churn", "sales"] and s["apps"] == 3
     assert s["max_running_apps"] == 2 and s["max_apps"] == 4 and s["groups"] == ["analysts"]
-    assert s["line"] == "2 of 2 apps running; profiles: small, medium"
+    assert s["line"] == "2 of 2 apps running; sizes: Small, Medium"
     assert s["idle_timeout"] == 900 and s["default_profile"] == "medium"
 
 
@@ -117,7 +117,7 @@ def test_the_home_page_quota(policy_file):
     assert quota(None) is None
     assert quota(SimpleNamespace(name="svc", kind="service")) is None
     s = quota(user("alice", ["analysts"], running=["a"]))
-    assert s["line"] == "1 of 2 apps running; profiles: small, medium"
+    assert s["line"] == "1 of 2 apps running; sizes: Small, Medium"
 
 
 # ---- named_server_limit_per_user ----------------------------------------------------------
