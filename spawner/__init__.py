@@ -4,11 +4,14 @@ Layout of the package (tests/unit/test_layout.py checks that every module is lis
 
 - ``settings``       the platform's settings: documented traitlets, the environment as default
 - ``hubconfig``      ``configure(c)``: the hub configuration, called from ``hub_config/``
+- ``startup``        ``configure_or_exit(c)``: a wrong setting is one sentence; a hub stopped
+                     while starting leaves no process behind
 - ``names``          pure validation of app names and entry paths (shared by every spawner)
 - ``options``        pure parsing of ``user_options`` (REST body or form) into ``AppOptions``
 - ``policy``         the group policy: loading, validation and start/share decisions (pure)
 - ``quota``          the policy at the hub: the named-server limit, the quota API and line
-- ``sharing``        the policy's link rules on JupyterHub's share-codes API
+- ``sharing``        the policy's link rules on JupyterHub's share-codes API; consent once
+                     per viewer and app; the pending page for viewers
 - ``routes``         the hub routes the named-server limit and the audit recorder recognise
 - ``mixin``          what every Streamlit spawner shares (options, checks, progress, environment)
 - ``command``        the app server's command (``app_command``) for both spawners

@@ -23,6 +23,13 @@ Invariants (each has a test that attacks it):
 The OAuth flow is the hub's own (authorization code with PKCE, the server's API token as the
 client secret), spoken directly so the app server does not import ``jupyterhub`` (see
 ``spawner.app_server.__init__``).
+
+Streamlit's own page (``index.html``, asked for by a browser navigating to the app) gets one
+inline script (``templates/page_script.html``): when the app's connection drops it asks the
+app's health path what happened and reloads the tab when the hub or this layer has a page to
+show (the app is not running, a new sign-in, a refusal), instead of Streamlit's endless
+"Connection error"; and it puts a small "Back to the hub" link in Streamlit's top bar. Every
+page this layer shows itself links back to the hub.
 """
 
 from __future__ import annotations
@@ -63,6 +70,10 @@ _SESSION_IDLE_TTL = 12 * 3600.0
 # While the hub does not answer (a restart, an upgrade), a viewer it admitted within this
 # many seconds keeps being served on that verdict. Refusals are never extended.
 _STALE_WHILE_HUB_DOWN = 300.0
+# Streamlit's page is ~7 kB; an HTML response larger than this passes through unchanged.
+_MAX_PAGE = 512 * 1024
+# Paths under the prefix that never serve Streamlit's page (assets, media, the API).
+_NOT_PAGES = ("_stcore/", "static/", "media/", "component/", "app/static/")
 
 
 @dataclass
@@ -114,6 +125,25 @@ def _cookie_pair(name: str, value: str) -> str:
     """``name=value`` for a ``Cookie`` header, the value quoted as ``http.cookies`` quotes it
     (so a ``;`` inside a value cannot start another cookie)."""
     return f"{name}={SimpleCookie().value_encode(value)[1]}"
+
+
+def page_script(prefix: str, hub_home: str) -> bytes:
+    """The script put into Streamlit's page (``templates/page_script.html``)."""
+    return (
+        _pages()
+        .get_template("page_script.html")
+        .render(config={"prefix": prefix, "hub": hub_home})
+        .strip()
+        .encode()
+    )
+
+
+def with_page_script(body: bytes, script: bytes) -> bytes:
+    """Streamlit's page with ``script`` just before ``</head>``; any other HTML unchanged."""
+    end = body.find(b"</head>")
+    if not script or end < 0 or b'<div id="root">' not in body:
+        return body
+    return body[:end] + script + body[end:]
 
 
 @functools.cache
@@ -182,6 +212,9 @@ class HubAuthMiddleware:
         self._pass_cookies = set(settings.pass_cookies)
         self._prefix_no_slash = settings.prefix.rstrip("/")
         self._stream_path = settings.prefix + "_stcore/stream"
+        self._not_pages = tuple(settings.prefix + p for p in _NOT_PAGES)
+        self._hub_home = settings.hub_url + "home"
+        self._page_script: bytes | None = None
         self._audit_kicked = False
 
     # ---- ASGI entry -------------------------------------------------------------------
@@ -242,6 +275,10 @@ class HubAuthMiddleware:
         self.activity.touch()
         if kind == "websocket":
             await self._serve_websocket(scope, receive, send, token, viewer)
+        elif self._may_be_page(scope):
+            # uncompressed, so the page script can go in (Streamlit's page is small)
+            scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"accept-encoding"]
+            await self.app(scope, receive, self._page_sender(send))
         else:
             await self.app(scope, receive, send)
 
@@ -413,6 +450,84 @@ class HubAuthMiddleware:
             if stream is not None:
                 stream.end("access withdrawn" if closed else "closed")
 
+    # ---- Streamlit's page ---------------------------------------------------------------
+    def _may_be_page(self, scope) -> bool:
+        """A browser navigating to a page of the app (Streamlit answers its index.html)."""
+        if scope.get("method") != "GET" or scope.get("path", "").startswith(self._not_pages):
+            return False
+        headers = scope["headers"]
+        dest = header_value(headers, b"sec-fetch-dest")
+        if dest is not None:
+            return dest in ("document", "iframe")
+        return "text/html" in (header_value(headers, b"accept") or "")
+
+    def _page_sender(self, send):
+        """``send`` that gives Streamlit's page the page script (``with_page_script``); every
+        other response passes unchanged. The page's body is held until complete (at most
+        ``_MAX_PAGE`` bytes), then sent with its new length; its validators (ETag,
+        Last-Modified) are dropped, as they describe the file, not what is sent."""
+        held = None  # the response start, while its body is held
+        chunks: list[bytes] = []
+        size = 0
+
+        async def sender(message):
+            nonlocal held, size
+            kind = message["type"]
+            if kind == "http.response.start":
+                headers = message.get("headers", [])
+                if (
+                    message.get("status") == 200
+                    and (header_value(headers, b"content-type") or "").startswith("text/html")
+                    and header_value(headers, b"content-encoding") is None
+                ):
+                    held = message
+                    return
+                await send(message)
+                return
+            if held is None:
+                await send(message)
+                return
+            if kind != "http.response.body":  # not a page after all: what was held goes first
+                start, body = held, b"".join(chunks)
+                held = None
+                await send(start)
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if more and size <= _MAX_PAGE:
+                return
+            start, body = held, b"".join(chunks)
+            held = None
+            chunks.clear()
+            if more:  # too large to be Streamlit's page: send it on as it is
+                await send(start)
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+                return
+            new = with_page_script(body, self._script())
+            headers = start.get("headers", [])
+            if new is not body:
+                drop = (b"content-length", b"etag", b"last-modified")
+                headers = [(k, v) for k, v in headers if k not in drop]
+                headers.append((b"content-length", str(len(new)).encode()))
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": new})
+
+        return sender
+
+    def _script(self) -> bytes:
+        """The page script, made once; nothing (the page as Streamlit sent it) if it cannot
+        be made: the app must never fail for it."""
+        if self._page_script is None:
+            try:
+                self._page_script = page_script(self.s.prefix, self._hub_home)
+            except Exception:
+                log.exception("the page script could not be made; pages are sent without it")
+                self._page_script = b""
+        return self._page_script
+
     # ---- OAuth login ------------------------------------------------------------------
     @staticmethod
     def _query_suffix(scope) -> str:
@@ -560,10 +675,12 @@ class HubAuthMiddleware:
             403,
             f"This app belongs to {owner}",
             message,
-            link=(self.s.hub_url + "home", "Back to the hub"),
+            link=(self._hub_home, "Back to the hub"),
         )
 
     async def _refuse(self, scope, send, status: int, title: str, message: str, link=None):
+        """A refusal: a page for a browser that asked for HTML (with ``link``, and always a
+        way back to the hub), else JSON; a websocket is closed (1008)."""
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
@@ -576,6 +693,7 @@ class HubAuthMiddleware:
                     title=title,
                     message=message,
                     link={"href": link[0], "text": link[1]} if link else None,
+                    back=None if link and link[0] == self._hub_home else self._hub_home,
                 )
                 .encode()
             )

@@ -519,14 +519,15 @@ def test_a_prefix_ending_in_capital_x():
     assert sent[0]["status"] == 302 and dict(sent[0]["headers"])[b"location"] == b"/user/X/"
 
 
-def test_a_refusal_page_without_a_link_has_none():
+def test_a_refusal_page_without_a_link_has_only_the_way_back_to_the_hub():
     mw, _ = make()
     sent = run(exchange(mw, method="POST", headers=[("Accept", "text/html")]))
     assert (
         sent[1]["body"]
         .decode()
         .endswith(
-            "<h1>Sign in required</h1><p>Sign in through the hub to use this app.</p></body></html>"
+            "<h1>Sign in required</h1><p>Sign in through the hub to use this app.</p>"
+            '<p><a href="/hub/home">Back to the hub</a></p></body></html>'
         )
     )
 

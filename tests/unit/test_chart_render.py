@@ -91,7 +91,7 @@ def test_production_secrets_reach_the_hub_only_by_reference(prod):
 
 def test_the_extra_config_only_imports_and_calls_configure_after_the_charts_own(each):
     assert each.values["hub"]["extraConfig"] == {
-        "streamlit-hub": "from spawner.hubconfig import configure\nconfigure(c)\n"
+        "streamlit-hub": "from spawner.startup import configure_or_exit\nconfigure_or_exit(c)\n"
     }
     config = each.get("ConfigMap", "hub")["data"]["jupyterhub_config.py"]
     # the chart runs hub.extraConfig last: configure(c) sees (and may override) all of it

@@ -63,7 +63,8 @@ def test_values_wire_the_platform_and_keep_logic_in_python():
     v = yaml.safe_load((REPO / "helm-values/values.yaml").read_text())
     (extra,) = v["hub"]["extraConfig"].values()
     code = [line for line in extra.splitlines() if line.strip()]
-    assert code == ["from spawner.hubconfig import configure", "configure(c)"]
+    # configure(c), a wrong setting stopping the hub with its sentence (spawner/startup.py)
+    assert code == ["from spawner.startup import configure_or_exit", "configure_or_exit(c)"]
     assert v["hub"]["allowNamedServers"] is True
     assert v["hub"]["extraEnv"]["STREAMLIT_HUB_MODE"] == "kubernetes"
     # the app server's command, user and volume group are the spawner's: null (Helm then drops

@@ -13,7 +13,13 @@ from tornado import web
 
 from spawner.activity_guard import OwnServerActivityAPIHandler
 from spawner.policy import PolicyError, parse_policy
-from spawner.sharing import PolicyShareCodeAPIHandler, link_problem, policy_authenticator
+from spawner.sharing import (
+    ConsentOnceAuthorizeHandler,
+    PolicyShareCodeAPIHandler,
+    ViewerSpawnPendingHandler,
+    link_problem,
+    policy_authenticator,
+)
 
 DAY = 86400
 
@@ -245,6 +251,10 @@ def test_policy_authenticator_serves_the_share_codes_route_first():
             {"policy_file": "/etc/policy.yaml"},
         ),
         (r"/api/users/([^/]+)/activity", OwnServerActivityAPIHandler),
+        # consent once per viewer and app; the pending page for viewers (tests/unit/test_consent.py)
+        (r"/api/oauth2/authorize", ConsentOnceAuthorizeHandler),
+        (r"/spawn-pending/([^/]+)", ViewerSpawnPendingHandler),
+        (r"/spawn-pending/([^/]+)/([^/]+)", ViewerSpawnPendingHandler),
         ("/login", "LoginHandler"),
     ]
 
