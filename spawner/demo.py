@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import sys
 from pathlib import Path
 
 DEMO_USERS = ("alice", "bob", "carol", "admin")
@@ -19,23 +18,24 @@ DEMO_APP_OWNERS = ("alice", "bob")
 DEMO_APP_NAME = "demo"
 
 
-def demo_password(data_dir: Path, announce=True) -> str:
+def demo_password(data_dir: Path) -> str:
     """A password generated once and kept in the data dir (when the settings name none)."""
     path = data_dir / "demo-password"
     if path.exists():
-        password = path.read_text().strip()
-    else:
-        password = secrets.token_urlsafe(12)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(password + "\n")
-    if announce:
-        print(
-            f"\n  Demo users {', '.join(DEMO_USERS)} sign in with the password: {password}\n"
-            f"  (kept in {path}; set STREAMLIT_HUB_DEMO_PASSWORD to choose one)\n",
-            file=sys.stderr,
-        )
+        return path.read_text().strip()
+    password = secrets.token_urlsafe(12)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(password + "\n")
     return password
+
+
+def password_notice(data_dir: Path, password: str) -> str:
+    """What ``make run`` prints about the generated password."""
+    return (
+        f"Demo users {', '.join(DEMO_USERS)} sign in with the password: {password}\n"
+        f"  (kept in {data_dir / 'demo-password'}; set STREAMLIT_HUB_DEMO_PASSWORD to choose one)"
+    )
 
 
 def seed_demo_apps(homes_root: Path, source: Path) -> list[Path]:

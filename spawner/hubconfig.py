@@ -422,15 +422,17 @@ def configure_local(c, s: StreamlitHub) -> None:
 
     c.JupyterHub.ip = "127.0.0.1"
     c.JupyterHub.port = s.port
+    # What a person needs to know, said once everything is checked (a bad setting after it
+    # would leave an address and a password above the error).
+    notices = []
     if configure_app_origins(c, s) and s.environ is os.environ:
         # JupyterHub's own banner names the address it binds (127.0.0.1), where sign-in
         # would not carry over to the apps' hosts: say which address to open.
         from urllib.parse import urlparse
 
-        print(
-            f"\n  Open {s.public_url.rstrip('/')}/ (each analyst's apps are served from "
-            f"<analyst>.{urlparse(s.public_url).netloc})\n",
-            file=sys.stderr,
+        notices.append(
+            f"Open {s.public_url.rstrip('/')}/ (each analyst's apps are served from "
+            f"<analyst>.{urlparse(s.public_url).netloc})"
         )
     c.JupyterHub.hub_ip = "127.0.0.1"
     c.JupyterHub.hub_port = s.hub_api_port
@@ -460,8 +462,11 @@ def configure_local(c, s: StreamlitHub) -> None:
     if s.auth == "google":
         configure_google(c, s)
     else:
-        demo_sign_in(c, s.demo_password or demo.demo_password(data_dir))
+        password = s.demo_password or demo.demo_password(data_dir)
+        demo_sign_in(c, password)
         demo.seed_demo_apps(homes, Path(s.config_dir) / "demo_app")
+        if not s.demo_password:
+            notices.append(demo.password_notice(data_dir, password))
     policy = configure_policy(c, str(Path(s.policy).resolve()))
     from .policy import KUBERNETES_ONLY, kubernetes_only_grants
 
@@ -479,6 +484,8 @@ def configure_local(c, s: StreamlitHub) -> None:
         configure_audit(c, data_dir, s, readers=set(demo.DEMO_ADMINS))
     # Last: every setting is checked first; this one checks the machine (folder modes).
     configure_app_accounts(c, s)
+    for notice in notices:
+        print(f"\n  {notice}\n", file=sys.stderr)
 
 
 def refuse_ports_in_use(s: StreamlitHub, proxy_pid_file: Path | None = None) -> None:

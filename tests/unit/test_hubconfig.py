@@ -447,3 +447,12 @@ def test_data_grants_in_local_mode_are_said_to_be_kubernetes_only(tmp_path, capl
             },
         )
     assert "groups.analysts" in caplog.text and "Kubernetes only" in caplog.text
+
+
+def test_the_address_and_password_are_said_only_once_every_setting_is_checked(tmp_path, capsys):
+    bad = tmp_path / "p.yaml"
+    bad.write_text("groups: {analysts: {profiles: [nope]}}\n")
+    env = {"STREAMLIT_HUB_DATA_DIR": str(tmp_path / "d"), "STREAMLIT_HUB_POLICY": str(bad)}
+    with pytest.raises(ConfigError):
+        configure(Config(), env)
+    assert "password" not in capsys.readouterr().err
