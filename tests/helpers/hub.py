@@ -210,11 +210,13 @@ class Hub:
             self._log.close()
             self._log = None
         left = wait_gone(str(self.data_dir), timeout=10)
-        left += [
-            p
-            for p in wait_gone(f"--api-port {self.proxy_api_port}".replace(" ", "\0"), timeout=5)
-            if p not in left
-        ]
+        # the proxy (by its API port) and the hub's services, the idle culler and the audit
+        # service (by the hub API URL in their environment), none of which name the data dir
+        for needle in (
+            f"--api-port {self.proxy_api_port}".replace(" ", "\0"),
+            f"JUPYTERHUB_API_URL=http://127.0.0.1:{self.hub_port}/",
+        ):
+            left += [p for p in wait_gone(needle, timeout=5) if p not in left]
         for pid in left:  # never leave anything behind, even when the test then fails
             try:
                 os.kill(pid, signal.SIGKILL)
