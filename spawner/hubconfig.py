@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from . import demo
-from .policy import PolicyError, load_policy
+from .policy import Policy, PolicyError, PolicyFile, load_policy
 from .settings import HUB_CONFIG_DIR, ConfigError, StreamlitHub
 
 __all__ = ["HUB_CONFIG_DIR", "ConfigError", "StreamlitHub", "configure", "load_extra_config"]
@@ -147,8 +147,9 @@ def sharing_roles(policy) -> list[dict]:
     ]
 
 
-def configure_policy(c, path: str) -> None:
-    """Validate the group policy now (a bad file stops the hub) and wire it everywhere."""
+def configure_policy(c, path: str) -> Policy:
+    """Validate the group policy now (a bad file stops the hub) and hand one
+    :class:`PolicyFile` to every hub-side consumer; the spawners get its path."""
     from .app_output import AppOutputAPIHandler, AppStatusAPIHandler
     from .quota import QuotaAPIHandler, make_named_server_limit, make_template_quota
     from .viewer import template_viewer
@@ -157,6 +158,7 @@ def configure_policy(c, path: str) -> None:
         policy = load_policy(path)
     except PolicyError as e:
         raise ConfigError(f"group policy: {e}") from None
+    source = PolicyFile(path)
     # Merged with roles configured before (the chart's hub.loadRoles), ours replacing any of
     # the same name.
     ours = sharing_roles(policy)
@@ -172,19 +174,19 @@ def configure_policy(c, path: str) -> None:
     from .hub_host import hub_host_only
 
     c.JupyterHub.authenticator_class = hub_host_only(
-        policy_authenticator(_resolve_authenticator(current), path)
+        policy_authenticator(_resolve_authenticator(current), source)
     )
-    c.JupyterHub.named_server_limit_per_user = make_named_server_limit(path)
+    c.JupyterHub.named_server_limit_per_user = make_named_server_limit(source)
     # JupyterHub marks extra_handlers deprecated (3.1) but serves them; these two move into
     # the platform's hub-managed service when the audit service lands.
     c.JupyterHub.extra_handlers = [
-        (r"/api/streamlit/quota", QuotaAPIHandler, {"policy_file": path}),
+        (r"/api/streamlit/quota", QuotaAPIHandler, {"policy": source}),
         (r"/api/streamlit/apps/([^/]+)/([^/]+)/output", AppOutputAPIHandler),
         (r"/api/streamlit/apps/([^/]+)/([^/]+)/status", AppStatusAPIHandler),
     ]
     c.JupyterHub.template_vars = {
         **_configured_dict(c.JupyterHub, "template_vars"),
-        "streamlit_quota": make_template_quota(path),
+        "streamlit_quota": make_template_quota(source),
         "streamlit_me": template_viewer,
     }
     return policy

@@ -309,7 +309,7 @@ class StreamlitKubeSpawner(AppServerCommand, StreamlitSpawnerMixin, KubeSpawner)
         the pod has its own (a configured ``home_mount``)."""
         if not self.policy_file:
             return DataAccess()
-        from .quota import group_names
+        from .policy import group_names
 
         access = data_access(cached_policy(self.policy_file), group_names(self.user))
         if access.problem:

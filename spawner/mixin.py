@@ -44,7 +44,7 @@ from .names import (
     resolve_entry,
 )
 from .options import AppOptions, OptionsError, options_from_form_data, parse_user_options
-from .policy import Profile, cached_policy, decide_start
+from .policy import Profile, cached_policy, decide_start, group_names
 
 # The confirmation form's field: "start again with the stored options".
 RESTART_FIELD = "streamlit-restart"
@@ -316,7 +316,7 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
         from .policy import limits_for
 
         policy = cached_policy(self.policy_file)
-        rule = limits_for(policy, [g.name for g in self.user.groups]).rule
+        rule = limits_for(policy, group_names(self.user)).rule
         slugs = sorted(rule.profiles, key=lambda s: s != rule.default_profile)
         return [(s, policy.profiles[s].display_name) for s in slugs]
 
@@ -332,7 +332,6 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
         """
         if not self.policy_file:
             return None
-        from .quota import group_names
 
         policy, decision = self._policy_decision(options)
         self._refuse_unless_allowed(policy, decision)
@@ -344,7 +343,7 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
         return decision.profile
 
     def _policy_decision(self, options):
-        from .quota import group_names, running_apps
+        from .quota import running_apps
 
         policy = cached_policy(self.policy_file)
         return policy, decide_start(
@@ -359,7 +358,6 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
         if decision.allowed:
             return
         from .metrics import QUOTA_REFUSALS, policy_groups_label
-        from .quota import group_names
 
         QUOTA_REFUSALS.labels(
             policy_groups_label(policy, group_names(self.user)), decision.code

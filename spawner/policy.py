@@ -452,6 +452,26 @@ _cache: dict[str, tuple[float, Policy]] = {}
 _cache_lock = threading.Lock()
 
 
+def group_names(user) -> list[str]:
+    """A hub user's group names, in the order JupyterHub gives them."""
+    return [g.name for g in user.groups]
+
+
+@dataclass(frozen=True)
+class PolicyFile:
+    """The group policy the hub was configured with: one object, made once by the hub's
+    configuration and handed to every hub-side consumer (the quota API and line, the
+    named-server limit, the share-link rules). ``current`` is the policy now: the file is
+    re-read when it changes (a stat per call), so an edited ConfigMap applies without a
+    restart. The spawners get the path (``policy_file``), as traitlets configuration."""
+
+    path: str
+
+    @property
+    def current(self) -> Policy:
+        return cached_policy(self.path)
+
+
 def cached_policy(path: str) -> Policy:
     """The policy at ``path``, re-read when the file changes (checked on each call: a stat)."""
     mtime = os.stat(path).st_mtime

@@ -16,7 +16,7 @@ import json
 from jupyterhub.apihandlers import APIHandler
 from tornado import web
 
-from .policy import RunningApp, cached_policy, limits_for, quota_summary, summary_line
+from .policy import PolicyFile, RunningApp, group_names, limits_for, quota_summary, summary_line
 from .routes import SERVER_API, SPAWN, route_of
 
 
@@ -30,12 +30,8 @@ def running_apps(user, exclude=None) -> list[RunningApp]:
     return out
 
 
-def group_names(user) -> list[str]:
-    return [g.name for g in user.groups]
-
-
-def summary_for(policy_file: str, user) -> dict:
-    policy = cached_policy(policy_file)
+def summary_for(policy: PolicyFile, user) -> dict:
+    policy = policy.current
     kept = len([n for n in user.orm_spawners if n])
     s = quota_summary(policy, group_names(user), running_apps(user), kept)
     s["line"] = summary_line(s)
@@ -45,8 +41,8 @@ def summary_for(policy_file: str, user) -> dict:
 class QuotaAPIHandler(APIHandler):
     """GET /hub/api/streamlit/quota: the current user's effective limits and usage."""
 
-    def initialize(self, policy_file: str):
-        self.policy_file = policy_file
+    def initialize(self, policy: PolicyFile):
+        self.policy = policy
 
     async def get(self):
         user = self.current_user
@@ -54,10 +50,10 @@ class QuotaAPIHandler(APIHandler):
             raise web.HTTPError(403, "Sign in as a user to see your app quota.")
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
-        self.write(json.dumps(summary_for(self.policy_file, user)))
+        self.write(json.dumps(summary_for(self.policy, user)))
 
 
-def make_named_server_limit(policy_file: str):
+def make_named_server_limit(policy: PolicyFile):
     def named_server_limit(handler) -> int:
         user = handler.current_user
         server = None
@@ -68,7 +64,7 @@ def make_named_server_limit(policy_file: str):
             server = route.server
         if user is None:
             return 1
-        limits = limits_for(cached_policy(policy_file), group_names(user))
+        limits = limits_for(policy.current, group_names(user))
         if limits.rule.max_apps > 0:
             return limits.rule.max_apps
         exists = server is not None and server in getattr(user, "orm_spawners", {})
@@ -81,10 +77,10 @@ def make_named_server_limit(policy_file: str):
     return named_server_limit
 
 
-def make_template_quota(policy_file: str):
+def make_template_quota(policy: PolicyFile):
     def template_quota(user):
         if user is None or getattr(user, "kind", "user") != "user":
             return None
-        return summary_for(policy_file, user)
+        return summary_for(policy, user)
 
     return template_quota

@@ -51,7 +51,7 @@ from pydantic import ValidationError
 from tornado import web
 
 from .activity_guard import OwnServerActivityAPIHandler
-from .policy import cached_policy, limits_for
+from .policy import PolicyFile, group_names, limits_for
 
 _DAY = 86400
 
@@ -106,8 +106,8 @@ def share_code_request(body, *, validate: bool = True) -> dict:
 
 
 class PolicyShareCodeAPIHandler(ServerShareCodeAPIHandler):
-    def initialize(self, policy_file: str):
-        self.policy_file = policy_file
+    def initialize(self, policy: PolicyFile):
+        self.policy = policy
 
     async def post(self, user_name, server_name=None):
         owner = self.find_user(user_name)
@@ -120,8 +120,8 @@ class PolicyShareCodeAPIHandler(ServerShareCodeAPIHandler):
             # JupyterHub's own checks, with the exceptions it does not catch made 400s.
             body = share_code_request(self.get_json_body(), validate=False)
             problem = link_problem(
-                cached_policy(self.policy_file),
-                [g.name for g in owner.groups],
+                self.policy.current,
+                group_names(owner),
                 user_name,
                 body.get("expires_in"),
             )
@@ -301,7 +301,7 @@ class ViewerSpawnPendingHandler(SpawnPendingHandler):
         self.finish(html)
 
 
-def policy_authenticator(base: type, policy_file: str) -> type:
+def policy_authenticator(base: type, policy: PolicyFile) -> type:
     """``base`` (an Authenticator class) serving the share-codes API with the policy's rules,
     the activity API with app tokens held to their own app, the OAuth authorize step asking
     a viewer once per app, and the pending page for viewers of a starting or stopping app."""
@@ -315,7 +315,7 @@ def policy_authenticator(base: type, policy_file: str) -> type:
                 (
                     r"/api/share-codes/([^/]+)/([^/]*)",
                     PolicyShareCodeAPIHandler,
-                    {"policy_file": policy_file},
+                    {"policy": policy},
                 ),
                 (r"/api/users/([^/]+)/activity", OwnServerActivityAPIHandler),
                 (r"/api/oauth2/authorize", ConsentOnceAuthorizeHandler),

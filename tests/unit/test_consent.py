@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 from jupyterhub import orm
 
+from spawner.policy import PolicyFile
 from spawner.sharing import (
     CONSENTS,
     ConsentOnceAuthorizeHandler,
@@ -208,7 +209,7 @@ def test_the_authenticator_serves_the_authorize_step_and_makes_the_table(tmp_pat
     class App:
         db = session
 
-    handlers = policy_authenticator(DummyAuthenticator, "p.yaml")().get_handlers(App())
+    handlers = policy_authenticator(DummyAuthenticator, PolicyFile("p.yaml"))().get_handlers(App())
     assert (r"/api/oauth2/authorize", ConsentOnceAuthorizeHandler) in handlers
     assert "streamlit_app_consents" in session.get_bind().dialect.get_table_names(
         session.connection()

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 from tornado import web
 
+from spawner.policy import PolicyFile
 from spawner.quota import QuotaAPIHandler, make_named_server_limit, make_template_quota, summary_for
 
 POLICY = """
@@ -25,9 +26,10 @@ defaults: {profiles: [], max_running_apps: 0, max_apps: 0}
 
 @pytest.fixture
 def policy_file(tmp_path):
+    """The policy as the hub's configuration hands it to the quota code."""
     p = tmp_path / "policy.yaml"
     p.write_text(POLICY)
-    return str(p)
+    return PolicyFile(str(p))
 
 
 def user(name, groups=(), running=(), starting=(), kept=(), kind="user"):
@@ -223,7 +225,7 @@ def test_a_group_allowed_one_app_gets_one_not_a_refusal(tmp_path):
     p.write_text(
         POLICY.replace("max_running_apps: 2, max_apps: 4", "max_running_apps: 1, max_apps: 1")
     )
-    limit = make_named_server_limit(str(p))
+    limit = make_named_server_limit(PolicyFile(str(p)))
     alice = user("alice", ["analysts"])
     assert (
         limit(limit_handler("/hub/api/users/alice/servers/new", alice, users={"alice": alice})) == 1
@@ -245,3 +247,20 @@ def test_spawner_and_user_objects_missing_optional_attributes(policy_file):
     h = limit_handler("/hub/api/users/bob/servers/x", bare, users={"bob": bare})
     with pytest.raises(web.HTTPError, match="bob may open apps shared with them"):
         limit(h)
+
+
+def test_the_policy_object_rereads_an_edited_file(tmp_path):
+    """One PolicyFile is handed out at start; an edited policy (a ConfigMap update) applies
+    to its next use without a restart."""
+    import os
+
+    p = tmp_path / "policy.yaml"
+    p.write_text(POLICY)
+    source = PolicyFile(str(p))
+    limit = make_named_server_limit(source)
+    alice = user("alice", ["analysts"])
+    handler = limit_handler("/hub/api/users/alice/servers/new", alice, users={"alice": alice})
+    before = limit(handler)
+    p.write_text(POLICY.replace("max_apps: 4", "max_apps: 9"))
+    os.utime(p, (os.stat(p).st_atime + 5, os.stat(p).st_mtime + 5))
+    assert (before, limit(handler)) == (4, 9)

@@ -12,7 +12,7 @@ from jupyterhub.apihandlers.shares import ServerShareCodeAPIHandler
 from tornado import web
 
 from spawner.activity_guard import OwnServerActivityAPIHandler
-from spawner.policy import PolicyError, parse_policy
+from spawner.policy import PolicyError, PolicyFile, parse_policy
 from spawner.sharing import (
     ConsentOnceAuthorizeHandler,
     PolicyShareCodeAPIHandler,
@@ -174,7 +174,7 @@ groups: {ds: {profiles: [small], may_share_links: true, max_link_days: 2},
          an: {profiles: [small], may_share_links: false}}
 defaults: {profiles: [], max_running_apps: 0, max_apps: 0}
 """)
-    return str(p)
+    return PolicyFile(str(p))
 
 
 @pytest.fixture
@@ -240,7 +240,8 @@ def test_policy_authenticator_serves_the_share_codes_route_first():
         def get_handlers(self, app):
             return [("/login", "LoginHandler")]
 
-    cls = policy_authenticator(Base, "/etc/policy.yaml")
+    source = PolicyFile("/etc/policy.yaml")
+    cls = policy_authenticator(Base, source)
     assert cls.__name__ == cls.__qualname__ == "StreamlitHubBase"
     assert issubclass(cls, Base)
     handlers = cls().get_handlers(None)
@@ -248,7 +249,7 @@ def test_policy_authenticator_serves_the_share_codes_route_first():
         (
             r"/api/share-codes/([^/]+)/([^/]*)",
             PolicyShareCodeAPIHandler,
-            {"policy_file": "/etc/policy.yaml"},
+            {"policy": source},
         ),
         (r"/api/users/([^/]+)/activity", OwnServerActivityAPIHandler),
         # consent once per viewer and app; the pending page for viewers (tests/unit/test_consent.py)

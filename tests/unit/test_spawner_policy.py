@@ -16,8 +16,8 @@ from prometheus_client import REGISTRY
 
 import spawner.audit.hub_recorder as hub_recorder
 from spawner.mixin import StreamlitSpawnerMixin
-from spawner.policy import RunningApp
-from spawner.quota import group_names, running_apps
+from spawner.policy import RunningApp, group_names
+from spawner.quota import running_apps
 
 POLICY = """
 profiles:
