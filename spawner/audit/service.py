@@ -64,6 +64,7 @@ CSV_FIELDS = (
     "owner",
     "app",
     "viewer",
+    "actor",
     "viewer_groups",
     "page",
     "session",
@@ -73,6 +74,7 @@ CSV_FIELDS = (
     "duration_s",
     "client",
     "user_agent",
+    "extra",
     "id",
 )
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
@@ -132,6 +134,8 @@ def _csv_cell(value) -> str:
         return ""
     if isinstance(value, list):
         value = ",".join(value)
+    elif isinstance(value, dict):  # ``extra``: its JSON, keys sorted
+        value = json.dumps(value, sort_keys=True, ensure_ascii=False) if value else ""
     text = str(value)
     # Spreadsheet formula injection: a viewer name or page starting with = + - @ is data.
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
@@ -632,13 +636,34 @@ def _quiet_log(handler):
         )
 
 
+def store_problem(db_url: str, error: Exception) -> str:
+    """One sentence about an audit store the service cannot use, its password hidden."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        where = make_url(db_url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL: say which setting, not its text
+        where = "(unparsable URL)"
+    cause = getattr(error, "orig", None) or error
+    first = (str(cause).splitlines() or [""])[0]
+    return (
+        f"cannot use the audit store {where} (STREAMLIT_HUB_AUDIT_DB_URL): "
+        f"{type(cause).__name__}: {first}"
+    )
+
+
 def main(argv=None) -> int:
     logging.basicConfig(level="INFO", format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         own = AuditServiceSettings()
         app, settings = make_app(event_stream=sys.stdout)
     except (ServiceConfigError, ValueError) as e:
         print(f"streamlit-hub-audit: {e}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as e:
+        print(f"streamlit-hub-audit: {store_problem(own.db_url, e)}", file=sys.stderr)
         return 2
     logging.getLogger().setLevel(own.log_level)  # STREAMLIT_HUB_LOG_LEVEL
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8082"))
@@ -652,12 +677,22 @@ def main(argv=None) -> int:
             )
 
     async def run():
-        await IOLoop.current().run_in_executor(settings["audit_executor"], purge)
+        try:
+            await IOLoop.current().run_in_executor(settings["audit_executor"], purge)
+        except SQLAlchemyError as e:
+            raise ServiceConfigError(store_problem(own.db_url, e)) from None
         PeriodicCallback(
             lambda: IOLoop.current().run_in_executor(settings["audit_executor"], purge), 3600 * 1000
         ).start()
         bind = own.bind or url.hostname or "127.0.0.1"
-        app.listen(url.port or 8082, bind, xheaders=True)
+        port = url.port or 8082
+        try:
+            app.listen(port, bind, xheaders=True)
+        except OSError as e:
+            raise ServiceConfigError(
+                f"cannot listen on {bind}:{port} (the hub's STREAMLIT_HUB_AUDIT_PORT): "
+                f"{e.strerror or e}"
+            ) from None
         log.info(
             "audit service on %s (store %s, retention %s days)",
             url.geturl(),
@@ -670,6 +705,9 @@ def main(argv=None) -> int:
         asyncio.run(run())
     except KeyboardInterrupt:
         pass
+    except ServiceConfigError as e:
+        print(f"streamlit-hub-audit: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -646,3 +646,19 @@ def test_metrics_label_received_events_by_type_and_time_their_delivery(service):
         )
     )
     assert 0 <= lag < 1
+
+
+def test_the_csv_export_says_who_did_what_and_carries_extra(service):
+    """A share or stop row names its actor; ``extra`` (who got access) is a JSON cell."""
+    import csv
+    import io
+
+    event = view(1, type="share_granted", actor="alice", extra={"with": "carol", "kind": "user"})
+    for key in ("page", "session"):
+        event.pop(key, None)
+    service("POST", "api/events", "hub", {"events": [event]})
+    r = service("GET", "api/events?format=csv", "alice")
+    rows = list(csv.DictReader(io.StringIO(r.body.decode())))
+    assert [(row["type"], row["actor"], row["extra"]) for row in rows] == [
+        ("share_granted", "alice", '{"kind": "user", "with": "carol"}')
+    ]
