@@ -169,7 +169,10 @@ def test_an_audit_service_that_cannot_start_stops_the_hub_and_everything_with_it
         assert hub.proc.returncode == 1
         assert gone(hub) == []
         log = log_of(hub)
-        assert "Service audit exited with status 1" in log
+        assert "Service audit exited with status 2" in log
+        # the service's own one sentence, no traceback (spawner/audit/service.py)
+        assert f"streamlit-hub-audit: cannot listen on 127.0.0.2:{port}" in log
+        assert "Traceback" not in log
         assert "stopped 2 processes the hub had started" in log  # the proxy, the culler
         assert "KeyboardInterrupt" not in log and "jupyterhub/app.py" not in log
     finally:
