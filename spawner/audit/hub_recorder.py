@@ -33,6 +33,7 @@ import os
 import socket
 
 from ..client_address import client_address, configured_networks, parse_networks
+from ..policy import group_names
 from ..routes import ACCEPT_SHARE, OAUTH_AUTHORIZE, SERVER_API, SHARE_CODES, SHARES, route_of
 from .client import AuditSender, AuditSpool, new_event
 
@@ -69,7 +70,7 @@ def reason_for(actor: str | None, kind: str, admin: bool, owner: str) -> str:
 
 def _groups(user) -> list[str]:
     try:
-        return sorted(g.name for g in user.groups)
+        return sorted(group_names(user))
     except Exception:
         return []
 
