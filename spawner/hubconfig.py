@@ -501,7 +501,9 @@ def refuse_ports_in_use(s: StreamlitHub, proxy_pid_file: Path | None = None) -> 
     import socket
 
     ports = [("hub_api_port", s.hub_api_port)]
-    if not _alive(proxy_pid_file):
+    from .startup import proxy_running
+
+    if not (proxy_pid_file and proxy_running(proxy_pid_file)):
         ports[:0] = [("port", s.port), ("proxy_api_port", s.proxy_api_port)]
     if s.audit == "on":
         ports.append(("audit_port", s.audit_port))
@@ -517,23 +519,6 @@ def refuse_ports_in_use(s: StreamlitHub, proxy_pid_file: Path | None = None) -> 
                     f"{s.variable(name)}={port}: 127.0.0.1:{port} is in use (another hub, or "
                     f"another program): stop it or set {s.variable(name)} to a free port"
                 ) from None
-
-
-def _alive(pid_file: Path | None) -> bool:
-    """Whether the process a pid file names is running."""
-    try:
-        pid = int(pid_file.read_text().strip()) if pid_file else 0
-    except (OSError, ValueError):
-        return False
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _refuse_port_clash(s: StreamlitHub) -> None:

@@ -137,6 +137,13 @@ def _is_proxy(pid: int) -> bool:
         return _alive(pid) and "configurable-http-proxy" in _ps_command(pid)
 
 
+def proxy_running(pid_file) -> bool:
+    """Whether the pid file names a running configurable-http-proxy (a pid reused by another
+    program does not count)."""
+    pid = _read_pid(pid_file)
+    return pid is not None and _is_proxy(pid)
+
+
 def _ps_command(pid: int) -> str:
     try:
         return subprocess.run(

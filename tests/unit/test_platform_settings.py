@@ -209,6 +209,8 @@ def test_a_port_another_program_holds_stops_the_hub_with_the_setting_named():
 def test_the_proxy_this_hub_left_running_is_taken_over_not_refused(tmp_path):
     import os
     import socket
+    import subprocess
+    import time
 
     from spawner.hubconfig import refuse_ports_in_use
 
@@ -218,8 +220,17 @@ def test_the_proxy_this_hub_left_running_is_taken_over_not_refused(tmp_path):
         port = taken.getsockname()[1]
         s = StreamlitHub(environ={"STREAMLIT_HUB_PORT": str(port)})
         pid_file = tmp_path / "jupyterhub-proxy.pid"
-        pid_file.write_text(f"{os.getpid()}\n")  # a live process: the proxy of last time
-        refuse_ports_in_use(s, proxy_pid_file=pid_file)
+        proxy = subprocess.Popen(["bash", "-c", "exec -a configurable-http-proxy sleep 30"])
+        try:
+            time.sleep(0.2)  # exec'd
+            pid_file.write_text(f"{proxy.pid}\n")  # the proxy of last time, still running
+            refuse_ports_in_use(s, proxy_pid_file=pid_file)
+        finally:
+            proxy.kill()
+            proxy.wait()
+        pid_file.write_text(f"{os.getpid()}\n")  # a live pid, but not a proxy (reused)
+        with pytest.raises(ConfigError, match="is in use"):
+            refuse_ports_in_use(s, proxy_pid_file=pid_file)
         pid_file.write_text("999999999\n")  # gone: the port is someone else's
         with pytest.raises(ConfigError, match="is in use"):
             refuse_ports_in_use(s, proxy_pid_file=pid_file)
