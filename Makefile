@@ -1,5 +1,5 @@
 # jupyterhub-streamlit: two commands do all the set-up on a fresh machine.
-#   make run    start the hub on http://127.0.0.1:8000 (local mode, demo users and app)
+#   make run    start the hub on http://localhost:8000 (local mode, demo users and app)
 #   make test   install everything and run the test suite
 SHELL := /bin/bash
 PYTHON ?= python3
