@@ -266,7 +266,7 @@ def main(argv=None) -> int:
         help="mutants tested at once (default 1, or $MUTATION_JOBS)",
     )
     ap.add_argument("--fail-under", type=float, default=90.0)
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)  # `run --jobs 2 names` as `--jobs 2 run names`
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
         ap.error(f"unknown module(s) {', '.join(unknown)}; known: {', '.join(MODULES)}")
