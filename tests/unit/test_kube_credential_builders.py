@@ -7,9 +7,15 @@ import re
 from types import SimpleNamespace
 
 import pytest
-from kubernetes_asyncio.client.models import V1Container, V1EnvVar
 
-from spawner.kube import data_volume_name, move_credentials
+from tests.unit import test_kube_manifest
+
+# kubernetes_asyncio reads KUBECONFIG when it is first imported: test_kube_manifest sets it
+KUBECONFIG = test_kube_manifest._KUBECONFIG
+
+from kubernetes_asyncio.client.models import V1Container, V1EnvVar  # noqa: E402
+
+from spawner.kube import data_volume_name, move_credentials  # noqa: E402
 
 TOKEN = "0123456789abcdef"
 
