@@ -17,6 +17,9 @@ in the default config) read everything; an app server's own token reads only its
 events; any other user token reads the events of its user's apps; a service without the
 scope reads nothing.
 
+The usage page at ``/services/audit/`` (and its error page) is in ``pages.py``, with
+the same reach rules.
+
 Bodies: any shape or depth of JSON gets a 4xx, never a 500; a non-finite number (``NaN``,
 ``Infinity``, ``1e999``) anywhere in an event is refused naming the field (strict JSON
 readers of the export could not read it back).
@@ -30,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import html
 import io
 import json
 import logging
@@ -38,11 +40,11 @@ import os
 import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
-from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
+from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler
 from tornado import web
 from tornado.ioloop import IOLoop, PeriodicCallback
 
@@ -69,6 +71,7 @@ CSV_FIELDS = (
     "page",
     "session",
     "profile",
+    "version",
     "outcome",
     "reason",
     "duration_s",
@@ -469,123 +472,16 @@ class OpenAPIHandler(_Base):
         self.finish(OPENAPI_FILE.read_bytes())
 
 
-class UsagePageHandler(HubOAuthenticated, _Base):
-    """The HTML usage page: per app, page views and distinct viewers by day, and recent events."""
-
-    def initialize(self):
-        # HubOAuthenticated's own ``hub_auth`` (the singleton) would win over _Base's: use the
-        # service's, as every other handler does (the same object outside of tests).
-        self.hub_auth = self.settings["hub_auth"]
-
-    async def get(self):
-        model = await self.caller()
-        if not model:
-            self.redirect(self.get_login_url())  # the hub's OAuth, with state and PKCE
-            return
-        reach = token_reach(model)
-        owners, only = (None, {}) if reach is None else _narrow(reach, {})
-        days = 14
-        since = datetime.now(UTC) - timedelta(days=days)
-        summary = await self.db(self.store.summary, owners=owners, since=since, app=only.get("app"))
-        recent, _ = await self.db(self.store.query, owners=owners, limit=50, **only)
-        self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
-        self.finish(
-            render_usage_page(
-                model["name"],
-                owners is None,
-                summary,
-                recent,
-                days,
-                self.settings["prefix"],
-                only=(only["owner"], only["app"]) if only else None,
-            )
-        )
-
-
-def _svg_bars(daily: list[tuple[str, int]], label: str, days: list[str]) -> str:
-    """Page views per day for the last ``days``, zeros included, as an inline SVG bar chart."""
-    counts = dict(daily)
-    if not any(counts.get(d) for d in days):
-        return "<p>No page views in this period.</p>"
-    top = max(counts.get(d, 0) for d in days)
-    w, h, gap = 12, 60, 3
-    bars = []
-    for i, day in enumerate(days):
-        n = counts.get(day, 0)
-        bh = max(1, round(h * n / top)) if n else 0
-        bars.append(
-            f'<rect x="{i * (w + gap)}" y="{h - bh}" width="{w}" height="{bh}" fill="#2f6fb0">'
-            f"<title>{html.escape(day)}: {n}</title></rect>"
-            f'<rect x="{i * (w + gap)}" y="{h}" width="{w}" height="1" fill="#999"/>'
-        )
-    width = len(days) * (w + gap)
-    axis = (
-        f'<text x="0" y="{h + 13}" font-size="10">{html.escape(days[0][5:])}</text>'
-        f'<text x="{width}" y="{h + 13}" font-size="10" text-anchor="end">'
-        f"{html.escape(days[-1][5:])} ({top} max)</text>"
-    )
-    return (
-        f'<svg role="img" aria-label="{html.escape(label)}" width="{width}" height="{h + 16}" '
-        f'viewBox="0 0 {width} {h + 16}">{"".join(bars)}{axis}</svg>'
-    )
-
-
-def render_usage_page(
-    me: str,
-    everything: bool,
-    summary: dict,
-    recent: list[dict],
-    days: int,
-    prefix: str,
-    only: tuple[str, str] | None = None,
-) -> str:
-    e = html.escape
-    today = datetime.now(UTC).date()
-    day_list = [(today - timedelta(days=days - 1 - i)).isoformat() for i in range(days)]
-    rows = []
-    for (owner, app), s in sorted(summary["apps"].items()):
-        rows.append(
-            f"<tr><td>{e(owner)}/{e(app)}</td><td>{s['page_views']}</td><td>{s['viewers']}</td>"
-            f"<td>{s['sessions']}</td><td>{s['refused']}</td><td>{e(s['last'] or '')}</td>"
-            f"<td>{_svg_bars(summary['daily'].get((owner, app), []), f'Page views per day for {owner}/{app}', day_list)}</td></tr>"
-        )
-    events = "".join(
-        f"<tr><td>{e(ev.get('time', ''))}</td><td>{e(ev.get('type', ''))}</td>"
-        f"<td>{e(ev.get('owner', ''))}/{e(ev.get('app', ''))}</td>"
-        f"<td>{e(ev.get('viewer') or ev.get('actor') or '')}</td>"
-        f"<td>{e(ev.get('page') or ev.get('outcome') or ev.get('reason') or '')}</td></tr>"
-        for ev in recent
-    )
-    scope = (
-        "all apps"
-        if everything
-        else f"the app {only[0]}/{only[1]}"
-        if only
-        else f"apps owned by {me}"
-    )
-    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>App usage and audit</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2rem;line-height:1.4}}
-table{{border-collapse:collapse;margin-bottom:2rem}}td,th{{border-bottom:1px solid #ddd;padding:.3rem .6rem;text-align:left;vertical-align:bottom}}</style>
-</head><body><h1>App usage and audit</h1>
-<p>Signed in as {e(me)}; showing {e(scope)}, last {days} days.
-Export: <a href="{e(prefix)}api/events?format=csv">CSV</a> ·
-<a href="{e(prefix)}api/events?format=jsonl">JSON lines</a></p>
-<h2>Apps</h2><table><thead><tr><th scope="col">App</th><th scope="col">Page views</th>
-<th scope="col">Distinct viewers</th><th scope="col">Sessions</th><th scope="col">Refused</th>
-<th scope="col">Last access</th><th scope="col">Page views per day</th></tr></thead>
-<tbody>{"".join(rows) or '<tr><td colspan="7">No events yet.</td></tr>'}</tbody></table>
-<h2>Recent events</h2><table><thead><tr><th scope="col">Time (UTC)</th><th scope="col">Type</th>
-<th scope="col">App</th><th scope="col">Viewer / by</th><th scope="col">Page / outcome</th></tr></thead>
-<tbody>{events}</tbody></table></body></html>"""
-
-
 def make_app(env=None, *, hub_auth=None, event_stream=None) -> tuple[web.Application, dict]:
+    # Here, not at the top: the pages' handler is built on this module's _Base.
+    from .pages import STATIC_DIR, StaticHandler, UsagePageHandler
+
     env = os.environ if env is None else env
     prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/services/audit/")
     if not prefix.endswith("/"):
         prefix += "/"
+    # The hub's URL prefix (its pages, stylesheet and logo, for the pages' frame).
+    hub_prefix = env.get("JUPYTERHUB_BASE_URL", "/").rstrip("/") + "/hub/"
     own = AuditServiceSettings(environ=env)
     db_url = own.db_url
     retention = own.retention_days
@@ -603,6 +499,7 @@ def make_app(env=None, *, hub_auth=None, event_stream=None) -> tuple[web.Applica
         "audit_executor": executor,
         "trusted": trusted,
         "prefix": prefix,
+        "hub_prefix": hub_prefix,
         "retention_days": retention,
         "event_stream": event_stream,
         "metrics": Metrics(),
@@ -615,6 +512,7 @@ def make_app(env=None, *, hub_auth=None, event_stream=None) -> tuple[web.Applica
             (prefix + "metrics", MetricsHandler),
             (prefix + "api/openapi.json", OpenAPIHandler),
             (prefix + "oauth_callback", HubOAuthCallbackHandler),
+            (prefix + "static/(.*)", StaticHandler, {"path": str(STATIC_DIR)}),
             (prefix, UsagePageHandler),
         ],
         **settings,

@@ -192,8 +192,11 @@ class AuditStore:
         return [r.body for r in page], nxt
 
     def summary(self, *, owners: set[str] | None, since: datetime, app: str | None = None) -> dict:
-        """Per app since ``since``: page views, distinct viewers, sessions, refusals, last
-        event; and page views per day (for the usage page). ``app``: only apps of that name."""
+        """Per app since ``since``: its viewers' page views, distinct viewers and sessions,
+        refusals, the owner's own visits (their page views of their own app, counted apart: an
+        owner trying their app is not its audience) and the time of its latest event (UTC);
+        and the viewers' page views per day (for the usage page). ``app``: only apps of that
+        name."""
         t = audit_events
         where = [t.c.time >= _naive_utc(since)]
         if app is not None:
@@ -204,28 +207,43 @@ class AuditStore:
             where.append(t.c.owner.in_(sorted(owners)))
         apps: dict = {}
         viewing = t.c.type.in_(("session_start", "page_view"))
+        # NULL (no viewer) is no one's own visit; the expression has no parameters, so the
+        # SELECT and the GROUP BY say the same thing to PostgreSQL.
+        own = t.c.viewer == t.c.owner
+        others = t.c.viewer != t.c.owner
         with self.engine.connect() as conn:
-            for owner, app, kind, outcome, n, last in conn.execute(
-                select(t.c.owner, t.c.app, t.c.type, t.c.outcome, func.count(), func.max(t.c.time))
+            for owner, app, kind, outcome, mine, n, last in conn.execute(
+                select(
+                    t.c.owner, t.c.app, t.c.type, t.c.outcome, own, func.count(), func.max(t.c.time)
+                )
                 .where(*where)
-                .group_by(t.c.owner, t.c.app, t.c.type, t.c.outcome)
+                .group_by(t.c.owner, t.c.app, t.c.type, t.c.outcome, own)
             ):
                 s = apps.setdefault(
                     (owner, app),
-                    {"page_views": 0, "viewers": 0, "sessions": 0, "refused": 0, "last": None},
+                    {
+                        "page_views": 0,
+                        "viewers": 0,
+                        "sessions": 0,
+                        "refused": 0,
+                        "own_visits": 0,
+                        "last": None,
+                    },
                 )
-                if kind == "page_view":
+                if kind == "page_view" and mine:
+                    s["own_visits"] += n
+                elif kind == "page_view":
                     s["page_views"] += n
-                elif kind == "session_start":
+                elif kind == "session_start" and not mine:
                     s["sessions"] += n
                 elif kind == "authorize" and outcome == "refused":
                     s["refused"] += n
-                stamp = last.strftime("%Y-%m-%d %H:%M") if last else None
-                if stamp and (s["last"] is None or stamp > s["last"]):
-                    s["last"] = stamp
+                last = last.replace(tzinfo=UTC)
+                if s["last"] is None or last > s["last"]:
+                    s["last"] = last
             for owner, app, n in conn.execute(
                 select(t.c.owner, t.c.app, func.count(distinct(t.c.viewer)))
-                .where(*where, viewing)
+                .where(*where, viewing, others)
                 .group_by(t.c.owner, t.c.app)
             ):
                 apps[(owner, app)]["viewers"] = n
@@ -233,7 +251,7 @@ class AuditStore:
             day = func.date(t.c.time)
             for owner, app, d, n in conn.execute(
                 select(t.c.owner, t.c.app, day, func.count())
-                .where(*where, t.c.type == "page_view")
+                .where(*where, t.c.type == "page_view", others)
                 .group_by(t.c.owner, t.c.app, day)
                 .order_by(day)
             ):

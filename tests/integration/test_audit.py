@@ -8,6 +8,7 @@
 
 import asyncio
 import os
+import re
 import signal
 import time
 
@@ -268,8 +269,15 @@ def test_usage_page_signs_in_with_the_hub_and_shows_only_what_the_reader_may_see
     page = admin.get(hub.url + "/services/audit/", timeout=30)
     assert page.status_code == 200 and page.url == hub.url + "/services/audit/", page.url
     assert "App usage and audit" in page.text and "showing all apps" in page.text
-    assert "alice/tiny" in page.text and "<svg" in page.text
+    # alice opened her own app: an own visit, not a viewer's page view (#15.12)
+    row = page.text.split('<tr data-app="alice/tiny">', 1)[1].split("</tr>", 1)[0]
+    numbers = dict(re.findall(r'<td class="usage-(\w+)">([0-9]+)<', row))
+    assert int(numbers["own"]) >= 1 and numbers["views"] == "0" and numbers["viewers"] == "0"
     assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+    # in the hub's frame: its stylesheet, served by the hub to the page's origin
+    assert 'href="/hub/static/css/style.min.css"' in page.text
+    css = requests.get(hub.url + "/hub/static/css/style.min.css", timeout=30)
+    assert css.status_code == 200 and "navbar" in css.text
     carol = hub.login("carol")
     page = carol.get(hub.url + "/services/audit/", timeout=30)
     assert page.status_code == 200 and "apps owned by carol" in page.text

@@ -159,7 +159,7 @@ def test_app_of_token_needs_exactly_one_own_server():
 
 
 def test_usage_page_escapes_every_name():
-    from spawner.audit.service import render_usage_page
+    from spawner.audit.pages import render_usage_page
 
     evil = "<script>alert(1)</script>"
     summary = {
@@ -169,6 +169,7 @@ def test_usage_page_escapes_every_name():
                 "viewers": 1,
                 "sessions": 1,
                 "refused": 0,
+                "own_visits": 1,
                 "last": evil,
             }
         },

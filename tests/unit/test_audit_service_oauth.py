@@ -115,7 +115,9 @@ def test_a_browser_signs_in_through_the_hubs_oauth_and_sees_its_page(service, hu
 
     r = service("GET", "", headers={**BROWSER, "Cookie": cookie_header(session)})
     assert r.code == 200
-    assert "Signed in as alice; showing apps owned by alice, last 14 days." in r.body.decode()
+    page = r.body.decode()
+    assert '<span class="me-1" id="signed-in-as">alice</span>' in page  # the hub's top bar
+    assert "Last 14 days, showing apps owned by alice." in page
     assert hub.codes == {}  # the code was exchanged, once
 
 

@@ -111,6 +111,10 @@ def test_summary_counts_views_viewers_sessions_and_refusals(store):
             parse_event(raw(4, type="session_start", page=None)),
             parse_event(raw(5, type="authorize", outcome="refused", page=None)),
             parse_event(raw(6, owner="bob", app="x")),
+            # alice trying her own app: her own visits, never her viewers' (#15.12)
+            parse_event(raw(7, viewer="alice")),
+            parse_event(raw(8, viewer="alice")),
+            parse_event(raw(9, viewer="alice", type="session_start", page=None)),
         ]
     )
     out = store.summary(owners={"alice"}, since=T0)
@@ -120,7 +124,8 @@ def test_summary_counts_views_viewers_sessions_and_refusals(store):
             "viewers": 2,
             "sessions": 1,
             "refused": 1,
-            "last": "2026-11-22 10:00",
+            "own_visits": 2,
+            "last": datetime(2026, 11, 22, 10, 0, 9, tzinfo=UTC),
         }
     }
     assert out["daily"] == {("alice", "demo"): [("2026-11-22", 3)]}

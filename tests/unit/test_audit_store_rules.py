@@ -230,6 +230,17 @@ def test_retention_keeps_an_event_exactly_at_the_cutoff(store, monkeypatch):
 
 
 # ---- the usage summary ----------------------------------------------------------------------
+def _counts(page_views=0, viewers=0, sessions=0, refused=0, own_visits=0, last=T0):
+    return {
+        "page_views": page_views,
+        "viewers": viewers,
+        "sessions": sessions,
+        "refused": refused,
+        "own_visits": own_visits,
+        "last": last,
+    }
+
+
 def test_summary_counts_each_app_of_each_owner_apart(store):
     store.add(
         [
@@ -245,41 +256,47 @@ def test_summary_counts_each_app_of_each_owner_apart(store):
         ]
     )
     out = store.summary(owners=None, since=T0)
+    at = lambda s: T0 + timedelta(seconds=s)  # noqa: E731
     assert out["apps"] == {
-        ("alice", "demo"): {
-            "page_views": 2,
-            "viewers": 3,
-            "sessions": 2,
-            "refused": 1,
-            "last": "2026-11-22 10:00",
-        },
-        ("alice", "other"): {
-            "page_views": 1,
-            "viewers": 1,
-            "sessions": 0,
-            "refused": 0,
-            "last": "2026-11-22 10:00",
-        },
-        ("bob", "demo"): {
-            "page_views": 1,
-            "viewers": 1,
-            "sessions": 0,
-            "refused": 0,
-            "last": "2026-11-22 10:00",
-        },
-        ("alice", "quiet"): {
-            "page_views": 0,
-            "viewers": 0,
-            "sessions": 0,
-            "refused": 0,
-            "last": "2026-11-22 10:00",
-        },
+        ("alice", "demo"): _counts(2, 3, 2, 1, last=at(6)),
+        ("alice", "other"): _counts(1, 1, last=at(7)),
+        ("bob", "demo"): _counts(1, 1, last=at(8)),
+        ("alice", "quiet"): _counts(last=at(9)),
     }
     assert out["daily"] == {
         ("alice", "demo"): [("2026-11-22", 2)],
         ("alice", "other"): [("2026-11-22", 1)],
         ("bob", "demo"): [("2026-11-22", 1)],
     }
+
+
+def test_summary_keeps_the_owners_own_visits_apart(store):
+    """An owner opening their own app is neither a page view, a viewer, a session nor a bar of
+    the chart: it is an own visit (#15.12). Another owner's visit is a viewer's."""
+    store.add(
+        [
+            ev(1, viewer="alice"),
+            ev(2, viewer="alice", page="Q"),
+            ev(3, viewer="alice", type="session_start", page=None),
+            ev(4, viewer="alice", type="authorize", page=None, outcome="allowed"),
+            ev(5, viewer="bob"),
+            ev(6, owner="bob", viewer="alice"),
+            ev(7, owner="bob", viewer="alice", type="session_start", page=None),
+        ]
+    )
+    out = store.summary(owners=None, since=T0)
+    at = lambda s: T0 + timedelta(seconds=s)  # noqa: E731
+    assert out["apps"] == {
+        ("alice", "demo"): _counts(page_views=1, viewers=1, own_visits=2, last=at(5)),
+        ("bob", "demo"): _counts(page_views=1, viewers=1, sessions=1, last=at(7)),
+    }
+    assert out["daily"] == {
+        ("alice", "demo"): [("2026-11-22", 1)],
+        ("bob", "demo"): [("2026-11-22", 1)],
+    }
+    store.add([ev(8, app="solo", viewer="alice")])  # only the owner ever looked
+    solo = store.summary(owners={"alice"}, since=T0, app="solo")
+    assert solo == {"apps": {("alice", "solo"): _counts(own_visits=1, last=at(8))}, "daily": {}}
 
 
 def test_summary_days_in_order_and_the_latest_event(store):
@@ -289,7 +306,7 @@ def test_summary_days_in_order_and_the_latest_event(store):
     assert out["daily"] == {
         ("alice", "demo"): [("2026-11-22", 1), ("2026-11-23", 1), ("2026-11-24", 2)]
     }
-    assert out["apps"][("alice", "demo")]["last"] == "2026-11-24 13:00"
+    assert out["apps"][("alice", "demo")]["last"] == datetime(2026, 11, 24, 13, 0, tzinfo=UTC)
 
 
 def test_summary_since_is_inclusive_and_filters_by_owner_and_app(store):
@@ -311,10 +328,8 @@ def test_summary_last_is_the_latest_of_all_kinds_of_event(store):
             ev(3, type="authorize", page=None, outcome="allowed", t=T0),
         ]
     )
-    assert (
-        store.summary(owners=None, since=T0)["apps"][("alice", "demo")]["last"]
-        == "2026-11-22 13:00"
-    )
+    last = store.summary(owners=None, since=T0)["apps"][("alice", "demo")]["last"]
+    assert last == datetime(2026, 11, 22, 13, 0, tzinfo=UTC) and last.tzinfo is UTC
 
 
 def test_pages_and_days_are_ordered_by_the_database_not_by_chance():
