@@ -134,9 +134,8 @@ def test_a_viewer_cannot_wake_an_app_while_the_owner_is_at_max_running_apps(poli
     with pytest.raises(SpawnException) as e:
         asyncio.run(asleep.start())
     assert e.value.status_code == 403 and e.value.reason == "quota_running"
-    assert e.value.message == (
-        "analysts may run 2 apps at once; you are running churn, sales. Stop one to start another."
-    )
+    # in words about alice, and her other apps counted, not named (tests/unit/test_refusals_for_others.py)
+    assert e.value.message == "analysts may run 2 apps at once; alice is running 2 already."
     assert getattr(asleep, "launched", 0) == 0 and not asleep._quota_admitted
     assert refusals("analysts", "running") == before + 1
     ((kind, fields),) = recorder.events
