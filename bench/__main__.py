@@ -15,6 +15,8 @@ median and spread; absolute times alone mean little on a shared, noisy machine.
   venv (``bench/jsp_reference.py``): health, req/s, websocket, RSS of its process tree.
 - many apps: 200 named servers across 100 users started in bursts through the REST API, with
   the hub API's p95 while they run vs with none (``bench/many_apps.py``).
+- publishing: deploy (cold build vs ``uv pip install``, warm vs the upload), first render on a
+  per-app environment vs the platform's, disk per app sharing one (``bench/publish.py``).
 
 It also writes ``<date>.svg``, the latency distributions as box plots (``bench/plot.py``).
 
@@ -360,11 +362,16 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(REPO / "bench-results"))
     ap.add_argument(
         "--only",
-        choices=["policy"],
+        choices=["policy", "publish"],
         default=None,
-        help="run one part only (policy: the quota decision cost, a few seconds)",
+        help="run one part only (policy: the quota decision cost, a few seconds; publish: "
+        "deploys, per-app environments, bench/publish.py)",
     )
     args = ap.parse_args(argv)
+    from bench import publish
+
+    if args.only == "publish":
+        return publish.main(["--rounds", str(args.rounds), "--out", args.out])
     from bench import policy_cost
 
     policy_rows = policy_cost.run()
@@ -408,6 +415,7 @@ def main(argv=None) -> int:
             args.rounds,
             args.requests,
         )
+        publish_out = publish.run(Path(tmp) / "publish", args.rounds)
     s = {k: summary(v) for k, v in spawn.items()}
     h = {k: summary(v) for k, v in health.items()}
     rows = [
@@ -555,7 +563,7 @@ def main(argv=None) -> int:
             f"| jupyter-server-proxy req/s runs: failed requests | {len(jsp['rps_errors'])} | | | | info |"
         )
     table += audit_bench.table(audit_out)
-    table += many_apps.table(many_out)
+    table += many_apps.table(many_out) + publish.table(publish_out)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     stamp = dt.datetime.now(dt.UTC)
     md = "\n".join(
@@ -586,6 +594,7 @@ def main(argv=None) -> int:
                 "audit": audit_out,
                 "many_apps": many_out,
                 "jupyter_server_proxy": jsp,
+                "publish": publish_out,
             },
             indent=1,
         )
@@ -641,6 +650,7 @@ def main(argv=None) -> int:
     )
     print(md)
     left = left + audit_out["latency"]["left_behind"] + many_out["left_behind"] + jsp["left_behind"]
+    left += publish_out["left_behind"]
     if left:
         print(f"WARNING: processes left behind: {left}", file=sys.stderr)
         return 1

@@ -152,6 +152,7 @@ def configure_policy(c, path: str) -> Policy:
     :class:`PolicyFile` to every hub-side consumer; the spawners get its path."""
     from .app_output import AppOutputAPIHandler, AppStatusAPIHandler
     from .quota import QuotaAPIHandler, make_named_server_limit, make_template_quota
+    from .share_names import ShareNamesAPIHandler
     from .viewer import template_viewer
 
     try:
@@ -183,6 +184,8 @@ def configure_policy(c, path: str) -> Policy:
         (r"/api/streamlit/quota", QuotaAPIHandler, {"policy": source}),
         (r"/api/streamlit/apps/([^/]+)/([^/]+)/output", AppOutputAPIHandler),
         (r"/api/streamlit/apps/([^/]+)/([^/]+)/status", AppStatusAPIHandler),
+        # the share dialog's name suggestions (spawner/share_names.py)
+        (r"/api/streamlit/share-names/([^/]+)/([^/]+)", ShareNamesAPIHandler),
     ]
     c.JupyterHub.template_vars = {
         **_configured_dict(c.JupyterHub, "template_vars"),
@@ -274,6 +277,10 @@ def configure_common(c, s: StreamlitHub) -> None:
     ]
     c.Spawner.start_timeout = 90
     c.Spawner.http_timeout = 60
+    # Owners' app secrets: the encrypted store under the data dir and its API (#16).
+    from .app_secrets_api import configure_app_secrets
+
+    configure_app_secrets(c, s.data_dir)
 
 
 def configure_app_origins(c, s: StreamlitHub) -> bool:
@@ -369,7 +376,7 @@ def secure_data_dir(data_dir: Path, private_umask: bool = True) -> None:
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(data_dir, 0o711)
     for entry in data_dir.iterdir():
-        if entry.name in ("homes", "logs") or entry.is_symlink():
+        if entry.name in ("homes", "logs", "publish") or entry.is_symlink():
             continue
         os.chmod(entry, 0o700 if entry.is_dir() else 0o600)
 
@@ -480,6 +487,8 @@ def configure_local(c, s: StreamlitHub) -> None:
             "group policy: %s: %s", ", ".join(grants), KUBERNETES_ONLY
         )
     configure_culler(c, policy, s)
+    if s.publishing:
+        configure_publishing(c, s, data_dir / "publish", PolicyFile(str(Path(s.policy).resolve())))
     if s.auth == "google":
         configure_audit(c, data_dir, s, reader_groups=set(s.google_admin_groups))
     else:
@@ -488,6 +497,47 @@ def configure_local(c, s: StreamlitHub) -> None:
     configure_app_accounts(c, s)
     for notice in notices:
         print(f"\n  {notice}\n", file=sys.stderr)
+
+
+def configure_publishing(c, s: StreamlitHub, root: Path, policy: PolicyFile | None) -> None:
+    """The publishing API (``spawner/publish_api.py``) and where spawners find versions.
+
+    ``root`` (``<data>/publish``) is ``711``: app accounts pass through it to their own
+    extracted versions (``runs/<user>/``, their group only) and to the built environments
+    (readable: they run them); bundles, version records and build logs stay the hub's.
+    """
+    from .bundle_api import bundle_handlers
+    from .environments import EnvironmentStore
+    from .local import default_app_python
+    from .publish_api import publish_handlers
+    from .publishing import Publisher
+
+    root.mkdir(mode=0o711, parents=True, exist_ok=True)
+    os.chmod(root, 0o711)
+    if s.mode == "local":
+        environments = EnvironmentStore(
+            root / "environments",
+            s.app_python or default_app_python(),
+            index_url=s.package_index or None,
+            find_links=list(s.package_find_links),
+            no_index=s.package_offline,
+            build_timeout=s.build_timeout,
+            disk_budget=int(s.environments_disk_gb * 2**30),
+        )
+        publisher = Publisher(root, environments, policy=policy)
+    else:  # each app pod builds its own environment (spawner/app_server/published.py)
+        publisher = Publisher(root, None, policy=policy, index_url=s.package_index or None)
+        k = c.StreamlitKubeSpawner
+        k.package_index = s.package_index
+        k.package_find_links = list(s.package_find_links)
+        k.package_offline = s.package_offline
+        k.build_timeout = s.build_timeout
+    c.StreamlitSpawnerMixin.publish_dir = str(root)
+    c.JupyterHub.extra_handlers = [
+        *_configured_list(c.JupyterHub, "extra_handlers"),
+        *publish_handlers(publisher),
+        *bundle_handlers(publisher),
+    ]
 
 
 def refuse_ports_in_use(s: StreamlitHub, proxy_pid_file: Path | None = None) -> None:
@@ -583,7 +633,8 @@ def configure_audit(
             "STREAMLIT_HUB_AUDIT_BIND": s.audit_bind,
         },
         "display": True,
-        "info": {"description": "Who opened which app, which page, when"},
+        # display_name: its entry in the hub's Services menu (hub_config/templates/page.html)
+        "info": {"description": "Who opened which app, which page, when", "display_name": "Usage"},
         "oauth_no_confirm": True,
         "oauth_client_allowed_scopes": ["custom:audit:read"],
     }
@@ -658,6 +709,8 @@ def configure_kubernetes(c, s: StreamlitHub) -> None:
     configure_app_origins(c, s)
     policy = configure_policy(c, s.policy)
     configure_culler(c, policy, s)
+    if s.publishing:
+        configure_publishing(c, s, data_dir / "publish", PolicyFile(s.policy))
     configure_audit(c, data_dir, s, readers=readers, reader_groups=reader_groups)
 
 

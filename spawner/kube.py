@@ -12,8 +12,13 @@ On top of the shared mixin, this adds only:
 - app sources besides the home: ``git`` (an init container clones the repository at a pinned
   commit into an emptyDir at ``/app``; hosts from the policy's ``sources.git_hosts``) and
   ``image`` (a prebuilt app image; registries from ``sources.image_prefixes``);
-- the app's own secrets from a Kubernetes Secret named ``app-secrets-<owner>-<app>`` (if it
-  exists), by reference: never a literal in the pod;
+- the app's secrets its owner set through the hub (``spawner/app_secrets.py``, read from the
+  hub's store at each start, so a change needs a restart): in the app's credentials Secret
+  (below) under keys ``app-secret.<NAME>``, each an env entry with ``secretKeyRef``. One
+  Secret, not a second ``<pod>-secrets``: both hold what this one pod may read and live
+  exactly as long, so one object is made before the pod and deleted at stop. A Secret made by
+  hand, ``app-secrets-<owner>-<app>``, is still read (``envFrom``, if it exists); on a name
+  both hold the hub's wins (``env`` beats ``envFrom``). No value is ever a literal in the pod;
 - **no credential in the pod spec**: the app server's hub API token (JupyterHub hands it over
   in ``get_env()``) and any other credential-like literal in any container's env (by name, see
   ``CREDENTIAL_NAME``, or by value: the token) move into a per-app Secret
@@ -107,8 +112,9 @@ from kubernetes_asyncio.client.models import (
 from kubespawner import KubeSpawner
 from kubespawner.slugs import safe_slug
 from kubespawner.utils import get_k8s_model
-from traitlets import Unicode, default
+from traitlets import Bool, Float, List, Unicode, default
 
+from .app_secrets import refer_to_secrets, secrets_for_start
 from .command import AppServerCommand
 from .mixin import StreamlitSpawnerMixin
 from .names import EntryPathError, default_entry, entry_path_shape_problem
@@ -126,6 +132,8 @@ LABEL_PREFIX = "streamlit-hub.io"
 # A profile is the whole machine size: these are reset for every start with a profile.
 RESOURCE_TRAITS = ("cpu_guarantee", "cpu_limit", "mem_guarantee", "mem_limit")
 HOME_VOLUME, SCRATCH_VOLUME, SOURCE_VOLUME = "home", "scratch", "app-source"
+# A published version's files, extracted by the app server (on the scratch volume at /tmp).
+BUNDLE_DIR = "/tmp/streamlit-hub-bundle"
 # Values of the chart (``singleuser.<key>``) that would set a trait whose value is this
 # spawner's: the chart's hub configuration sets each one it finds not null, and configuration
 # beats a subclass's @default, so helm-values/ leaves them null (tests/unit/test_values_agree.py).
@@ -138,6 +146,8 @@ CREDENTIAL_NAME = re.compile(
     r"|DB_URL|DATABASE_URL|DSN$",
     re.IGNORECASE,
 )
+# a URL with a user name and password (or token) in it: https://user:secret@host/...
+URL_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.-]*://[^/@\s]+@", re.IGNORECASE)
 CREDENTIALS_LABEL = f"{LABEL_PREFIX}/credentials"
 SERVICE_ACCOUNT_LABEL = f"{LABEL_PREFIX}/service-account"
 _SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
@@ -147,8 +157,8 @@ def move_credentials(pod, secret_name: str, token: str = "") -> dict[str, str]:
     """Replace every credential in the env of the pod's containers (init, app, extra) by a
     ``secretKeyRef`` to ``secret_name``; return the Secret's data (key: value).
 
-    A credential is a literal value whose variable's name says so (``CREDENTIAL_NAME``) or
-    that contains ``token``. Env items may be models (what KubeSpawner builds) or dicts (what
+    A credential is a literal value whose variable's name says so (``CREDENTIAL_NAME``), that
+    contains ``token``, or that is a URL with credentials in it (``URL_CREDENTIALS``). Env items may be models (what KubeSpawner builds) or dicts (what
     configuration such as ``extra_container_config`` or ``init_containers`` leaves)."""
     data: dict[str, str] = {}
     spec = pod.spec
@@ -158,7 +168,11 @@ def move_credentials(pod, secret_name: str, token: str = "") -> dict[str, str]:
             value = e.get("value") if isinstance(e, dict) else e.value
             if value is None or not isinstance(value, str):
                 continue
-            if not (CREDENTIAL_NAME.search(name or "") or (len(token) >= 8 and token in value)):
+            if not (
+                CREDENTIAL_NAME.search(name or "")
+                or (len(token) >= 8 and token in value)
+                or URL_CREDENTIALS.search(value)
+            ):
                 continue
             key = (
                 name if _SECRET_KEY.fullmatch(name or "") else re.sub(r"[^-._a-zA-Z0-9]", "_", name)
@@ -234,6 +248,18 @@ class StreamlitKubeSpawner(AppServerCommand, StreamlitSpawnerMixin, KubeSpawner)
     home_mount = Unicode(
         "/home/analyst", config=True, help="Where the user's home PVC is mounted in app pods."
     )
+    # A published version's environment is built in its pod (app_server/published.py); the
+    # hub configuration passes its settings on (StreamlitHub.package_* / build_timeout).
+    package_index = Unicode(
+        "", config=True, help="The package index app pods build environments from; empty: PyPI."
+    )
+    package_find_links = List(
+        Unicode(), config=True, help="Wheel folders or URLs app pods' builds may also use."
+    )
+    package_offline = Bool(
+        False, config=True, help="App pods build from package_find_links only, never an index."
+    )
+    build_timeout = Float(600.0, config=True, help="Seconds an app pod's build may take.")
 
     @default("app_command")
     def _default_app_command(self):
@@ -375,6 +401,9 @@ class StreamlitKubeSpawner(AppServerCommand, StreamlitSpawnerMixin, KubeSpawner)
 
     def resolve_app_entry(self, options):
         self.app_source = AppSource()
+        self.app_version = None
+        if options.source == "version":
+            return self._published_entry(options)
         default = default_entry(self.name) if options.source == "home" else "app.py"
         path = options.path or default
         problem = entry_path_shape_problem(path)
@@ -407,6 +436,48 @@ class StreamlitKubeSpawner(AppServerCommand, StreamlitSpawnerMixin, KubeSpawner)
                 )
             self.app_source = AppSource("image", image=options.image)
         return posixpath.join("/app", path)
+
+    def _published_entry(self, options) -> str:
+        """A published version: the app server fetches its bundle from the hub and extracts
+        it into ``BUNDLE_DIR`` on the scratch volume (``app_server/published.py``)."""
+        from .publishing import check_run
+        from .versions import VersionError
+
+        if not self.publish_dir:
+            raise EntryPathError('This hub has publishing turned off: use source "home".')
+        try:
+            version = check_run(self.publish_dir, self.user.name, self.name, options.version)
+        except VersionError as e:
+            raise EntryPathError(str(e)) from None
+        self.app_source = AppSource("version", digest=version.digest)
+        self.app_version = version.id
+        return posixpath.join(BUNDLE_DIR, version.entry)
+
+    def _published_env(self) -> dict[str, str]:
+        """What the app server needs to fetch the bundle and build its environment; the
+        index is the owner's groups' (``package_index``), else the hub's."""
+        from .policy import group_names, limits_for
+        from .publishing import PublishLimits
+
+        env = {
+            "STREAMLIT_HUB_BUNDLE_DIGEST": self.app_source.digest or "",
+            "STREAMLIT_HUB_BUNDLE_DIR": BUNDLE_DIR,
+            "STREAMLIT_HUB_BUILD_TIMEOUT": str(self.build_timeout),
+        }
+        index = self.package_index
+        if self.policy_file:
+            rule = limits_for(cached_policy(self.policy_file), group_names(self.user)).rule
+            limits = PublishLimits.of(rule)
+            index = limits.package_index or index
+            if limits.build_timeout:
+                env["STREAMLIT_HUB_BUILD_TIMEOUT"] = str(limits.build_timeout)
+        if index:
+            env["STREAMLIT_HUB_PACKAGE_INDEX"] = index  # credentials in it: moved to the Secret
+        if self.package_find_links:
+            env["STREAMLIT_HUB_FIND_LINKS"] = ",".join(self.package_find_links)
+        if self.package_offline:
+            env["STREAMLIT_HUB_PACKAGE_OFFLINE"] = "true"
+        return env
 
     def app_secret_name(self) -> str:
         """The Secret whose keys become the app's environment (optional: it may not exist)."""
@@ -549,6 +620,8 @@ class StreamlitKubeSpawner(AppServerCommand, StreamlitSpawnerMixin, KubeSpawner)
         env["HOME"] = self.home_mount
         if self.app_source.kind == "image":  # KubeSpawner names self.image
             env["JUPYTER_IMAGE"] = env["JUPYTER_IMAGE_SPEC"] = self.app_source.image
+        if self.app_source.kind == "version":
+            env.update(self._published_env())
         return env
 
     async def get_pod_manifest(self):
@@ -613,9 +686,14 @@ class StreamlitKubeSpawner(AppServerCommand, StreamlitSpawnerMixin, KubeSpawner)
             f"{LABEL_PREFIX}/profile": self.app_profile or "",
             f"{LABEL_PREFIX}/source": source.kind,
         }
-        self._app_credentials = move_credentials(
-            pod, self.credentials_secret_name(), self.api_token or ""
+        # the owner's app secrets (spawner/app_secrets.py): in the same Secret, by reference
+        app_secrets = refer_to_secrets(
+            main, self.credentials_secret_name(), secrets_for_start(self)
         )
+        self._app_credentials = {
+            **move_credentials(pod, self.credentials_secret_name(), self.api_token or ""),
+            **app_secrets,
+        }
         return pod
 
     # ---- the per-app Secret that holds the pod's credentials ---------------------------------

@@ -8,7 +8,8 @@ their own (``spawner/unix_users.py``): no login shell, no password, a private ho
 into the hub's data dir or the environment of the hub's processes. When the hub is not root (a
 laptop demo), apps run as the hub's own user: they are trusted, and the hub says so at start-up
 and on every home page. The app's hub API token reaches it through an inherited pipe, never its
-environment, so it is not in ``/proc/<pid>/environ``.
+environment, so it is not in ``/proc/<pid>/environ``; its owner's app secrets follow the
+token through that pipe (``spawner/app_secrets.py``).
 """
 
 from __future__ import annotations
@@ -188,6 +189,10 @@ class StreamlitLocalSpawner(AppServerCommand, StreamlitSpawnerMixin, LocalProces
         self._token_for_pipe = token
         if self._token_fd is not None:
             env[TOKEN_FD_VARIABLE] = str(self._token_fd)
+        if self._account is not None:
+            # the analyst's other apps share this account: keep this one's memory (token,
+            # app secrets) out of their reach (spawner/app_server/launcher.py)
+            env["STREAMLIT_HUB_PRIVATE_MEMORY"] = "1"
         return env
 
     def make_preexec_fn(self, name):
@@ -229,6 +234,8 @@ class StreamlitLocalSpawner(AppServerCommand, StreamlitSpawnerMixin, LocalProces
         self._account = account
 
     def resolve_app_entry(self, options):
+        if options.source == "version":
+            return self._published_entry(options)
         if options.source != "home":
             raise EntryPathError(
                 f'Source "{options.source}" runs on Kubernetes only: this hub runs apps as '
@@ -236,6 +243,41 @@ class StreamlitLocalSpawner(AppServerCommand, StreamlitSpawnerMixin, LocalProces
             )
         os.makedirs(self.home_dir, mode=0o750, exist_ok=True)
         return str(resolve_entry(self.home_dir, options.path or default_entry(self.name)))
+
+    def _published_entry(self, options) -> str:
+        """Where the published version's entry file will be once ``launch`` extracts it;
+        a version that does not exist, or whose environment is gone, is refused now."""
+        from .publishing import check_run, run_folder
+        from .versions import VersionError
+
+        if not self.publish_dir:
+            raise EntryPathError(
+                'This hub has publishing turned off: use source "home" (the default).'
+            )
+        try:
+            version = check_run(self.publish_dir, self.user.name, self.name, options.version)
+        except VersionError as e:
+            raise EntryPathError(str(e)) from None
+        return str(run_folder(self.publish_dir, self.user.name, self.name, version) / version.entry)
+
+    async def _prepare_published_run(self):
+        """Extract the version this start runs, for the app account; its environment's
+        Python runs the app server (the platform's when the version has no requirements)."""
+        from .publishing import prepare_run
+
+        options = self.app_options
+        run = await asyncio.to_thread(
+            prepare_run,
+            self.publish_dir,
+            self.user.name,
+            self.name,
+            options.version,
+            account=self._account,
+        )
+        self.app_entry = str(run.entry)
+        self.app_version = run.version.id
+        if run.python is not None and list(self.app_command[:1]) == [self.app_python]:
+            self.cmd = [str(run.python), *self.app_command[1:]]
 
     log_max_bytes = Integer(
         10 * 1024 * 1024,
@@ -253,7 +295,16 @@ class StreamlitLocalSpawner(AppServerCommand, StreamlitSpawnerMixin, LocalProces
     async def launch(self):
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         await self._prepare_account()
+        self.app_version = None
+        self.cmd = list(self.app_command)
+        options = getattr(self, "app_options", None)
+        if options is not None and options.source == "version":
+            await self._prepare_published_run()
         self._rotate_log()
+        # the owner's app secrets, read (and checked) before anything starts
+        from .app_secrets import pipe_payload, secrets_for_start, write_pipe
+
+        app_secrets = secrets_for_start(self)
         read_end, write_end = os.pipe()
         with open(self.log_path, "ab", buffering=0) as out:
             out.write(b"---- app server starting ----\n")
@@ -278,7 +329,9 @@ class StreamlitLocalSpawner(AppServerCommand, StreamlitSpawnerMixin, LocalProces
                         reason="app_account",
                         status=500,
                     )
-                os.write(write_end, (self._token_for_pipe or "").encode())
+                # with the owner's app secrets after it: never in the environment, on a
+                # command line or in a file (spawner/app_secrets.py)
+                await write_pipe(write_end, pipe_payload(self._token_for_pipe or "", app_secrets))
             finally:
                 self.popen_kwargs = {}
                 self._token_for_pipe = self._token_fd = None

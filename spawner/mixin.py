@@ -28,7 +28,7 @@ import functools
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from jupyterhub.spawner import SpawnException
 from traitlets import Float, List, TraitError, Unicode, default, validate
@@ -152,6 +152,17 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
         """,
     )
 
+    publish_dir = Unicode(
+        "",
+        config=True,
+        help="""Folder of published app versions, bundles and environments (docs/publishing.md).
+
+        Empty: publishing is off and every app runs from its owner's home. The hub
+        configuration sets it (``<data dir>/publish`` on one machine). An app with an active
+        version runs that version unless its start options name another ``source``.
+        """,
+    )
+
     ready_poll_interval = Float(
         0.05, config=True, help="Seconds between checks that a starting app server answers."
     )
@@ -248,7 +259,7 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
             return dict(self.orm_spawner.user_options)
         options = options_from_form_data(formdata)
         try:
-            parsed = parse_user_options(options)
+            parsed = self.with_published_default(options, parse_user_options(options))
         except OptionsError:
             return options  # refused by the start with the same words, and recorded there
         # No code: say so on the form at once (the hub waits only 1 s for a start to fail
@@ -276,6 +287,12 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
             self.refuse(str(e), reason="entry_path")
         except EntryPathError as e:
             self.refuse(str(e), reason="entry_path")
+
+    def _asked_by_other_than_owner(self) -> bool:
+        """Is this start asked for by someone other than the app's owner, admins included
+        (the admin panel)? Refusals then speak of the owner, not "you"."""
+        asker = getattr(getattr(self, "handler", None), "current_user", None)
+        return asker is not None and getattr(asker, "name", None) != self.user.name
 
     def _asked_by_someone_else(self) -> bool:
         """Is this start asked for by someone other than the app's owner and not an admin (a
@@ -352,6 +369,8 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
             running_apps(self.user, self),
             options.profile,
             self.name,
+            owner=self.user.name if self._asked_by_other_than_owner() else "",
+            name_running=not self._asked_by_someone_else(),  # a viewer: no app names
         )
 
     def _refuse_unless_allowed(self, policy, decision) -> None:
@@ -393,6 +412,15 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
         finally:
             self._quota_admitted = False
             self._audit_seen_running = False
+
+    async def delete_forever(self):
+        """The app is deleted (its named server removed): its secrets go with it."""
+        from jupyterhub.utils import maybe_future
+
+        from .app_secrets import forget_app
+
+        forget_app(self)
+        return await maybe_future(super().delete_forever())
 
     last_exit: int | None = None  # the exit status of the app's last run, once it ended
 
@@ -444,6 +472,7 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
             actor=actor,
             outcome=outcome,
             profile=self.app_profile,
+            version=getattr(self, "app_version", None),
             reason=(detail or reason)[:255],
             extra={"by": reason} if detail else None,
         )
@@ -453,7 +482,7 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
         if not stored:
             return False
         try:
-            self.resolve_app_entry(parse_user_options(stored))
+            self.resolve_app_entry(self.with_published_default(stored, parse_user_options(stored)))
         except (OptionsError, EntryPathError):
             return False
         return True
@@ -472,6 +501,7 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
                 restart_field=RESTART_FIELD,
                 name=self.name or "",
                 entry=str(options.get("path") or default_entry(self.name or "")),
+                published=self.published_version() if "source" not in options else None,
             )
         homes = self.app_homes()
         name = self.name or ""
@@ -486,6 +516,7 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
             where=code[1] if code else "",
             problem=code[2] if code else "",
             profiles=self.profile_choices(),
+            published=self.published_version(),
         )
 
     @staticmethod
@@ -568,6 +599,14 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
 
     def validated_options(self) -> AppOptions:
         problem = app_name_problem(self.name)
+        asker = getattr(getattr(self, "handler", None), "current_user", None)
+        if not self.name and (self._asked_by_other_than_owner() or getattr(asker, "admin", 0)):
+            # the admin panel's Start All starts everyone's unnamed server (the admin's own
+            # too): one sentence for all, shown once (hub_config/templates/admin.html)
+            self.refuse(
+                "Every app on this hub has a name; there is no unnamed app to start.",
+                reason="default_server",
+            )
         if not self.name:
             self.refuse(
                 "Each app runs as a named server: start it at /hub/spawn/"
@@ -577,9 +616,24 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
         if problem:
             self.refuse(problem, reason="app_name")
         try:
-            return parse_user_options(self.user_options)
+            options = parse_user_options(self.user_options)
         except OptionsError as e:
             self.refuse(str(e), reason="user_options")
+        return self.with_published_default(self.user_options, options)
+
+    def with_published_default(self, raw, options: AppOptions) -> AppOptions:
+        """Options that name no ``source`` run the app's active published version, if any."""
+        if "source" not in (raw or {}) and self.published_version() is not None:
+            return replace(options, source="version")
+        return options
+
+    def published_version(self):
+        """The app's active published version, or None (publishing off, or none deployed)."""
+        if not self.publish_dir or not self.name:
+            return None
+        from .publishing import active_version
+
+        return active_version(self.publish_dir, self.user.name, self.name)
 
     async def start(self):
         self.last_exit = None
@@ -635,6 +689,8 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
             env["STREAMLIT_HUB_ENTRY"] = str(entry)
         if self.app_profile:
             env["STREAMLIT_HUB_PROFILE"] = self.app_profile
+        if getattr(self, "app_version", None):
+            env["STREAMLIT_HUB_APP_VERSION"] = self.app_version
         if self.audit_url:
             env["STREAMLIT_HUB_AUDIT_URL"] = self.audit_url
             env["STREAMLIT_HUB_AUDIT_SPOOL"] = self.audit_spool_dir()

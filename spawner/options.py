@@ -9,7 +9,9 @@ Fields:
   ``"git"`` (``repo`` cloned at ``ref``, a full commit SHA, by an init container) or
   ``"image"`` (``image``, a prebuilt app image with a tag or digest). ``git`` and ``image``
   run on Kubernetes only, from the hosts and registries the group policy's ``sources`` allow
-  (checked by the spawner: this module does not read the policy).
+  (checked by the spawner: this module does not read the policy). ``"version"``: a published
+  version of the app (``version``, e.g. ``"v3"``; default: the active one). An app with a
+  published version runs it when the options name no ``source`` (``docs/publishing.md``).
 - ``path``: the entry file: relative to the home (default ``apps/<app>/app.py``), to the
   repository's root (default ``app.py``) or to ``/app`` in the image (default ``app.py``).
 - ``profile``: a machine-size slug; the group policy gives it meaning.
@@ -25,9 +27,10 @@ import re
 from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
-KNOWN_FIELDS = ("source", "path", "profile", "repo", "ref", "image")
-SOURCES = ("home", "git", "image")
+KNOWN_FIELDS = ("source", "path", "profile", "repo", "ref", "image", "version")
+SOURCES = ("home", "git", "image", "version")
 _SHA = re.compile(r"[0-9a-f]{40}")
+_VERSION = re.compile(r"v[1-9][0-9]{0,8}")
 _IMAGE = re.compile(r"[a-z0-9][a-z0-9._/:-]{0,254}(@sha256:[0-9a-f]{64})?")
 MAX_OPTIONS_BYTES = 4096
 MAX_PROFILE = 63
@@ -45,6 +48,7 @@ class AppOptions:
     repo: str | None = None
     ref: str | None = None
     image: str | None = None
+    version: str | None = None
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -56,7 +60,8 @@ class AppSource:
 
     ``home``: the analyst's home (no other field). ``git``: ``repo`` cloned at ``ref`` (a full
     commit SHA) by an init container running ``git_image`` (the policy's
-    ``sources.git_image``). ``image``: the prebuilt app image ``image``.
+    ``sources.git_image``). ``image``: the prebuilt app image ``image``. ``version``: a
+    published version, whose bundle ``digest`` the app server fetches from the hub.
     """
 
     kind: str = "home"
@@ -64,6 +69,7 @@ class AppSource:
     ref: str | None = None
     git_image: str | None = None
     image: str | None = None
+    digest: str | None = None  # version: the bundle the app server fetches
 
     def __post_init__(self):
         if self.kind not in SOURCES:
@@ -107,10 +113,12 @@ def parse_user_options(raw: object) -> AppOptions:
         if profile is not None and len(profile) > MAX_PROFILE:
             raise OptionsError(f"'profile' is too long: at most {MAX_PROFILE} characters.")
     repo, ref, image = raw.get("repo"), raw.get("ref"), raw.get("image")
+    version = raw.get("version")
     for name, value, owner in (
         ("repo", repo, "git"),
         ("ref", ref, "git"),
         ("image", image, "image"),
+        ("version", version, "version"),
     ):
         if value is not None and source != owner:
             raise OptionsError(f"'{name}' applies to source \"{owner}\" only.")
@@ -125,7 +133,15 @@ def parse_user_options(raw: object) -> AppOptions:
             )
     if source == "image":
         image = _image_ref(image)
-    return AppOptions(source=source, path=path, profile=profile, repo=repo, ref=ref, image=image)
+    if version is not None and not _VERSION.fullmatch(version):
+        raise OptionsError("'version' names a published version, e.g. \"v3\".")
+    if source == "version" and path is not None:
+        raise OptionsError(
+            "'path' does not apply to a published version: it has its own entry file."
+        )
+    return AppOptions(
+        source=source, path=path, profile=profile, repo=repo, ref=ref, image=image, version=version
+    )
 
 
 def _git_repo(repo) -> str:

@@ -33,6 +33,7 @@ import sys
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -104,13 +105,21 @@ class Rule:
     # data access (Kubernetes only): PVCs to mount, the Kubernetes service account apps run as
     volumes: tuple[VolumeGrant, ...] = ()
     service_account: str | None = None
+    # publishing (docs/publishing.md); None: the hub's defaults
+    may_publish: bool = True
+    max_upload_size: int | None = None
+    max_bundle_size: int | None = None
+    max_environment_size: int | None = None
+    package_index: str | None = None
+    build_timeout: int | None = None
 
 
 @dataclass(frozen=True)
 class Sources:
-    """Where apps' code may come from besides the analyst's home (Kubernetes only)."""
+    """Where apps' code may come from besides the analyst's home: git hosts (deploys from git,
+    both modes; ``git`` apps on Kubernetes) and image registries (Kubernetes)."""
 
-    git_hosts: tuple[str, ...] = ()  # e.g. github.com: `git` apps clone from these only
+    git_hosts: tuple[str, ...] = ()  # e.g. github.com: git deploys and `git` apps use these only
     image_prefixes: tuple[str, ...] = ()  # e.g. ghcr.io/example/apps/: `image` apps
     git_image: str = "alpine/git:2.47.2"  # the init container that clones
 
@@ -152,6 +161,12 @@ RULE_KEYS = {
     "max_link_days",
     "volumes",
     "service_account",
+    "may_publish",
+    "max_upload_size",
+    "max_bundle_size",
+    "max_environment_size",
+    "package_index",
+    "build_timeout",
 }
 VOLUME_KEYS = {"claim", "mount_path", "read_only"}
 _SLUG = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
@@ -274,7 +289,31 @@ def _rule(ck: _Checker, key: str, raw, profiles: dict) -> Rule:
         max_link_days=ck.number(raw, "max_link_days", key, default=1.0, minimum=0.01),
         volumes=_volumes(ck, key, raw.get("volumes")),
         service_account=_service_account(ck, key, raw.get("service_account")),
+        may_publish=ck.flag(raw, "may_publish", key, True),
+        max_upload_size=ck.size(raw, "max_upload_size", key),
+        max_bundle_size=ck.size(raw, "max_bundle_size", key),
+        max_environment_size=ck.size(raw, "max_environment_size", key),
+        package_index=_package_index(ck, key, raw.get("package_index")),
+        build_timeout=ck.number(raw, "build_timeout", key, integer=True, minimum=10),
     )
+
+
+def _package_index(ck: _Checker, key: str, value) -> str | None:
+    """A package index URL (``https://``, or ``http://`` on loopback); None: the hub's."""
+    if value is None:
+        return None
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if (
+        parts is None
+        or not parts.hostname
+        or parts.scheme not in ("http", "https")
+        or (parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"))
+    ):
+        ck.fail(
+            f"{key}.package_index",
+            "expected the index's https:// URL, e.g. https://pypi.example.com/simple",
+        )
+    return value
 
 
 # ---- data access (Kubernetes only) ----------------------------------------------------------
@@ -526,7 +565,15 @@ def combine(rules: list[Rule]) -> Rule:
         service_account=(lambda names: names[0] if len(names) == 1 else None)(
             list(dict.fromkeys(r.service_account for r in rules if r.service_account))
         ),
+        may_publish=any(r.may_publish for r in rules),
+        # publishing: the largest a rule sets (unset: the hub's default, not "no limit")
+        **{name: _most((getattr(r, name) for r in rules), none_wins=False) for name in _PUBLISH},
+        # an index is no "more" than another: the first group's (file order) that names one
+        package_index=next((r.package_index for r in rules if r.package_index), None),
     )
+
+
+_PUBLISH = ("max_upload_size", "max_bundle_size", "max_environment_size", "build_timeout")
 
 
 def _union_of_volumes(rules: list[Rule]) -> tuple[VolumeGrant, ...]:
@@ -597,13 +644,21 @@ def limits_for(policy: Policy, user_groups) -> Limits:
     # Groups first, so the first group's default profile wins; defaults are the floor.
     # CPU/memory totals come from the groups alone: an unset total in `defaults` means
     # "nothing to start", not "no limit".
+    # So do the publishing limits a group sets (``defaults`` only fill in what none sets).
     floor = combine([*rules, policy.defaults])
     groups_only = combine(rules)
+    published = {
+        name: getattr(groups_only, name)
+        if getattr(groups_only, name) is not None
+        else getattr(policy.defaults, name)
+        for name in (*_PUBLISH, "package_index")
+    }
     return Limits(
         replace(
             floor,
             max_total_cpu=groups_only.max_total_cpu,
             max_total_memory=groups_only.max_total_memory,
+            **published,
         ),
         names,
     )
@@ -637,8 +692,15 @@ def decide_start(
     running: list[RunningApp],
     requested_profile: str | None,
     app: str = "",
+    owner: str = "",
+    name_running: bool = True,
 ) -> Decision:
-    """May one more app start now? ``running`` is the user's other admitted apps."""
+    """May one more app start now? ``running`` is the user's other admitted apps.
+
+    ``owner``: the app's owner, when someone else asks for the start (an admin in the admin
+    panel, a viewer waking a shared app): the reason then speaks of the owner instead of
+    "you". ``name_running=False`` (a viewer) counts the owner's running apps instead of
+    naming them."""
     limits = limits_for(policy, user_groups)
     rule = limits.rule
     who = _who(limits)
@@ -646,7 +708,11 @@ def decide_start(
         return Decision(
             False,
             f"{who} may open apps shared with them but not start apps. "
-            "Ask an admin to add you to an analysts group.",
+            + (
+                f"{owner} would have to be in an analysts group."
+                if owner
+                else "Ask an admin to add you to an analysts group."
+            ),
             code="no_apps",
         )
     slug = requested_profile or rule.default_profile
@@ -661,11 +727,14 @@ def decide_start(
     profile = policy.profiles[slug]
     if len(running) >= rule.max_running_apps:
         names = ", ".join(sorted(a.name for a in running))
+        if not owner:
+            now = f"you are running {names}. Stop one to start another."
+        else:
+            now = f"{owner} is running {names if name_running else len(running)} already."
         return Decision(
             False,
             f"{who} may run {rule.max_running_apps} "
-            f"app{'s' if rule.max_running_apps != 1 else ''} at once; you are "
-            f"running {names}. Stop one to start another.",
+            f"app{'s' if rule.max_running_apps != 1 else ''} at once; {now}",
             code="running",
         )
     used = [policy.profiles[a.profile] for a in running if a.profile in policy.profiles]

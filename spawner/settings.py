@@ -368,6 +368,48 @@ class StreamlitHub(EnvSettings):
     def _default_audit_bind(self):
         return self.audit_host if self.mode == "local" else "0.0.0.0"
 
+    publishing = Bool(
+        True,
+        help="Analysts may deploy versions of their apps (the publishing API, docs/publishing.md); "
+        "on Kubernetes each app pod fetches its version's bundle and builds its environment.",
+    ).tag(config=True, env="STREAMLIT_HUB_PUBLISHING", expect="true or false")
+    package_index = Unicode(
+        help="The one package index per-app environments install from (a private index URL; "
+        "credentials in it never reach a log). Empty: uv's default (PyPI).",
+    ).tag(config=True, env="STREAMLIT_HUB_PACKAGE_INDEX", secret=True)
+    package_find_links = List(
+        Unicode(),
+        help="Folders (or URLs) of wheels per-app environments may install from besides the "
+        "index, comma-separated: an air-gapped site's wheelhouse.",
+    ).tag(config=True, env="STREAMLIT_HUB_FIND_LINKS")
+    package_offline = Bool(
+        False,
+        help="Per-app environments install only from package_find_links, never from an index.",
+    ).tag(config=True, env="STREAMLIT_HUB_PACKAGE_OFFLINE", expect="true or false")
+    build_timeout = Float(
+        600.0,
+        help="Seconds a per-app environment's build may take before it is stopped and the "
+        "deploy refused (the app keeps its version).",
+    ).tag(config=True, env="STREAMLIT_HUB_BUILD_TIMEOUT", expect="a number of seconds above 0")
+
+    @validate("build_timeout")
+    def _validate_build_timeout(self, proposal):
+        if not 0 < proposal["value"] <= 86400:
+            raise SettingInvalid("expected a number of seconds from 1 to 86400 (e.g. 600)")
+        return proposal["value"]
+
+    environments_disk_gb = Float(
+        20.0,
+        help="Disk for all per-app environments, in GiB: after a build, the least recently "
+        "used ones no version points at are removed down to it.",
+    ).tag(config=True, env="STREAMLIT_HUB_ENVIRONMENTS_DISK_GB", expect="a number of GiB above 0")
+
+    @validate("environments_disk_gb")
+    def _validate_disk_gb(self, proposal):
+        if not proposal["value"] > 0:
+            raise SettingInvalid("expected a number of GiB above 0 (e.g. 20)")
+        return proposal["value"]
+
     extra_config = Unicode(
         help="A Python file run last with c (the JupyterHub configuration) in scope.",
     ).tag(config=True, env="STREAMLIT_HUB_EXTRA_CONFIG")
@@ -404,6 +446,7 @@ class StreamlitHub(EnvSettings):
 def _classes():
     from .app_server.settings import AppServerSettings
     from .audit.settings import AuditServiceSettings
+    from .cli import CLISettings
 
     return [
         (
@@ -413,6 +456,7 @@ def _classes():
         ),
         (AppServerSettings, "An app server", "variables the spawners set for each app server"),
         (AuditServiceSettings, "The audit service", "variables the hub sets for its service"),
+        (CLISettings, "The command line", "variables `streamlit-hub` reads (CI jobs)"),
     ]
 
 

@@ -11,4 +11,6 @@ SQLAlchemy, about +47 MB per app server). It speaks the hub's OAuth endpoints di
 - ``activity``       activity posted only when viewers used the app
 - ``audit_sessions`` the app server's half of the audit trail (sessions, page views)
 - ``healthcheck``    exit 0 if the app server answers HTTP (container health checks)
+- ``published``      Kubernetes: fetch, verify and extract the published version a pod runs,
+                     and build its environment
 """

@@ -82,6 +82,7 @@ class SessionAudit:
                     owner=self.s.owner,
                     app=self.s.server_name,
                     profile=self.s.profile or None,
+                    version=getattr(self.s, "version", "") or None,
                     **fields,
                 )
             )

@@ -3,7 +3,11 @@
 The spawner runs ``python -m spawner.app_server`` with the hub's ``JUPYTERHUB_*`` variables and
 ``STREAMLIT_HUB_ENTRY`` (absolute path of the analyst's entry file). This program:
 
-1. reads its settings and removes its API token from ``os.environ``;
+1. makes itself non-dumpable when the local spawner runs it under an analyst's own account
+   (``keep_memory_private``), reads its settings and removes its API token from
+   ``os.environ``; the owner's app secrets that came with the token through
+   the local spawner's pipe go into ``os.environ`` for the app's code (on Kubernetes they are
+   in the container's environment already);
 2. checks the app's code without running it (``code_problem``): a syntax error, or a top-level
    import the app environment does not have, stops the start with one line on stderr starting
    ``CANNOT_START`` (the spawner shows the rest to the analyst and refuses the start), so such
@@ -31,7 +35,7 @@ import socket
 import sys
 from pathlib import Path
 
-from .settings import SettingsError, from_environ
+from .settings import AppServerSettings, SettingsError, from_environ
 
 log = logging.getLogger("streamlit_hub")
 
@@ -244,14 +248,75 @@ def build_app(settings, sender=None):
     )
 
 
+PR_SET_DUMPABLE = 4  # <linux/prctl.h>
+
+
+def keep_memory_private() -> bool:
+    """Make this process non-dumpable (Linux: ``prctl(PR_SET_DUMPABLE, 0)``), before the token
+    and the app's secrets are read: other processes of the same account (the owner's other
+    apps) can then no longer read its memory (``/proc/<pid>/mem``), take its open files
+    (``pidfd_getfd``, ``/proc/<pid>/fd``) or attach a debugger to it; root still can. The
+    price: the process cannot read its own ``/proc/self/environ`` or ``/proc/self/io`` either
+    (``os.environ`` is unaffected). Its children (processes the app's code starts) are
+    dumpable again after their ``exec``."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+    except (OSError, AttributeError):  # pragma: no cover - no prctl in this libc
+        return False
+
+
+def run_published_version(settings) -> int | None:
+    """Kubernetes, a published version: fetch, verify and extract it, build its environment
+    (``published.py``), and run this program again on that environment's Python. None: go
+    on here (no bundle, or this is the run on the environment's Python already)."""
+    from .settings import AppServerSettings
+
+    own = AppServerSettings()
+    if not own.bundle_digest or own.bundle_ready == own.bundle_digest:
+        return None
+    from .published import PublishedError, prepare
+
+    try:
+        python = prepare(settings, own)
+    except PublishedError as e:
+        print(f"{CANNOT_START}{e}", file=sys.stderr)
+        return 3
+    if python is None:
+        return None
+    # The token came from the container's environment (a secretKeyRef); the next run reads
+    # it from there again, and removes it again.
+    env = {
+        **os.environ,
+        _BUNDLE_READY: own.bundle_digest,
+        "JUPYTERHUB_API_TOKEN": settings.api_token,
+    }
+    os.execve(str(python), [str(python), "-m", "spawner.app_server"], env)
+    return None  # pragma: no cover - execve does not return
+
+
+_BUNDLE_READY = "STREAMLIT_HUB_BUNDLE_READY"
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level="INFO", format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
     try:
+        # with per-user accounts (local): before the token and the secrets are read
+        if AppServerSettings(environ=os.environ).private_memory and not keep_memory_private():
+            log.warning("could not make the app server non-dumpable (prctl)")
         settings = from_environ()
     except SettingsError as e:
         print(f"streamlit-hub-app: {e}", file=sys.stderr)
         return 2
+    # The owner's app secrets: environment variables of this process (the app's code) only.
+    os.environ.update(settings.app_secrets)
     logging.getLogger().setLevel(settings.log_level)  # STREAMLIT_HUB_LOG_LEVEL
+    rerun = run_published_version(settings)
+    if rerun is not None:
+        return rerun
     entry = Path(settings.entry)
     shown = shown_path(entry, os.environ.get("HOME"))
     if not entry.is_file():

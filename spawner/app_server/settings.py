@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-from traitlets import Float, Integer, List, Unicode, validate
+from traitlets import Bool, Float, Integer, List, Unicode, validate
 
 from ..client_address import DEFAULT_TRUSTED_PROXIES, Network, parse_networks
 from ..settings import EnvSettings, checked_networks, log_level_setting
@@ -50,11 +51,15 @@ class Settings:
     secure_cookies: bool = False
     pass_cookies: tuple[str, ...] = ()
     profile: str = ""
+    version: str = ""  # the published version running (v3); empty: the owner's home folder
     audit_url: str = ""  # the audit service's ingest API; empty: audit off
     audit_spool: str = ""  # where events wait on disk until the service has them
     # proxies whose X-Forwarded-For entries the audit trail believes (the hub's setting)
     trusted_proxies: tuple[Network, ...] = parse_networks(DEFAULT_TRUSTED_PROXIES)
     log_level: str = "INFO"
+    # the owner's app secrets that came through the pipe with the token (local mode); the
+    # launcher puts them into the environment before Streamlit starts
+    app_secrets: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
 class AppServerSettings(EnvSettings):
@@ -82,6 +87,36 @@ class AppServerSettings(EnvSettings):
     profile = Unicode(help="The machine size the app runs on (shown to viewers).").tag(
         env="STREAMLIT_HUB_PROFILE"
     )
+    app_version = Unicode(
+        help="The published version this app server runs (v3), recorded on its audit events; "
+        "empty when it runs from its owner's home folder."
+    ).tag(env="STREAMLIT_HUB_APP_VERSION")
+    bundle_digest = Unicode(
+        help="Kubernetes: the published version's bundle (sha256:...) this app server fetches "
+        "from the hub, verifies and extracts into bundle_dir before it starts.",
+    ).tag(env="STREAMLIT_HUB_BUNDLE_DIGEST")
+    bundle_dir = Unicode(
+        "/tmp/streamlit-hub-bundle",
+        help="Kubernetes: the folder (on the pod's scratch volume) the bundle is extracted to.",
+    ).tag(env="STREAMLIT_HUB_BUNDLE_DIR")
+    bundle_ready = Unicode(
+        help="Set by the app server itself when it runs again on the version's environment: "
+        "the bundle it already fetched (never set it by hand).",
+    ).tag(env="STREAMLIT_HUB_BUNDLE_READY")
+    package_index = Unicode(
+        help="Kubernetes: the package index the app's requirements.txt is built from "
+        "(the group's, else the hub's; empty: PyPI).",
+    ).tag(env="STREAMLIT_HUB_PACKAGE_INDEX", secret=True)
+    package_find_links = List(
+        Unicode(),
+        help="Kubernetes: wheel folders or URLs the build may also use (the hub's setting).",
+    ).tag(env="STREAMLIT_HUB_FIND_LINKS")
+    package_offline = Bool(
+        False, help="Kubernetes: build from package_find_links only, never an index."
+    ).tag(env="STREAMLIT_HUB_PACKAGE_OFFLINE", expect="true or false")
+    build_timeout = Float(
+        600.0, min=1.0, help="Kubernetes: seconds the app's environment build may take."
+    ).tag(env="STREAMLIT_HUB_BUILD_TIMEOUT", expect="a number of seconds")
     audit_url = Unicode(help="The audit service's ingest API; empty: audit off.").tag(
         env="STREAMLIT_HUB_AUDIT_URL"
     )
@@ -105,6 +140,12 @@ class AppServerSettings(EnvSettings):
         help="The pipe the local spawner passes the app server's API token through (read "
         "once, so it is never in the process environment); -1: JUPYTERHUB_API_TOKEN.",
     ).tag(env=TOKEN_FD_VARIABLE, expect="a file descriptor")
+    private_memory = Bool(
+        False,
+        help="Make the app server non-dumpable before it reads its token and the app's secrets, "
+        "so the owner's other apps (the same account) cannot read its memory or environment "
+        "in /proc; set by the local spawner with per-user accounts.",
+    ).tag(env="STREAMLIT_HUB_PRIVATE_MEMORY", expect="true or false")
     log_level = log_level_setting("app server")
 
     @validate("trusted_proxies")
@@ -119,32 +160,55 @@ def _required(env: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _api_token(env: Mapping[str, str], fd: int) -> str:
-    """The server's API token: from the pipe the local spawner passes (``STREAMLIT_HUB_API_TOKEN_FD``,
-    read once to its end and closed, so it is never in ``/proc/<pid>/environ``), else from
-    ``JUPYTERHUB_API_TOKEN`` (Kubernetes passes it by reference from a Secret)."""
+def _api_token(env: Mapping[str, str], fd: int) -> tuple[str, dict[str, str]]:
+    """The server's API token and the app's secrets: from the pipe the local spawner passes
+    (``STREAMLIT_HUB_API_TOKEN_FD``, read once to its end and closed, so neither is ever in
+    ``/proc/<pid>/environ``), else the token from ``JUPYTERHUB_API_TOKEN`` (Kubernetes passes
+    it, and the secrets, by reference from a Secret)."""
     if fd < 0:
-        return _required(env, "JUPYTERHUB_API_TOKEN")
+        return _required(env, "JUPYTERHUB_API_TOKEN"), {}
+    return read_pipe(fd)
+
+
+# What the local spawner's pipe may carry: the token, then the owner's app secrets as
+# NAME=value, NUL-separated (spawner/app_secrets.py: pipe_payload keeps them within 48 KiB).
+MAX_PIPE_BYTES = 64 * 1024
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def read_pipe(fd: int) -> tuple[str, dict[str, str]]:
+    """(token, app secrets) from the pipe ``fd``, read once to its end and closed. Errors
+    name the variable, never what came through."""
     chunks = []
     try:
         with os.fdopen(fd, "rb", closefd=True) as pipe:
-            while chunk := pipe.read(4096):
+            while chunk := pipe.read(65536):
                 chunks.append(chunk)
-                if sum(map(len, chunks)) > 4096:
-                    raise SettingsError(f"{TOKEN_FD_VARIABLE}: more than a token came through")
+                if sum(map(len, chunks)) > MAX_PIPE_BYTES:
+                    raise SettingsError(
+                        f"{TOKEN_FD_VARIABLE}: more than a token and its app's secrets came through"
+                    )
     except OSError as e:
         raise SettingsError(f"{TOKEN_FD_VARIABLE}={fd}: cannot read the token ({e})") from None
-    token = b"".join(chunks).decode("ascii", "replace").strip()
+    first, *items = b"".join(chunks).split(b"\0")
+    token = first.decode("ascii", "replace").strip()
     if not token:
         raise SettingsError(f"{TOKEN_FD_VARIABLE}: the hub sent no token")
-    return token
+    secrets = {}
+    for item in items:
+        name, sep, value = item.partition(b"=")
+        name = name.decode("ascii", "replace")
+        if not sep or not _ENV_NAME.fullmatch(name):
+            raise SettingsError(f"{TOKEN_FD_VARIABLE}: an app secret came through malformed")
+        secrets[name] = value.decode("utf-8", "replace")
+    return token, secrets
 
 
 def from_environ(env: Mapping[str, str] | None = None, *, scrub: bool = True) -> Settings:
     env = os.environ if env is None else env
     own = AppServerSettings(environ=env)
     api_url = _required(env, "JUPYTERHUB_API_URL").rstrip("/")
-    token = _api_token(env, own.api_token_fd)
+    token, app_secrets = _api_token(env, own.api_token_fd)
     prefix = _required(env, "JUPYTERHUB_SERVICE_PREFIX")
     if not prefix.endswith("/"):
         prefix += "/"
@@ -183,11 +247,13 @@ def from_environ(env: Mapping[str, str] | None = None, *, scrub: bool = True) ->
         activity_interval=own.activity_interval,
         secure_cookies=public.startswith("https:") or host.startswith("https:"),
         profile=own.profile,
+        version=own.app_version,
         audit_url=own.audit_url,
         audit_spool=own.audit_spool,
         trusted_proxies=parse_networks(",".join(own.trusted_proxies)),
         pass_cookies=tuple(own.pass_cookies),
         log_level=own.log_level,
+        app_secrets=app_secrets,
     )
     if settings.audit_url and not settings.audit_spool:
         raise SettingsError(

@@ -84,6 +84,7 @@ class Event:
     actor: str | None = None  # app_start/app_stop/shares: who did it (a user or a service)
     viewer_groups: tuple[str, ...] = ()
     profile: str | None = None
+    version: str | None = None  # the published version (v3) deployed, activated or running
     page: str | None = None
     session: str | None = None
     client: str | None = None

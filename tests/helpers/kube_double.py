@@ -326,6 +326,34 @@ class Kubelet:
     async def ready_when_listening(self, ns, name, ip, port, proc):
         for _ in range(600):
             if proc.returncode is not None:
+                # the container exited before it listened (an app that cannot start): say so
+                # as a kubelet would, so the spawner fails the start now, not at its timeout
+                await self.patch(
+                    ns,
+                    name,
+                    {
+                        "status": {
+                            "phase": "Failed",
+                            "containerStatuses": [
+                                {
+                                    "name": "notebook",
+                                    "ready": False,
+                                    "started": False,
+                                    "restartCount": 0,
+                                    "image": "",
+                                    "imageID": "",
+                                    "state": {
+                                        "terminated": {
+                                            "exitCode": proc.returncode,
+                                            "reason": "Error",
+                                            "finishedAt": _now(),
+                                        }
+                                    },
+                                }
+                            ],
+                        }
+                    },
+                )
                 return
             try:
                 _, writer = await asyncio.open_connection(ip, port)

@@ -63,6 +63,10 @@ def test_an_id_that_is_not_a_string():
 @pytest.mark.parametrize("kind", TYPES)
 def test_every_type_is_accepted_with_its_required_fields(kind):
     fields = {"outcome": "allowed"} if kind == "authorize" else {}
+    if kind in ("app_deploy", "app_activate"):
+        fields = {"actor": "alice", "outcome": "deployed", "version": "v2"}
+    if kind in ("app_secret_set", "app_secret_deleted"):
+        fields = {"actor": "alice"}
     e = parse_event(raw(type=kind, **fields))
     assert e.type == kind
 
@@ -70,7 +74,8 @@ def test_every_type_is_accepted_with_its_required_fields(kind):
 def test_an_unknown_type_lists_the_known_ones():
     assert refusal(raw(type="hack")) == (
         "type: expected one of authorize, session_start, page_view, "
-        "session_end, app_start, app_stop, share_granted, share_revoked"
+        "session_end, app_start, app_stop, share_granted, share_revoked, app_deploy, app_activate, "
+        "app_secret_set, app_secret_deleted"
     )
 
 

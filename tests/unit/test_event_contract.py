@@ -162,6 +162,7 @@ FULL = {
     "actor": "hub",
     "viewer_groups": ["b", "a"],
     "profile": "small",
+    "version": "v3",
     "page": "Details",
     "session": "s1",
     "client": "10.0.0.1",

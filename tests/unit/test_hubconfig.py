@@ -164,6 +164,7 @@ def test_audit_service_is_registered_with_its_recorder_and_roles(tmp_path):
     service = next(s for s in c.JupyterHub.services if s["name"] == "audit")
     assert service["url"] == "http://127.0.0.1:9123"
     assert service["command"][1:] == ["-m", "spawner.audit.service"]
+    assert service["info"]["display_name"] == "Usage"  # its entry in the hub's Services menu
     assert (
         service["environment"]["STREAMLIT_HUB_AUDIT_DB_URL"]
         == f"sqlite:///{tmp_path / 'audit.sqlite'}"

@@ -116,3 +116,21 @@ def test_a_claim_with_dots_or_a_trailing_dash_becomes_a_dns_label():
     assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", data_volume_name(claim))
     claim = "-" + "x" * 39 + ".y"  # cut at 40 characters, then the trailing dash goes
     assert data_volume_name(claim).startswith("data--" + "x" * 39 + "-")
+
+
+@pytest.mark.parametrize(
+    "value, moved",
+    [
+        ("https://user:s3cret@pypi.example.com/simple", True),
+        ("https://__token__@pypi.example.com/simple", True),  # a token as the user name
+        ("HTTPS://u:p@idx.example.com/", True),
+        ("https://pypi.example.com/simple", False),
+        ("mailto:someone@example.com", False),  # no //: not a URL with a user
+        ("https://pypi.example.com/simple/@scope", False),  # @ in the path, not the host
+    ],
+)
+def test_a_url_with_credentials_in_it_is_a_credential_whatever_its_name(value, moved):
+    c = V1Container(name="app", env=[V1EnvVar(name="STREAMLIT_HUB_PACKAGE_INDEX", value=value)])
+    data = move_credentials(pod(c), "s")
+    assert (data == {"STREAMLIT_HUB_PACKAGE_INDEX": value}) is moved
+    assert (c.env[0].value is None) is moved

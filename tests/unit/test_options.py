@@ -181,9 +181,12 @@ def test_ref_must_be_a_full_lowercase_sha(ref):
             "'ref' must be a string.",
         ),
         ({"source": "image", "image": ["x"]}, "'image' must be a string."),
-        ({"source": 3}, "Unknown source 'int': this hub supports home, git, image."),
-        ({"source": "svn"}, "Unknown source 'svn': this hub supports home, git, image."),
-        ({"source": "x" * 60}, f"Unknown source {'x' * 40!r}: this hub supports home, git, image."),
+        ({"source": 3}, "Unknown source 'int': this hub supports home, git, image, version."),
+        ({"source": "svn"}, "Unknown source 'svn': this hub supports home, git, image, version."),
+        (
+            {"source": "x" * 60},
+            f"Unknown source {'x' * 40!r}: this hub supports home, git, image, version.",
+        ),
         ({"path": 1}, "'path' must be a string, e.g. \"apps/demo/app.py\"."),
         ({"profile": 1}, "'profile' must be a string naming a profile, e.g. \"small\"."),
         ({"profile": "p" * 64}, "'profile' is too long: at most 63 characters."),
@@ -192,16 +195,38 @@ def test_ref_must_be_a_full_lowercase_sha(ref):
         (
             {"gpu": 1, "zz": 2, "aa": 3},
             "Unknown option(s): 'aa', 'gpu', 'zz'. Known options: source, path, "
-            "profile, repo, ref, image.",
+            "profile, repo, ref, image, version.",
         ),
         (
             {"x" * 50: 1},
-            f"Unknown option(s): {'x' * 40!r}. Known options: source, path, profile, repo, ref, image.",
+            f"Unknown option(s): {'x' * 40!r}. Known options: source, path, profile, repo, ref, image, version.",
         ),
         (
             {f"k{i}": 1 for i in range(7)},
             "Unknown option(s): 'k0', 'k1', 'k2', 'k3', 'k4'. Known options: "
-            "source, path, profile, repo, ref, image.",
+            "source, path, profile, repo, ref, image, version.",
+        ),
+        ({"source": "home", "version": "v2"}, "'version' applies to source \"version\" only."),
+        ({"source": "version", "version": 2}, "'version' must be a string."),
+        (
+            {"source": "version", "version": "v0"},
+            "'version' names a published version, e.g. \"v3\".",
+        ),
+        (
+            {"source": "version", "version": "2"},
+            "'version' names a published version, e.g. \"v3\".",
+        ),
+        (
+            {"source": "version", "version": "v1 "},
+            "'version' names a published version, e.g. \"v3\".",
+        ),
+        (
+            {"source": "version", "version": "v1234567890"},
+            "'version' names a published version, e.g. \"v3\".",
+        ),
+        (
+            {"source": "version", "path": "x.py"},
+            "'path' does not apply to a published version: it has its own entry file.",
         ),
         (
             {"source": "image", "image": ""},
@@ -222,6 +247,17 @@ def test_option_refusals_say_exactly_why(raw, message):
     with pytest.raises(OptionsError) as e:
         parse_user_options(raw)
     assert str(e.value) == message
+
+
+def test_a_published_version_by_id_or_the_active_one():
+    assert parse_user_options({"source": "version"}) == AppOptions(source="version")
+    assert parse_user_options({"source": "version", "version": "v123456789"}).version == (
+        "v123456789"
+    )
+    assert parse_user_options({"source": "version", "version": "v10"}).to_dict() == {
+        "source": "version",
+        "version": "v10",
+    }
 
 
 def test_options_of_exactly_the_size_limit_are_accepted():

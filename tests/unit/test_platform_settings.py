@@ -8,6 +8,7 @@ from traitlets.config import Config
 
 from spawner.app_server.settings import AppServerSettings, SettingsError
 from spawner.audit.settings import AuditServiceSettings, ServiceConfigError
+from spawner.cli import CLISettings
 from spawner.hubconfig import configure
 from spawner.settings import (
     HUB_CONFIG_DIR,
@@ -20,7 +21,7 @@ from spawner.settings import (
 )
 
 REPO = HUB_CONFIG_DIR.parent
-CLASSES = (StreamlitHub, AppServerSettings, AuditServiceSettings)
+CLASSES = (StreamlitHub, AppServerSettings, AuditServiceSettings, CLISettings)
 
 
 def test_configuration_wins_over_the_variable_which_wins_over_the_default():
