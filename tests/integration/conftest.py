@@ -1,6 +1,7 @@
 import pytest
 
 from tests.helpers.hub import running_hub
+from tests.helpers.kube_hub import running_double
 
 
 @pytest.fixture(scope="module")
@@ -12,3 +13,10 @@ def hub(tmp_path_factory):
 @pytest.fixture(scope="module")
 def alice(hub):
     return hub.login("alice")
+
+
+@pytest.fixture
+def double(tmp_path):
+    """The Kubernetes API test double (tests/helpers/kube_double.py), for one test."""
+    with running_double(tmp_path) as d:
+        yield d

@@ -17,9 +17,9 @@ import time
 
 import pytest
 
-from tests.helpers.hub import REPO, Hub
+from tests.helpers.kube_hub import k8s, kube_hub
 from tests.helpers.streamlit_ws import session, ws_url
-from tests.integration.test_kube_e2e import POLICY, double, k8s  # noqa: F401 (a fixture)
+from tests.integration.test_kube_e2e import POLICY
 
 pytestmark = pytest.mark.integration
 
@@ -35,46 +35,11 @@ APP = textwrap.dedent(
 ).replace("{digest}", hashlib.sha256(VALUE.encode()).hexdigest())
 
 
-def kube_hub(tmp_path, double_) -> Hub:
-    env = {
-        "STREAMLIT_HUB_MODE": "kubernetes",
-        "STREAMLIT_HUB_AUTH": "demo",
-        "KUBECONFIG": double_["kubeconfig"],
-        "STREAMLIT_HUB_AUDIT_HOST": "127.0.0.1",
-        "STREAMLIT_HUB_AUDIT_BIND": "127.0.0.1",
-        "JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32),
-    }
-    hub = Hub(tmp_path / "h", env=env, policy=POLICY)
-    env["STREAMLIT_HUB_PUBLIC_URL"] = hub.url
-    hub.extra_config = textwrap.dedent(f"""
-        import os, sys
-        from pathlib import Path
-        data = Path(os.environ["STREAMLIT_HUB_DATA_DIR"])
-        data.mkdir(parents=True, exist_ok=True)
-        c.JupyterHub.ip = "127.0.0.1"
-        c.JupyterHub.port = {hub.port}
-        c.JupyterHub.hub_ip = "127.0.0.1"
-        c.JupyterHub.db_url = f"sqlite:///{{data / 'jupyterhub.sqlite'}}"
-        c.JupyterHub.cookie_secret_file = str(data / "cookie_secret")
-        c.JupyterHub.pid_file = str(data / "jupyterhub.pid")
-        c.ConfigurableHTTPProxy.command = [r"{REPO / "node_modules/.bin/configurable-http-proxy"}"]
-        c.ConfigurableHTTPProxy.pid_file = str(data / "proxy.pid")
-        c.JupyterHub.cleanup_servers = True
-        c.JupyterHub.cleanup_proxy = True
-        c.KubeSpawner.image = "ghcr.io/example/jupyterhub-streamlit-app:0.1.0"
-        c.StreamlitKubeSpawner.app_command = [sys.executable, "-m", "spawner.app_server"]
-        c.KubeSpawner.start_timeout = 60
-        c.KubeSpawner.http_timeout = 60
-        c.Spawner.poll_interval = 1
-    """)
-    return hub
-
-
-def test_a_secret_reaches_the_pod_by_reference_only(tmp_path, double):  # noqa: F811
+def test_a_secret_reaches_the_pod_by_reference_only(tmp_path, double):
     home = double["workdir"] / "pvc" / "home-alice" / "apps" / "vault"
     home.mkdir(parents=True)
     (home / "app.py").write_text(APP)
-    hub = kube_hub(tmp_path, double)
+    hub = kube_hub(tmp_path / "h", double, POLICY, {"JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32)})
     hub.start()
     try:
         alice = hub.login("alice")

@@ -15,17 +15,13 @@ and service account are in the pod.
 
 import base64
 import json
-import subprocess
-import sys
-import textwrap
 import time
 
 import pytest
-import requests
 
-from tests.helpers.hub import REPO, Hub, free_port
+from tests.helpers.hub import REPO
 from tests.helpers.k8s_models import problems
-from tests.helpers.kube_double import kubeconfig
+from tests.helpers.kube_hub import api_requests, k8s, kube_hub
 from tests.helpers.pss import restricted_violations
 from tests.helpers.streamlit_ws import session, ws_url
 
@@ -45,54 +41,6 @@ defaults: {profiles: [], max_running_apps: 0, max_apps: 0}
 """
 
 
-@pytest.fixture
-def double(tmp_path):
-    port = free_port()
-    workdir = tmp_path / "cluster"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.helpers.kube_double",
-            "--port",
-            str(port),
-            "--workdir",
-            str(workdir),
-            "--requests",
-            str(tmp_path / "api-requests.jsonl"),
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=open(tmp_path / "double.log", "wb"),
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        assert proc.stdout.readline().strip() == "ready", (tmp_path / "double.log").read_text()
-        config = tmp_path / "kubeconfig"
-        config.write_text(kubeconfig(port))
-        yield {
-            "url": f"http://127.0.0.1:{port}",
-            "kubeconfig": str(config),
-            "workdir": workdir,
-            "log": tmp_path / "double.log",
-            "requests": tmp_path / "api-requests.jsonl",
-        }
-    finally:
-        proc.terminate()
-        proc.wait(30)
-
-
-def k8s(double, path):
-    return requests.get(double["url"] + path, timeout=10).json()
-
-
-def api_requests(double) -> list[tuple[str, str]]:
-    """(action, resource) of every API request the hub made, in order."""
-    lines = double["requests"].read_text().splitlines()
-    return [(r["action"], r["resource"]) for r in map(json.loads, lines) if r["resource"]]
-
-
 def test_an_app_runs_as_a_pod_through_the_real_hub_and_proxy(tmp_path, double):
     home = double["workdir"] / "pvc" / "home-alice" / "apps" / "demo"
     home.mkdir(parents=True)
@@ -100,36 +48,7 @@ def test_an_app_runs_as_a_pod_through_the_real_hub_and_proxy(tmp_path, double):
         target = home / f.relative_to(REPO / "hub_config" / "demo_app")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(f.read_text())
-    env = {
-        "STREAMLIT_HUB_MODE": "kubernetes",
-        "STREAMLIT_HUB_AUTH": "demo",
-        "KUBECONFIG": double["kubeconfig"],
-        "STREAMLIT_HUB_AUDIT_HOST": "127.0.0.1",
-        "STREAMLIT_HUB_AUDIT_BIND": "127.0.0.1",
-    }
-    hub = Hub(tmp_path / "h", env=env, policy=POLICY)
-    env["STREAMLIT_HUB_PUBLIC_URL"] = hub.url  # each analyst's apps on <analyst>.localhost
-    hub.extra_config = textwrap.dedent(f"""
-        import os, sys
-        from pathlib import Path
-        data = Path(os.environ["STREAMLIT_HUB_DATA_DIR"])
-        data.mkdir(parents=True, exist_ok=True)
-        c.JupyterHub.ip = "127.0.0.1"
-        c.JupyterHub.port = {hub.port}
-        c.JupyterHub.hub_ip = "127.0.0.1"
-        c.JupyterHub.db_url = f"sqlite:///{{data / 'jupyterhub.sqlite'}}"
-        c.JupyterHub.cookie_secret_file = str(data / "cookie_secret")
-        c.JupyterHub.pid_file = str(data / "jupyterhub.pid")
-        c.ConfigurableHTTPProxy.command = [r"{REPO / "node_modules/.bin/configurable-http-proxy"}"]
-        c.ConfigurableHTTPProxy.pid_file = str(data / "proxy.pid")
-        c.JupyterHub.cleanup_servers = True
-        c.JupyterHub.cleanup_proxy = True
-        c.KubeSpawner.image = "ghcr.io/example/jupyterhub-streamlit-app:0.1.0"
-        c.StreamlitKubeSpawner.app_command = [sys.executable, "-m", "spawner.app_server"]
-        c.KubeSpawner.start_timeout = 60
-        c.KubeSpawner.http_timeout = 60
-        c.Spawner.poll_interval = 1
-    """)
+    hub = kube_hub(tmp_path / "h", double, POLICY)
     hub.start()
     try:
         alice = hub.login("alice")

@@ -21,10 +21,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers.kube_hub import kube_hub
+from tests.helpers.kube_hub import k8s, kube_hub
 from tests.helpers.streamlit_ws import session, ws_url
 from tests.helpers.wheels import build_wheel
-from tests.integration.test_kube_e2e import double, k8s  # noqa: F401 - the double's fixture
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +58,7 @@ def bundle(files: dict[str, str]) -> bytes:
     return buf.getvalue()
 
 
-def test_a_published_version_runs_in_its_pod_fetched_verified_and_built(tmp_path, double, request):  # noqa: F811
+def test_a_published_version_runs_in_its_pod_fetched_verified_and_built(tmp_path, double, request):
     # not under /tmp: the double maps every /tmp path in a pod's env to the pod's scratch volume
     wheels = Path(tempfile.mkdtemp(prefix="sthub-wheels-", dir="/var/tmp"))
     request.addfinalizer(lambda: shutil.rmtree(wheels, ignore_errors=True))
@@ -113,7 +112,7 @@ def test_a_published_version_runs_in_its_pod_fetched_verified_and_built(tmp_path
     assert left == []
 
 
-def test_a_bundle_changed_at_rest_never_runs(tmp_path, double):  # noqa: F811
+def test_a_bundle_changed_at_rest_never_runs(tmp_path, double):
     hub = kube_hub(tmp_path / "h", double, POLICY)
     hub.start()
     try:
