@@ -112,11 +112,16 @@ class _PublishHandler(APIHandler):
         if r is not None:
             r.record(kind, owner=owner, app=app, actor=self.current_user.name, **fields)
 
+    @staticmethod
+    def is_running(user, app: str) -> bool:
+        spawner = user.spawners.get(app) if app in user.orm_spawners else None
+        return spawner is not None and spawner.active and not spawner.pending
+
     async def restart_if_running(self, user, app: str) -> bool:
         """Restart a running app on its (newly) active version; False when it is not running."""
-        spawner = user.spawners.get(app) if app in user.orm_spawners else None
-        if spawner is None or not spawner.active or spawner.pending:
+        if not self.is_running(user, app):
             return False
+        spawner = user.spawners[app]
         options = {k: v for k, v in (spawner.user_options or {}).items() if k not in _RUN_OPTIONS}
         await self.stop_single_user(user, app)
         try:
@@ -209,7 +214,7 @@ class _PublishHandler(APIHandler):
         restarted = False
         if deployed.activated:
             self.activated(user, app, deployed, deployed.previous)
-            if deployed.previous != version.id:
+            if self.is_running(user, app):
                 await self.progress_for(streaming)(97, f"Restarting {app} on {version.id}")
             restarted = await self.restart_if_running(user, app)
         active = self.publisher.versions.active_id(user.name, app)

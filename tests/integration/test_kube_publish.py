@@ -11,9 +11,7 @@ command as a local process, so this is the app server's real code path, not a cl
 
 from __future__ import annotations
 
-import io
 import shutil
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.helpers.bundles import tar_gz as bundle
 from tests.helpers.kube_hub import k8s, kube_hub
 from tests.helpers.streamlit_ws import session, ws_url
 from tests.helpers.wheels import build_wheel
@@ -45,17 +44,6 @@ st.write("podpkg " + podpkg.__version__)
 
 def _text(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
-
-
-def bundle(files: dict[str, str]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def test_a_published_version_runs_in_its_pod_fetched_verified_and_built(tmp_path, double, request):

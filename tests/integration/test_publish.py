@@ -6,18 +6,16 @@ A real hub and proxy, real ``uv`` building the per-app environment from a local 
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tarfile
-import textwrap
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.bundles import tar_gz as bundle
 from tests.helpers.hub import running_hub
 from tests.helpers.streamlit_ws import session, ws_url
 from tests.helpers.wheels import build_wheel
@@ -41,17 +39,6 @@ groups:
   analysts: {profiles: [small], max_running_apps: 20, max_apps: 60, max_upload_size: 1M}
 defaults: {profiles: [], max_running_apps: 0, max_apps: 0, may_publish: false}
 """
-
-
-def bundle(files: dict[str, str | bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, text in files.items():
-            data = text if isinstance(text, bytes) else textwrap.dedent(text).encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")

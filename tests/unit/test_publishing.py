@@ -8,10 +8,8 @@ tests/unit/test_environments.py and, end to end, tests/integration/test_publish.
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import re
-import tarfile
 
 import pytest
 import yaml
@@ -28,17 +26,7 @@ from spawner.publishing import (
     run_folder,
 )
 from spawner.versions import Source, VersionError
-
-
-def bundle(files: dict[str, str | bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, text in files.items():
-            data = text if isinstance(text, bytes) else text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+from tests.helpers.bundles import tar_gz as bundle
 
 
 def deploy(pub: Publisher, files, app="sales", **kw):
