@@ -371,6 +371,7 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
             self.name,
             owner=self.user.name if self._asked_by_other_than_owner() else "",
             name_running=not self._asked_by_someone_else(),  # a viewer: no app names
+            workers=options.workers or 1,
         )
 
     def _refuse_unless_allowed(self, policy, decision) -> None:
@@ -384,6 +385,27 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
         self.refuse(decision.reason, reason=f"quota_{decision.code}", status=403)
 
     idle_timeout: int | None = None  # from the policy at start; read by the idle culler
+
+    app_workers: int = 1  # Streamlit worker processes of this start (STREAMLIT_HUB_WORKERS)
+
+    def workers_bound(self, profile: Profile | None) -> tuple[int, str] | None:
+        """(most workers, why) this spawner runs for an app on ``profile``; None: no bound
+        beyond the policy's ``max_workers`` (a local process). Kubernetes overrides it."""
+        return None
+
+    def admitted_workers(self, options, profile: Profile | None) -> int:
+        """The ``workers`` option (default 1), refused with a sentence beyond this spawner's
+        bound (the policy's ``max_workers`` was checked by ``admit``)."""
+        workers = options.workers or 1
+        bound = self.workers_bound(profile) if workers > 1 else None
+        if bound is not None and workers > bound[0]:
+            self.refuse(
+                f"{self.name or 'This app'} asked for {workers} workers, but {bound[1]}. "
+                "Ask for fewer workers, or pick a profile with more CPUs.",
+                reason="quota_workers",
+                status=403,
+            )
+        return workers
 
     def get_state(self):
         state = super().get_state()
@@ -414,12 +436,17 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
             self._audit_seen_running = False
 
     async def delete_forever(self):
-        """The app is deleted (its named server removed): its secrets go with it."""
+        """The app is deleted (its named server removed): its secrets and its published
+        versions go with it."""
         from jupyterhub.utils import maybe_future
 
         from .app_secrets import forget_app
 
         forget_app(self)
+        if self.publish_dir and self.name:
+            from .publishing import forget_app as forget_versions
+
+            forget_versions(self.publish_dir, self.user.name, self.name)
         return await maybe_future(super().delete_forever())
 
     last_exit: int | None = None  # the exit status of the app's last run, once it ended
@@ -645,6 +672,7 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
             options = self.validated_options()
             self.app_options = options
             self.app_profile_spec = self.admit(options)
+            self.app_workers = self.admitted_workers(options, self.app_profile_spec)
             self.app_entry = self.entry_for_start(options)
             runs = options.path if options.path not in (None, default_entry(self.name)) else ""
             # an entry file named explicitly (the REST API) is said, so nobody mistakes
@@ -689,6 +717,8 @@ class StreamlitSpawnerMixin(LoggingConfigurable):
             env["STREAMLIT_HUB_ENTRY"] = str(entry)
         if self.app_profile:
             env["STREAMLIT_HUB_PROFILE"] = self.app_profile
+        if self.app_workers > 1:
+            env["STREAMLIT_HUB_WORKERS"] = str(self.app_workers)
         if getattr(self, "app_version", None):
             env["STREAMLIT_HUB_APP_VERSION"] = self.app_version
         if self.audit_url:

@@ -52,6 +52,8 @@ from .publishing import Deployed, DeployError, Publisher, PublishLimits, _size
 from .versions import Source, Version, VersionError
 
 NDJSON = "application/x-ndjson"
+# A refused upload at most this large is read to its end before the refusal is sent.
+DRAIN_BYTES = 4 * 1024 * 1024
 GIT_FIELDS = {"repo", "ref", "entry", "token_secret", "activate"}
 MAX_GIT_BODY = 16 * 1024
 _RUN_OPTIONS = ("source", "path", "repo", "ref", "image")  # a version replaces these
@@ -169,7 +171,11 @@ class _PublishHandler(APIHandler):
         if self.policy is None or app in user.orm_spawners:
             return
         rule = limits_for(self.policy.current, group_names(user)).rule
-        apps = len([name for name in user.orm_spawners if name])
+        # apps: named servers, and names with versions but not started yet
+        published = {a for u, a in self.publisher.versions.apps() if u == user.name}
+        if app in published:
+            return
+        apps = len({name for name in user.orm_spawners if name} | published)
         if rule.max_apps <= 0:
             raise web.HTTPError(
                 403, f"{user.name} may open apps shared with them but not publish apps."
@@ -258,13 +264,27 @@ class VersionsAPIHandler(_PublishHandler):
             # (configurable-http-proxy would answer the next request with a 503).
             self.set_header("Connection", "close")
 
+    _refusal: web.HTTPError | None = None
+
     async def prepare(self):
         try:
             await super().prepare()
             if self.request.method == "POST":
                 self._prepare_upload()
-        except web.HTTPError:
-            self._close = self.request.method == "POST"
+        except web.HTTPError as e:
+            if self.request.method != "POST":
+                raise
+            declared = self.request.headers.get("Content-Length") or ""
+            if declared.isdigit() and int(declared) <= DRAIN_BYTES:
+                # A small body is read to its end and dropped, then refused: an answer sent
+                # while the client still sends can reach it cut short through the proxy.
+                self._refusal = e
+                self.request.connection.set_max_body_size(DRAIN_BYTES)
+                return
+            # A large one is not read in vain: the refusal goes now, on a connection the
+            # proxy must not reuse (configurable-http-proxy would answer the next request
+            # on it with a 503).
+            self._close = True
             raise
 
     def _prepare_upload(self):
@@ -274,7 +294,9 @@ class VersionsAPIHandler(_PublishHandler):
         self._limit = limits.bundle.max_archive_bytes
         declared = self.request.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > self._limit:
-            raise web.HTTPError(413, self._too_big_message())
+            if int(declared) > 2 * self._limit + 1024 * 1024:
+                raise web.HTTPError(413, self._too_big_message())
+            self._too_big = True  # read and dropped, then a clean 413 (below)
         # A chunked body over the limit is read to the end and dropped (data_received), so
         # the refusal is a clean 413; Tornado's own cut-off (max_body_size) would drop the
         # connection instead. Twice the limit bounds what is read in vain.
@@ -331,6 +353,8 @@ class VersionsAPIHandler(_PublishHandler):
         )
 
     async def post(self, user_name: str, app: str):
+        if self._refusal is not None:
+            raise self._refusal
         user = self.find_user(user_name)
         streaming = NDJSON in (self.request.headers.get("Accept") or "")
         if self._too_big:

@@ -399,6 +399,21 @@ def prepare_run(
     return PreparedRun(version, folder, folder / version.entry, python)
 
 
+def forget_app(root: str | os.PathLike, user: str, app: str) -> None:
+    """An app deleted from the hub takes its versions, build log and extracted runs along
+    (their bundles go at the next collection, when no other version points at them)."""
+    store = VersionStore(root)
+    try:
+        folder = store.folder(user, app).parent
+    except VersionError:
+        return
+    if folder.exists():
+        remove_tree(folder)
+    runs = Path(root) / "runs" / user_folder(user) / app
+    if runs.exists():
+        remove_tree(runs)
+
+
 def _size(n: int) -> str:
     for unit in ("bytes", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
@@ -423,6 +438,7 @@ __all__ = [
     "Publisher",
     "active_version",
     "check_run",
+    "forget_app",
     "prepare_run",
     "read_requirements",
     "run_folder",

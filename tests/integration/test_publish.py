@@ -289,3 +289,10 @@ def test_a_version_that_cannot_start_is_recorded_and_the_restart_says_why(hub, a
     assert "syntax" in last["restart_problem"].lower() or "line" in last["restart_problem"]
     r = alice.put(f"{hub.url}/hub/api/streamlit/apps/alice/sales/versions/v1/active", timeout=90)
     assert r.status_code == 200, r.text
+
+
+def test_deleting_the_app_deletes_its_versions(hub, alice):
+    hub.stop_app(alice, "alice", "sales", remove=True)
+    r = alice.get(f"{hub.url}/hub/api/streamlit/apps/alice/sales/versions", timeout=10)
+    assert r.status_code == 200 and r.json()["versions"] == [] and r.json()["active"] is None
+    assert not (hub.data_dir / "publish" / "runs" / "alice" / "sales").exists()

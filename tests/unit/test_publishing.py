@@ -21,6 +21,7 @@ from spawner.publishing import (
     Publisher,
     PublishLimits,
     check_run,
+    forget_app,
     prepare_run,
     read_requirements,
     run_folder,
@@ -202,3 +203,16 @@ def test_http_is_allowed_on_loopback_only_and_timeouts_have_a_floor():
         PolicyError, match=re.escape("groups.readers.may_publish: expected true or false")
     ):
         parse(POLICY.replace("may_publish: false}", 'may_publish: "no"}', 1))
+
+
+def test_a_deleted_app_takes_its_versions_build_log_and_runs_along(pub):
+    deploy(pub, {"app.py": "1"})
+    deploy(pub, {"app.py": "1"}, app="other")
+    run = prepare_run(pub.root, "alice", "sales")
+    forget_app(pub.root, "alice", "sales")
+    assert pub.versions.versions("alice", "sales") == []
+    assert pub.last_build_log("alice", "sales") is None
+    assert not run.folder.exists()
+    assert [a for _, a in pub.versions.apps()] == ["other"]
+    forget_app(pub.root, "alice", "never-deployed")  # nothing to forget: no error
+    forget_app(pub.root, "alice", "Bad Name")
