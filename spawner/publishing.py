@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import logging
 import os
 import tarfile
 from collections.abc import Awaitable, Callable
@@ -253,7 +254,18 @@ class Publisher:
             )
             self._keep_log(user, app, (log + "\n" if log else "") + summary + "\n")
             await _say(progress, 95, summary)
-            return Deployed(version, activate, previous, key, reused)
+        await asyncio.to_thread(self.collect_garbage)
+        return Deployed(version, activate, previous, key, reused)
+
+    def collect_garbage(self, grace_seconds: float = 3600.0) -> list[str]:
+        """Bundles no version points at any more (deleted versions and apps, refused deploys),
+        stored longer ago than ``grace_seconds``: removed after every deploy. A failure is
+        logged, never the deploy's."""
+        try:
+            return self.versions.collect_garbage(grace_seconds=grace_seconds)
+        except OSError:
+            logging.getLogger(__name__).exception("collecting unused bundles failed")
+            return []
 
     async def _build(
         self,

@@ -216,3 +216,15 @@ def test_a_deleted_app_takes_its_versions_build_log_and_runs_along(pub):
     assert [a for _, a in pub.versions.apps()] == ["other"]
     forget_app(pub.root, "alice", "never-deployed")  # nothing to forget: no error
     forget_app(pub.root, "alice", "Bad Name")
+
+
+def test_bundles_no_version_points_at_go_after_a_deploy(pub):
+    kept = deploy(pub, {"app.py": "kept"}).version
+    old = deploy(pub, {"app.py": "old"}).version
+    pub.versions.activate("alice", "sales", kept.id)
+    pub.versions.delete("alice", "sales", old.id)
+    assert pub.bundles.has(old.digest)
+    assert pub.collect_garbage(grace_seconds=0) == [old.digest]
+    assert pub.bundles.has(kept.digest) and not pub.bundles.has(old.digest)
+    deploy(pub, {"app.py": "new"})  # the deploy collects too, within the grace period: none
+    assert pub.bundles.has(kept.digest)
