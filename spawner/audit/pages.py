@@ -353,12 +353,7 @@ class UsagePageHandler(HubOAuthenticated, _Base):
 
     def write_error(self, status_code, **kwargs):
         """A person's page fails as a page in the frame, saying why, never as JSON."""
-        message = self._reason
-        exc = kwargs.get("exc_info", (None, None))[1]
-        if isinstance(exc, web.HTTPError) and exc.log_message:
-            message = exc.log_message
-        elif status_code >= 500:
-            message = "The audit service failed; the error is in its log."
+        message = self.error_message(status_code, **kwargs)
         self.set_header(*HTML)
         self.finish(
             render_error_page(

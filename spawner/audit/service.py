@@ -173,13 +173,17 @@ class _Base(web.RequestHandler):
             self.settings["audit_executor"], lambda: fn(*args, **kwargs)
         )
 
-    def write_error(self, status_code, **kwargs):
-        message = self._reason
+    def error_message(self, status_code: int, **kwargs) -> str:
+        """The sentence a failed request answers with (never a traceback)."""
         exc = kwargs.get("exc_info", (None, None))[1]
         if isinstance(exc, web.HTTPError) and exc.log_message:
-            message = exc.log_message
-        elif status_code >= 500:
-            message = "The audit service failed; the error is in its log."
+            return exc.log_message
+        if status_code >= 500:
+            return "The audit service failed; the error is in its log."
+        return self._reason
+
+    def write_error(self, status_code, **kwargs):
+        message = self.error_message(status_code, **kwargs)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"status": status_code, "message": message}))
 
