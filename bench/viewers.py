@@ -44,19 +44,22 @@ def concurrent_gets(port: int, path: str, headers: dict, connections: int, per_c
     return connections * per_connection / elapsed, errors
 
 
-async def _many(url: str, headers: dict, sessions: int, timeout: float):
-    async def one():
+async def _many(url: str, headers, sessions: int, timeout: float):
+    async def one(h):
         try:
-            r = await run_session(url, headers, reruns=2, timeout=timeout)
+            r = await run_session(url, h, reruns=2, timeout=timeout)
             return r["times"][-1] * 1000, None
         except Exception as e:  # counted, not raised: the row reports errors
             return None, repr(e)[:120]
 
-    return await asyncio.gather(*[one() for _ in range(sessions)])
+    each = headers if isinstance(headers, list) else [headers] * sessions
+    return await asyncio.gather(*[one(each[i % len(each)]) for i in range(sessions)])
 
 
-def many_viewers(url: str, headers: dict, sessions: int = 100, timeout: float = 120):
-    """``sessions`` websocket sessions at once on one app: rerun ms per session, and errors."""
+def many_viewers(url: str, headers, sessions: int = 100, timeout: float = 120):
+    """``sessions`` websocket sessions at once on one app: rerun ms per session, and errors.
+    ``headers``: one dict for all, or a list (one viewer each: distinct sign-ins, which an app
+    with several workers spreads over them)."""
     results = asyncio.run(_many(url, headers, sessions, timeout))
     times = [t for t, e in results if t is not None]
     errors = [e for t, e in results if e is not None]

@@ -352,6 +352,14 @@ class StreamlitKubeSpawner(AppServerCommand, StreamlitSpawnerMixin, KubeSpawner)
         return access
 
     # ---- what differs from a local process ------------------------------------------------
+    def workers_bound(self, profile):
+        """A pod's workers share its CPU limit: at most one per whole CPU (1 when unset)."""
+        cpus = profile.cpu_limit if profile is not None else self.cpu_limit
+        most = max(1, int(cpus)) if cpus else 1
+        where = f"the profile {profile.slug!r}" if profile is not None else "this hub's app pods"
+        cpu = f"{cpus:g} CPU{'s' if cpus != 1 else ''}" if cpus else "no CPU limit"
+        return most, f"{where} has {cpu}, so at most {most} worker{'s' if most != 1 else ''}"
+
     def app_homes(self):
         return []  # the home is on a PVC the hub does not mount: the form offers a path field
 

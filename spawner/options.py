@@ -15,6 +15,9 @@ Fields:
 - ``path``: the entry file: relative to the home (default ``apps/<app>/app.py``), to the
   repository's root (default ``app.py``) or to ``/app`` in the image (default ``app.py``).
 - ``profile``: a machine-size slug; the group policy gives it meaning.
+- ``workers``: how many Streamlit worker processes serve the app behind its one auth layer
+  (default 1; a whole number, at most ``MAX_WORKERS``); the group policy's ``max_workers``
+  bounds it, and on Kubernetes so does the profile's CPU limit (checked by the spawner).
 
 ``AppSource`` is what a spawner made of ``source``/``repo``/``ref``/``image`` once it checked
 them against the policy: what the app server's pod is built from.
@@ -27,13 +30,14 @@ import re
 from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
-KNOWN_FIELDS = ("source", "path", "profile", "repo", "ref", "image", "version")
+KNOWN_FIELDS = ("source", "path", "profile", "repo", "ref", "image", "version", "workers")
 SOURCES = ("home", "git", "image", "version")
 _SHA = re.compile(r"[0-9a-f]{40}")
 _VERSION = re.compile(r"v[1-9][0-9]{0,8}")
 _IMAGE = re.compile(r"[a-z0-9][a-z0-9._/:-]{0,254}(@sha256:[0-9a-f]{64})?")
 MAX_OPTIONS_BYTES = 4096
 MAX_PROFILE = 63
+MAX_WORKERS = 64  # the app server's own bound (STREAMLIT_HUB_WORKERS)
 
 
 class OptionsError(ValueError):
@@ -49,6 +53,7 @@ class AppOptions:
     ref: str | None = None
     image: str | None = None
     version: str | None = None
+    workers: int | None = None
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -140,8 +145,29 @@ def parse_user_options(raw: object) -> AppOptions:
             "'path' does not apply to a published version: it has its own entry file."
         )
     return AppOptions(
-        source=source, path=path, profile=profile, repo=repo, ref=ref, image=image, version=version
+        source=source,
+        path=path,
+        profile=profile,
+        repo=repo,
+        ref=ref,
+        image=image,
+        version=version,
+        workers=_workers(raw.get("workers")),
     )
+
+
+def _workers(value) -> int | None:
+    """``workers``: a whole number from 1 to ``MAX_WORKERS`` (the form posts it as text)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,3}", value.strip()):
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WORKERS:
+        raise OptionsError(
+            f"'workers' must be a whole number from 1 to {MAX_WORKERS}, e.g. 2 "
+            "(Streamlit processes serving the app)."
+        )
+    return value
 
 
 def _git_repo(repo) -> str:

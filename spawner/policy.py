@@ -95,6 +95,7 @@ class Rule:
     profiles: tuple[str, ...] = ()
     default_profile: str | None = None
     max_running_apps: int = 0
+    max_workers: int = 1  # Streamlit worker processes per app (the ``workers`` option)
     max_apps: int = 0
     max_total_cpu: float | None = None  # None: no limit
     max_total_memory: int | None = None
@@ -152,6 +153,7 @@ RULE_KEYS = {
     "profiles",
     "default_profile",
     "max_running_apps",
+    "max_workers",
     "max_apps",
     "max_total_cpu",
     "max_total_memory",
@@ -280,6 +282,7 @@ def _rule(ck: _Checker, key: str, raw, profiles: dict) -> Rule:
         profiles=tuple(names),
         default_profile=default or (names[0] if names else None),
         max_running_apps=running,
+        max_workers=ck.number(raw, "max_workers", key, integer=True, default=1, minimum=1),
         max_apps=kept,
         max_total_cpu=ck.number(raw, "max_total_cpu", key),
         max_total_memory=ck.size(raw, "max_total_memory", key),
@@ -553,6 +556,7 @@ def combine(rules: list[Rule]) -> Rule:
         profiles=tuple(profiles),
         default_profile=default,
         max_running_apps=max(r.max_running_apps for r in rules),
+        max_workers=max(r.max_workers for r in rules),
         max_apps=max(r.max_apps for r in rules),
         max_total_cpu=_most((r.max_total_cpu for r in rules), none_wins=True),
         max_total_memory=_most((r.max_total_memory for r in rules), none_wins=True),
@@ -675,7 +679,7 @@ class Decision:
     allowed: bool
     reason: str
     profile: Profile | None = None
-    code: str = "ok"  # machine-readable: ok, no_apps, profile, running, cpu, memory
+    code: str = "ok"  # machine-readable: ok, no_apps, profile, workers, running, cpu, memory
 
 
 def _who(limits: Limits) -> str:
@@ -694,13 +698,14 @@ def decide_start(
     app: str = "",
     owner: str = "",
     name_running: bool = True,
+    workers: int = 1,
 ) -> Decision:
     """May one more app start now? ``running`` is the user's other admitted apps.
 
     ``owner``: the app's owner, when someone else asks for the start (an admin in the admin
     panel, a viewer waking a shared app): the reason then speaks of the owner instead of
     "you". ``name_running=False`` (a viewer) counts the owner's running apps instead of
-    naming them."""
+    naming them. ``workers``: the Streamlit worker processes asked for (``max_workers``)."""
     limits = limits_for(policy, user_groups)
     rule = limits.rule
     who = _who(limits)
@@ -725,6 +730,15 @@ def decide_start(
             code="profile",
         )
     profile = policy.profiles[slug]
+    if workers > rule.max_workers:
+        n = rule.max_workers
+        return Decision(
+            False,
+            f"{who} may run {n} worker{'s' if n != 1 else ''} per app; "
+            f"{app or 'this app'} asked for {workers}. Ask for fewer workers, or ask an admin "
+            "to raise max_workers.",
+            code="workers",
+        )
     if len(running) >= rule.max_running_apps:
         names = ", ".join(sorted(a.name for a in running))
         if not owner:

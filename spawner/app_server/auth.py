@@ -272,6 +272,8 @@ class HubAuthMiddleware:
 
         scope = dict(scope)
         scope["headers"] = self._scrubbed_headers(headers, cookies, viewer)
+        # which worker serves this viewer, with several (workers.py): their sign-in's hash
+        scope["streamlit_hub.pin"] = _token_key(token)
         self.activity.touch()
         if kind == "websocket":
             await self._serve_websocket(scope, receive, send, token, viewer)

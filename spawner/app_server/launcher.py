@@ -19,7 +19,9 @@ The spawner runs ``python -m spawner.app_server`` with the hub's ``JUPYTERHUB_*`
    on_script_error=...)``: an error in the app's code shows its owner the full exception and
    everyone else one plain sentence (``script_error_handler``); the traceback goes to the
    app's output (stderr), which its owner reads through the hub's app output API;
-5. binds the listening socket itself with ``IPPROTO_TCP`` so asyncio turns on TCP_NODELAY for
+5. with ``workers`` > 1 (``STREAMLIT_HUB_WORKERS``), serves the same auth layer in front of
+   N Streamlit worker processes instead (``workers.py``);
+6. binds the listening socket itself with ``IPPROTO_TCP`` so asyncio turns on TCP_NODELAY for
    every accepted connection (Streamlit binds with protocol 0, which costs ~44 ms per
    keep-alive response through Nagle + delayed ACK), and serves it with uvicorn.
 """
@@ -339,7 +341,12 @@ def main(argv: list[str] | None = None) -> int:
     st_config._main_script_path = str(entry)  # script-level .streamlit/ config and secrets
     apply_streamlit_options(streamlit_options(settings))
     sender = audit_sender(settings)
-    app = build_app(settings, sender)
+    if settings.workers > 1:  # the auth layer here, Streamlit in N worker processes
+        from .workers import build_front
+
+        app, _pool = build_front(settings, sender)
+    else:
+        app = build_app(settings, sender)
     sock = bind_listening_socket(settings.bind_host, settings.bind_port)
     log.info(
         "app server for %s/%s listening on %s:%s (entry %s)",

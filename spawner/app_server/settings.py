@@ -57,6 +57,7 @@ class Settings:
     # proxies whose X-Forwarded-For entries the audit trail believes (the hub's setting)
     trusted_proxies: tuple[Network, ...] = parse_networks(DEFAULT_TRUSTED_PROXIES)
     log_level: str = "INFO"
+    workers: int = 1  # Streamlit worker processes behind this auth layer (workers.py)
     # the owner's app secrets that came through the pipe with the token (local mode); the
     # launcher puts them into the environment before Streamlit starts
     app_secrets: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -146,6 +147,13 @@ class AppServerSettings(EnvSettings):
         "so the owner's other apps (the same account) cannot read its memory or environment "
         "in /proc; set by the local spawner with per-user accounts.",
     ).tag(env="STREAMLIT_HUB_PRIVATE_MEMORY", expect="true or false")
+    workers = Integer(
+        1,
+        min=1,
+        max=64,
+        help="Streamlit worker processes serving the app behind its one auth layer (the "
+        "workers option, within the policy's max_workers); 1: one process, as before.",
+    ).tag(env="STREAMLIT_HUB_WORKERS", expect="a whole number from 1 to 64")
     log_level = log_level_setting("app server")
 
     @validate("trusted_proxies")
@@ -253,6 +261,7 @@ def from_environ(env: Mapping[str, str] | None = None, *, scrub: bool = True) ->
         trusted_proxies=parse_networks(",".join(own.trusted_proxies)),
         pass_cookies=tuple(own.pass_cookies),
         log_level=own.log_level,
+        workers=own.workers,
         app_secrets=app_secrets,
     )
     if settings.audit_url and not settings.audit_spool:

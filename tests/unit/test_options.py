@@ -195,16 +195,17 @@ def test_ref_must_be_a_full_lowercase_sha(ref):
         (
             {"gpu": 1, "zz": 2, "aa": 3},
             "Unknown option(s): 'aa', 'gpu', 'zz'. Known options: source, path, "
-            "profile, repo, ref, image, version.",
+            "profile, repo, ref, image, version, workers.",
         ),
         (
             {"x" * 50: 1},
-            f"Unknown option(s): {'x' * 40!r}. Known options: source, path, profile, repo, ref, image, version.",
+            f"Unknown option(s): {'x' * 40!r}. Known options: source, path, profile, repo, ref, image, version, "
+            "workers.",
         ),
         (
             {f"k{i}": 1 for i in range(7)},
             "Unknown option(s): 'k0', 'k1', 'k2', 'k3', 'k4'. Known options: "
-            "source, path, profile, repo, ref, image, version.",
+            "source, path, profile, repo, ref, image, version, workers.",
         ),
         ({"source": "home", "version": "v2"}, "'version' applies to source \"version\" only."),
         ({"source": "version", "version": 2}, "'version' must be a string."),
