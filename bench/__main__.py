@@ -17,6 +17,9 @@ median and spread; absolute times alone mean little on a shared, noisy machine.
   the hub API's p95 while they run vs with none (``bench/many_apps.py``).
 - publishing: deploy (cold build vs ``uv pip install``, warm vs the upload), first render on a
   per-app environment vs the platform's, disk per app sharing one (``bench/publish.py``).
+- start in the browser: headless Chromium, press Start -> the app's first element visible,
+  vs a bare ``streamlit run`` in ``.venv-app``; where the hub's time goes
+  (``bench/browser_start.py``).
 
 It also writes ``<date>.svg``, the latency distributions as box plots (``bench/plot.py``).
 
@@ -362,16 +365,21 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(REPO / "bench-results"))
     ap.add_argument(
         "--only",
-        choices=["policy", "publish"],
+        choices=["policy", "publish", "browser"],
         default=None,
         help="run one part only (policy: the quota decision cost, a few seconds; publish: "
-        "deploys, per-app environments, bench/publish.py)",
+        "deploys, per-app environments, bench/publish.py; browser: press Start -> first "
+        "element visible in Chromium, bench/browser_start.py)",
     )
     args = ap.parse_args(argv)
     from bench import publish
 
     if args.only == "publish":
         return publish.main(["--rounds", str(args.rounds), "--out", args.out])
+    from bench import browser_start
+
+    if args.only == "browser":
+        return browser_start.main(["--rounds", str(args.rounds), "--out", args.out])
     from bench import policy_cost
 
     policy_rows = policy_cost.run()
@@ -416,6 +424,7 @@ def main(argv=None) -> int:
             args.requests,
         )
         publish_out = publish.run(Path(tmp) / "publish", args.rounds)
+        browser_out = browser_start.run(Path(tmp) / "browser", args.rounds)
     s = {k: summary(v) for k, v in spawn.items()}
     h = {k: summary(v) for k, v in health.items()}
     rows = [
@@ -564,6 +573,7 @@ def main(argv=None) -> int:
         )
     table += audit_bench.table(audit_out)
     table += many_apps.table(many_out) + publish.table(publish_out)
+    table += browser_start.table(browser_out)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     stamp = dt.datetime.now(dt.UTC)
     md = "\n".join(
@@ -595,6 +605,7 @@ def main(argv=None) -> int:
                 "many_apps": many_out,
                 "jupyter_server_proxy": jsp,
                 "publish": publish_out,
+                "browser_start": browser_out,
             },
             indent=1,
         )

@@ -27,6 +27,11 @@ def test_alice_starts_the_demo_app_from_the_hub_page(browser, hub, output_dir):
     page.add_init_script(RECORD_PROGRESS)
     visited = []
     page.on("framenavigated", lambda f: visited.append(f.url) if f == page.main_frame else None)
+    pending_requests = []
+    page.on(
+        "request",
+        lambda r: pending_requests.append(r.url) if "/hub/spawn-pending/" in r.url else None,
+    )
     try:
         sign_in(page, hub, "alice")
         # where an app's code lives, and that a demo is there to try
@@ -61,6 +66,9 @@ def test_alice_starts_the_demo_app_from_the_hub_page(browser, hub, output_dir):
     finally:
         context.close()
     assert any("/hub/spawn-pending/alice/demo" in u for u in visited), visited
+    # once ready, the progress page goes straight to the app: it is not asked for again
+    # (JupyterHub's page reloads itself, one more round trip whose answer is a redirect)
+    assert len(pending_requests) == 1, pending_requests
     for step in ("Validating the app", "Starting Streamlit", "Waiting for the app", "App is ready"):
         assert any(step in m for m in progress), progress
     # the hub's own steps in app words too ("Server requested" / "Server ready at" before)

@@ -74,6 +74,24 @@ def test_values_wire_the_platform_and_keep_logic_in_python():
     assert v["cull"]["enabled"] is False  # the platform's culler has the per-group timeouts
     assert v["prePuller"]["hook"]["enabled"] and v["prePuller"]["continuous"]["enabled"]
     assert v["scheduling"]["userPlaceholder"]["enabled"] is True
+    # a start uses the image the pre-puller pulled, whatever the tag (docs/deploy.md)
+    assert v["singleuser"]["image"]["pullPolicy"] == "IfNotPresent"
+
+
+def test_a_placeholder_holds_room_for_one_app_of_the_smallest_profile():
+    """Placeholders request what the smallest profile of the shipped policy guarantees: one
+    evicted placeholder is room for one such app, and none holds room no app can use."""
+    v = yaml.safe_load((REPO / "helm-values/values.yaml").read_text())
+    policy = yaml.safe_load((REPO / "hub_config/policy.yaml").read_text())
+    requests = v["scheduling"]["userPlaceholder"]["resources"]["requests"]
+    smallest = min(policy["profiles"].values(), key=lambda p: p["cpu_guarantee"])
+    assert float(requests["cpu"].removesuffix("m")) / 1000 == smallest["cpu_guarantee"]
+    # JupyterHub reads "512M" as 512 × 1024² bytes (ByteSpecification): Kubernetes' 512Mi
+    from jupyterhub.traitlets import ByteSpecification
+
+    guarantee = ByteSpecification().validate(None, smallest["mem_guarantee"])
+    assert requests["memory"].endswith("Mi")
+    assert int(requests["memory"].removesuffix("Mi")) * 1024**2 == guarantee
     # secrets only by reference
     for name, value in v["hub"]["extraEnv"].items():
         if any(w in name for w in ("SECRET", "CRYPT", "DB_URL", "PASSWORD")):
