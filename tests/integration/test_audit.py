@@ -258,19 +258,26 @@ def test_outage_of_30s_then_a_kill_loses_no_page_view(hub):
 
 def test_usage_page_signs_in_with_the_hub_and_shows_only_what_the_reader_may_see(hub):
     alice = hub.login("alice")
-    hub.start_app(alice, "alice", "tiny", {"path": "apps/tiny/app.py"})
-    hub.open_app(alice, "alice", "tiny")
+    hub.start_app(alice, "alice", "mine", {"path": "apps/tiny/app.py"})
+    hub.open_app(alice, "alice", "mine")
     session(
-        ws_url(hub.app_origin("alice"), "/user/alice/tiny/"),
-        {"Cookie": hub.app_cookie_header(alice, "alice", "tiny")},
+        ws_url(hub.app_origin("alice"), "/user/alice/mine/"),
+        {"Cookie": hub.app_cookie_header(alice, "alice", "mine")},
     )
-    wait_for(hub, lambda ev: ev, owner="alice", app="tiny", type="page_view")
+    # an app of her own that nobody else has opened (carol viewed "tiny" in the first test)
+    wait_for(
+        hub,
+        lambda ev: any(e.get("viewer") == "alice" for e in ev),
+        owner="alice",
+        app="mine",
+        type="page_view",
+    )
     admin = hub.login("admin")
     page = admin.get(hub.url + "/services/audit/", timeout=30)
     assert page.status_code == 200 and page.url == hub.url + "/services/audit/", page.url
     assert "App usage and audit" in page.text and "showing all apps" in page.text
     # alice opened her own app: an own visit, not a viewer's page view (#15.12)
-    row = page.text.split('<tr data-app="alice/tiny">', 1)[1].split("</tr>", 1)[0]
+    row = page.text.split('<tr data-app="alice/mine">', 1)[1].split("</tr>", 1)[0]
     numbers = dict(re.findall(r'<td class="usage-(\w+)">([0-9]+)<', row))
     assert int(numbers["own"]) >= 1 and numbers["views"] == "0" and numbers["viewers"] == "0"
     assert "default-src 'none'" in page.headers["Content-Security-Policy"]
@@ -281,10 +288,10 @@ def test_usage_page_signs_in_with_the_hub_and_shows_only_what_the_reader_may_see
     carol = hub.login("carol")
     page = carol.get(hub.url + "/services/audit/", timeout=30)
     assert page.status_code == 200 and "apps owned by carol" in page.text
-    assert "alice/tiny" not in page.text
+    assert "alice/mine" not in page.text and "alice/tiny" not in page.text
     anonymous = requests.get(hub.url + "/services/audit/", timeout=30)
-    assert "/hub/login" in anonymous.url and "alice/tiny" not in anonymous.text
-    hub.stop_app(alice, "alice", "tiny")
+    assert "/hub/login" in anonymous.url and "alice/mine" not in anonymous.text
+    hub.stop_app(alice, "alice", "mine")
 
 
 def test_the_service_keeps_its_trail_in_postgresql(tmp_path, postgres):

@@ -29,6 +29,10 @@ def hub(tmp_path_factory):
 @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
 def test_hub_api_extensions_conform_to_their_openapi_document(case, hub):
     TRIED.add(case)
+    # An `Expect` header the fuzzer made up (e.g. "Expect: 5") is answered 417 by the proxy
+    # (Node's HTTP server, as RFC 9110 says) before the hub sees the request: not this API's.
+    for name in [n for n in (case.headers or {}) if n.lower() == "expect"]:
+        del case.headers[name]
     case.call_and_validate(
         base_url=f"{hub.url}/hub/api/streamlit",
         headers={"Authorization": f"token {hub.alice_token}"},

@@ -289,7 +289,12 @@ def test_the_workers_sockets_are_out_of_reach_of_other_unix_users(hub, alice):
             "try:\n    s.connect(sys.argv[1])\nexcept PermissionError:\n    sys.exit(13)\n"
         )
         done = subprocess.run(
-            [str(APP_PYTHON), "-c", probe, path], user="nobody", capture_output=True, timeout=30
+            [str(APP_PYTHON), "-c", probe, path],
+            user="nobody",
+            group="nogroup",  # not root's group: a real other user
+            extra_groups=[],
+            capture_output=True,
+            timeout=30,
         )
         assert done.returncode == 13, (done.returncode, done.stderr)
         # root can (the check above is a real one)
