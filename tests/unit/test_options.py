@@ -365,3 +365,20 @@ def test_an_app_source_is_a_frozen_value_named_by_field():
     with pytest.raises(ValueError, match="unknown app source"):
         AppSource("svn")
     assert {AppSource(k).kind for k in SOURCES} == set(SOURCES)
+
+
+WORKERS_REFUSED = (
+    "'workers' must be a whole number from 1 to 64, e.g. 2 (Streamlit processes serving the app)."
+)
+
+
+@pytest.mark.parametrize("raw, kept", [(1, 1), (64, 64), ("1", 1), (" 64 ", 64), ("", None)])
+def test_workers_from_1_to_64_as_a_number_or_the_forms_text(raw, kept):
+    assert parse_user_options({"workers": raw}).workers == kept
+
+
+@pytest.mark.parametrize("raw", [0, 65, -1, "0", "65", "1000", True, 2.0, "two"])
+def test_workers_outside_1_to_64_are_refused_with_the_sentence(raw):
+    with pytest.raises(OptionsError) as e:
+        parse_user_options({"workers": raw})
+    assert str(e.value) == WORKERS_REFUSED
