@@ -34,7 +34,6 @@ import datetime as dt
 import http.client
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -46,7 +45,7 @@ from pathlib import Path
 
 import requests
 
-from bench import streamlit_flags
+from bench import results, streamlit_flags
 from tests.helpers import localhost_names
 from tests.helpers.hub import REPO, Hub, free_port
 from tests.helpers.procs import processes_mentioning
@@ -574,7 +573,7 @@ def main(argv=None) -> int:
     table += audit_bench.table(audit_out)
     table += many_apps.table(many_out) + publish.table(publish_out)
     table += browser_start.table(browser_out)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    machine = results.machine()
     stamp = dt.datetime.now(dt.UTC)
     md = "\n".join(
         [

@@ -45,7 +45,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -57,7 +56,7 @@ from pathlib import Path
 
 import requests
 
-from bench import streamlit_flags
+from bench import results, streamlit_flags
 from tests.helpers.hub import REPO, Hub, free_port
 
 MAX_ROUNDS = 10
@@ -467,7 +466,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="bench-browser-") as tmp:
         r = run(Path(tmp), args.rounds)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    machine = results.machine()
     stamp = dt.datetime.now(dt.UTC)
     load = r["load"]
     md = "\n".join(
@@ -491,17 +490,7 @@ def main(argv=None) -> int:
             *[f"- {v:6.2f} s  {k}" for k, v in median_phases(r["slow_phases"]).items()],
         ]
     )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stamp:%Y-%m-%d}-browser.json").write_text(
-        json.dumps({"time": stamp.isoformat(), "machine": machine, **r}, indent=1)
-    )
-    (out / f"{stamp:%Y-%m-%d}-browser.md").write_text(md + "\n")
-    print(md)
-    if r["left_behind"]:
-        print(f"WARNING: processes left behind: {r['left_behind']}", file=sys.stderr)
-        return 1
-    return 0
+    return results.write(args.out, "browser", stamp, md, r)
 
 
 if __name__ == "__main__":

@@ -38,9 +38,7 @@ import base64
 import datetime as dt
 import hashlib
 import io
-import json
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -57,6 +55,7 @@ from pathlib import Path
 
 import requests
 
+from bench import results
 from spawner.environments import disk_usage, probe_platform
 from tests.helpers.hub import REPO, Hub
 from tests.helpers.streamlit_ws import session, ws_url
@@ -496,7 +495,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="bench-publish-") as tmp:
         r = run(Path(tmp), args.rounds)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    machine = results.machine()
     stamp = dt.datetime.now(dt.UTC)
     md = "\n".join(
         [
@@ -510,17 +509,7 @@ def main(argv=None) -> int:
             *table(r),
         ]
     )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stamp:%Y-%m-%d}-publish.json").write_text(
-        json.dumps({"time": stamp.isoformat(), "machine": machine, **r}, indent=1)
-    )
-    (out / f"{stamp:%Y-%m-%d}-publish.md").write_text(md + "\n")
-    print(md)
-    if r["left_behind"]:
-        print(f"WARNING: processes left behind: {r['left_behind']}", file=sys.stderr)
-        return 1
-    return 0
+    return results.write(args.out, "publish", stamp, md, r)
 
 
 if __name__ == "__main__":
