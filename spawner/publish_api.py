@@ -172,7 +172,7 @@ class _PublishHandler(APIHandler):
             return
         rule = limits_for(self.policy.current, group_names(user)).rule
         # apps: named servers, and names with versions but not started yet
-        published = {a for u, a in self.publisher.versions.apps() if u == user.name}
+        published = self.publisher.published_apps(user.name)
         if app in published:
             return
         apps = len({name for name in user.orm_spawners if name} | published)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import logging
 import os
 import tarfile
@@ -144,6 +145,14 @@ class Publisher:
         self.index_url = index_url
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._stores: dict[tuple[str | None, float | None], EnvironmentStore] = {}
+
+    def published_apps(self, user: str) -> set[str]:
+        """The names of ``user``'s apps with versions (one folder, not every user's)."""
+        folder = self.versions.root / user_folder(user)
+        try:
+            return {d.name for d in folder.iterdir() if (d / "versions").is_dir()}
+        except OSError:
+            return set()
 
     def limits_for(self, user) -> PublishLimits:
         if self.policy is None:
@@ -336,10 +345,17 @@ class PreparedRun:
     python: Path | None  # the environment's interpreter; None: the platform's
 
 
+@functools.lru_cache(maxsize=8)
+def _store(root: str | os.PathLike) -> VersionStore:
+    """The spawners' version store for ``root``: made once per process (making one creates
+    the bundle folders), not at every options check and form."""
+    return VersionStore(root)
+
+
 def active_version(root: str | os.PathLike, user: str, app: str) -> Version | None:
     """The app's active version, or None (no versions: it runs from the owner's home)."""
     try:
-        return VersionStore(root).active(user, app)
+        return _store(root).active(user, app)
     except VersionError:
         return None
 
@@ -349,7 +365,7 @@ def check_run(
 ) -> Version:
     """The version an app start runs (the active one unless ``version_id``), if it can run:
     ``VersionError`` with a sentence for the person starting it otherwise."""
-    store = VersionStore(root)
+    store = _store(root)
     version = store.get(user, app, version_id) if version_id else store.active(user, app)
     if version is None:
         raise VersionError(f"{app} has no active version: deploy one first.")
@@ -404,7 +420,7 @@ def prepare_run(
     folder.parent.mkdir(mode=0o755, exist_ok=True)
     os.chmod(folder.parent, 0o755)
     if not folder.is_dir():
-        VersionStore(root).bundles.materialise(version.digest, folder, readable_by_others=True)
+        _store(root).bundles.materialise(version.digest, folder, readable_by_others=True)
     for old in folder.parent.iterdir():
         if old != folder and not old.name.startswith("."):
             remove_tree(old)
@@ -414,7 +430,7 @@ def prepare_run(
 def forget_app(root: str | os.PathLike, user: str, app: str) -> None:
     """An app deleted from the hub takes its versions, build log and extracted runs along
     (their bundles go at the next collection, when no other version points at them)."""
-    store = VersionStore(root)
+    store = _store(root)
     try:
         folder = store.folder(user, app).parent
     except VersionError:

@@ -214,6 +214,7 @@ def test_a_deleted_app_takes_its_versions_build_log_and_runs_along(pub):
     assert pub.last_build_log("alice", "sales") is None
     assert not run.folder.exists()
     assert [a for _, a in pub.versions.apps()] == ["other"]
+    assert pub.published_apps("alice") == {"other"} and pub.published_apps("bob") == set()
     forget_app(pub.root, "alice", "never-deployed")  # nothing to forget: no error
     forget_app(pub.root, "alice", "Bad Name")
 
