@@ -88,7 +88,10 @@ def test_a_published_version_runs_in_its_pod_fetched_verified_and_built(tmp_path
         home = double["workdir"] / "pvc" / "home-alice"
         assert list((home / ".cache" / "streamlit-hub" / "environments" / "envs").iterdir())
 
-        # a viewer of the app may open it but not download its code
+        # a viewer of the app (shared with her: access:servers on it) may open it but not
+        # download its code
+        r = alice.post(f"{hub.url}/hub/api/shares/alice/pod", json={"user": "carol"}, timeout=10)
+        assert r.status_code == 200, r.text
         carol = hub.api(hub.token("carol"))
         url = f"{hub.url}/hub/api/streamlit/apps/alice/pod/bundles/{version['digest']}"
         assert carol.get(url, timeout=10).status_code == 404
