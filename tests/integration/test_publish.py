@@ -165,7 +165,9 @@ def test_bad_bundles_are_refused_with_a_sentence(hub, alice):
     assert [v["id"] for v in versions.json()["versions"]] == ["v1", "v2"]
 
 
-def test_viewers_and_app_tokens_may_not_publish(hub):
+def test_a_viewer_the_app_is_shared_with_may_neither_publish_nor_list_versions(hub, alice):
+    r = alice.post(f"{hub.url}/hub/api/shares/alice/sales", json={"user": "carol"}, timeout=10)
+    assert r.status_code == 200, r.text  # carol holds access:servers on alice/sales now
     carol = hub.api(hub.token("carol"))
     r = carol.post(
         f"{hub.url}/hub/api/streamlit/apps/alice/sales/versions",
